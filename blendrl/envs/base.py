@@ -1,0 +1,167 @@
+"""The environment interface shared by every environment of the project.
+
+Every environment gives, for a batch of ``num_envs`` parallel copies:
+
+* a **logic state** ``float32 [num_envs, n_objects, n_features]`` (object-centric; the rows are
+  the object slots named in :attr:`EnvSpec.objects`, the columns the features named in
+  :attr:`EnvSpec.features`);
+* a **neural state** ``[num_envs, *EnvSpec.neural_shape]`` of ``EnvSpec.neural_dtype``;
+* ``terminated`` and ``truncated`` kept apart;
+* the true final state of an episode that ended (``next_logic`` / ``next_neural`` of a
+  :class:`StepBatch`), never the reset state of the following episode;
+* raw environment rewards (no clipping, no shaping).
+
+Auto-reset happens inside :meth:`VecEnv.step` in the same call (gymnasium's ``SAME_STEP`` mode):
+``obs_*`` is what the agent acts on next (a reset state where an episode just ended) and
+``next_*`` is the successor state of the transition that was just taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of an environment: shapes, names and limits."""
+
+    name: str
+    """Registry key, e.g. ``cartpole``."""
+    gym_id: str
+    """The underlying gymnasium / ALE id."""
+    objects: tuple[str, ...]
+    """Name of each object slot (row of the logic state), e.g. ``("cart", "pole")``."""
+    object_types: tuple[str, ...]
+    """Type of each object slot, used by the logic language (constants of that type)."""
+    features: tuple[str, ...]
+    """Name of each column of the logic state."""
+    neural_shape: tuple[int, ...]
+    """Shape of one neural state."""
+    neural_dtype: np.dtype
+    """dtype of the neural state (float32 vectors or uint8 frames)."""
+    action_names: tuple[str, ...]
+    """Logic-level name of each environment action; index ``i`` is environment action id ``i``."""
+    max_episode_steps: int
+    """Agent steps after which an episode is truncated."""
+
+    @property
+    def logic_shape(self) -> tuple[int, int]:
+        return (len(self.objects), len(self.features))
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.action_names)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.neural_shape) == 3
+
+    def slots_of_type(self, object_type: str) -> list[int]:
+        """Indices of the object slots whose type is ``object_type``."""
+        return [i for i, t in enumerate(self.object_types) if t == object_type]
+
+    def feature_index(self, feature: str) -> int:
+        return self.features.index(feature)
+
+
+class StepBatch(NamedTuple):
+    """What one :meth:`VecEnv.step` returns for all parallel environments."""
+
+    obs_logic: np.ndarray
+    """[N, O, F] float32: the state to act on next (a reset state where an episode ended)."""
+    obs_neural: np.ndarray
+    """[N, ...]: the neural state to act on next."""
+    reward: np.ndarray
+    """[N] float64: the raw environment reward of the transition."""
+    terminated: np.ndarray
+    """[N] bool: the episode reached a terminal state (no bootstrap)."""
+    truncated: np.ndarray
+    """[N] bool: the episode was cut by a time limit (bootstrap from ``next_*``)."""
+    next_logic: np.ndarray
+    """[N, O, F] float32: the true successor state of the transition (the final state if done)."""
+    next_neural: np.ndarray
+    """[N, ...]: the true successor neural state."""
+    episode_return: np.ndarray
+    """[N] float64: the finished episode's undiscounted return where done, NaN elsewhere."""
+    episode_length: np.ndarray
+    """[N] int64: the finished episode's length in agent steps where done, 0 elsewhere."""
+
+    @property
+    def done(self) -> np.ndarray:
+        return np.logical_or(self.terminated, self.truncated)
+
+
+# A function turning a batch of raw vector-env observations into (logic, neural) states.
+SplitFn = Callable[[Any], "tuple[np.ndarray, np.ndarray]"]
+
+
+class VecEnv:
+    """A gymnasium vector environment with logic and neural states and episode statistics.
+
+    ``split`` turns a batched observation of the wrapped vector env into ``(logic, neural)``;
+    ``split_one`` does the same for a single (unbatched) observation, used for final states.
+    """
+
+    def __init__(self, spec: EnvSpec, vec: gym.vector.VectorEnv, split: SplitFn, split_one: SplitFn):
+        if vec.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+            raise ValueError("VecEnv needs a vector env in AutoresetMode.SAME_STEP")
+        self.spec = spec
+        self.vec = vec
+        self.num_envs = vec.num_envs
+        self._split = split
+        self._split_one = split_one
+        self._ep_return = np.zeros(self.num_envs, dtype=np.float64)
+        self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Reset all copies; copy ``i`` is seeded with ``seed + i``."""
+        obs, _ = self.vec.reset(seed=seed)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        return self._split(obs)
+
+    def step(self, actions: np.ndarray) -> StepBatch:
+        obs, reward, terminated, truncated, info = self.vec.step(np.asarray(actions))
+        logic, neural = self._split(obs)
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        self._ep_return += reward
+        self._ep_length += 1
+        done = terminated | truncated
+        ep_return = np.full(self.num_envs, np.nan)
+        ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        if done.any():
+            next_logic, next_neural = logic.copy(), neural.copy()
+            final_obs = info["final_obs"]
+            for i in np.flatnonzero(done):
+                next_logic[i], next_neural[i] = self._split_one(_final_obs_of(final_obs, i))
+            ep_return[done] = self._ep_return[done]
+            ep_length[done] = self._ep_length[done]
+            self._ep_return[done] = 0.0
+            self._ep_length[done] = 0
+        else:
+            next_logic, next_neural = logic, neural
+        return StepBatch(logic, neural, reward, terminated, truncated, next_logic, next_neural,
+                         ep_return, ep_length)
+
+    def close(self) -> None:
+        self.vec.close()
+
+    def __enter__(self) -> "VecEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _final_obs_of(final_obs: Any, i: int) -> Any:
+    """Env ``i``'s final observation out of gymnasium's ``info['final_obs']`` (array or dict)."""
+    if isinstance(final_obs, dict):
+        return {k: v[i] for k, v in final_obs.items() if not k.startswith("_")}
+    return final_obs[i]

@@ -1,0 +1,29 @@
+"""CartPole-v1: balance a pole on a cart (gymnasium classic control).
+
+Logic state ``[2, 2]``: row ``cart`` = (position, velocity), row ``pole`` = (angle in radians,
+angular velocity). Neural state: the 4-vector observation, float32. Actions: ``left`` (0) and
+``right`` (1). Truncated after 500 steps; terminated when the pole falls or the cart leaves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from blendrl.envs.base import EnvSpec, VecEnv
+from blendrl.envs.classic import make_classic_vec
+
+SPEC = EnvSpec(
+    name="cartpole",
+    gym_id="CartPole-v1",
+    objects=("cart", "pole"),
+    object_types=("cart", "pole"),
+    features=("pos", "vel"),
+    neural_shape=(4,),
+    neural_dtype=np.dtype(np.float32),
+    action_names=("left", "right"),
+    max_episode_steps=500,
+)
+
+
+def make_vec(num_envs: int) -> VecEnv:
+    return make_classic_vec(SPEC, num_envs)
