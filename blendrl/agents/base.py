@@ -1,0 +1,75 @@
+"""What every agent of the project offers, for PPO, IQL and evaluation alike.
+
+An agent is an ``nn.Module`` with ``policy(logic, neural) -> Policy`` (the action distribution, as
+log-probabilities over environment actions, plus blend statistics) and ``get_value``. The shared
+methods below turn that into sampling, log-probabilities and entropies, so PPO, IQL and the
+evaluation treat the neural and the BlendRL agent identically.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+
+class Policy(NamedTuple):
+    log_probs: torch.Tensor
+    """[B, A] log pi(a|s) over environment actions."""
+    logic_weight: torch.Tensor | None
+    """[B] blend weight of the logic actor (None for a purely neural agent)."""
+    blend_entropy: torch.Tensor | None
+    """[B] entropy of the blend weights (None for a purely neural agent)."""
+
+
+class AgentStep(NamedTuple):
+    action: torch.Tensor
+    log_prob: torch.Tensor
+    entropy: torch.Tensor
+    value: torch.Tensor
+    logic_weight: torch.Tensor | None
+    blend_entropy: torch.Tensor | None
+
+
+class Agent(nn.Module):
+    """Shared behaviour; subclasses implement ``policy``, ``get_value`` and ``optimizer_param_groups``."""
+
+    def policy(self, logic: torch.Tensor, neural: torch.Tensor) -> Policy:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_action_and_value(self, logic: torch.Tensor, neural: torch.Tensor,
+                             action: torch.Tensor | None = None) -> AgentStep:
+        """Sample an action (or score the given one) and return what PPO needs."""
+        pol = self.policy(logic, neural)
+        dist = Categorical(logits=pol.log_probs)
+        if action is None:
+            action = dist.sample()
+        return AgentStep(action, dist.log_prob(action), dist.entropy(),
+                         self.get_value(logic, neural), pol.logic_weight, pol.blend_entropy)
+
+    def action_probs(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
+        return self.policy(logic, neural).log_probs.exp()
+
+    def log_prob(self, logic: torch.Tensor, neural: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(action|s) for given actions ``[B]`` (used by IQL's AWR loss)."""
+        log_probs = self.policy(logic, neural).log_probs
+        return log_probs.gather(1, action.long().unsqueeze(1)).squeeze(1)
+
+    @torch.no_grad()
+    def act(self, logic: torch.Tensor, neural: torch.Tensor, deterministic: bool = True
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Actions for evaluation: the most probable one (or a sample); also the logic weight."""
+        pol = self.policy(logic, neural)
+        if deterministic:
+            action = pol.log_probs.argmax(dim=1)
+        else:
+            action = Categorical(logits=pol.log_probs).sample()
+        return action, pol.logic_weight

@@ -1,0 +1,94 @@
+"""Network building blocks: CleanRL-style initialisation, MLP and Nature-CNN encoders, and the
+critic networks (Q and V) used by IQL.
+
+Every network here takes the **neural state**: a float32 vector, or uint8 frames ``[4, 84, 84]``
+which are scaled to [0, 1] inside the network (the dataset and the rollout keep them uint8).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from blendrl.envs.base import EnvSpec
+
+
+def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights and constant bias, as in CleanRL's PPO."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class NatureCNN(nn.Module):
+    """The DQN 'Nature' encoder: uint8 frames [B, C, 84, 84] -> [B, 512]."""
+
+    out_dim = 512
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            layer_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(frames.float() / 255.0)
+
+
+class MLPEncoder(nn.Module):
+    """Two hidden layers on a flat vector state."""
+
+    def __init__(self, in_dim: int, hidden: int, activation: type[nn.Module] = nn.Tanh):
+        super().__init__()
+        self.out_dim = hidden
+        self.net = nn.Sequential(
+            layer_init(nn.Linear(in_dim, hidden)), activation(),
+            layer_init(nn.Linear(hidden, hidden)), activation(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1).float())
+
+
+def make_encoder(spec: EnvSpec, hidden: int = 64, activation: type[nn.Module] = nn.Tanh) -> nn.Module:
+    """Nature CNN for frame states, an MLP for vector states. The module has ``out_dim``."""
+    if spec.is_image:
+        return NatureCNN(spec.neural_shape[0])
+    return MLPEncoder(math.prod(spec.neural_shape), hidden, activation)
+
+
+class Head(nn.Module):
+    """An encoder followed by one linear layer: ``forward(neural) -> [B, out]``."""
+
+    def __init__(self, encoder: nn.Module, out: int, std: float):
+        super().__init__()
+        self.encoder = encoder
+        self.out = layer_init(nn.Linear(encoder.out_dim, out), std=std)
+
+    def forward(self, neural: torch.Tensor) -> torch.Tensor:
+        return self.out(self.encoder(neural))
+
+
+def make_q_network(spec: EnvSpec, hidden: int = 256) -> Head:
+    """Q(s, .) for every action: ``[B, n_actions]`` (IQL critic; ReLU MLP as in CORL)."""
+    return Head(make_encoder(spec, hidden, nn.ReLU), spec.n_actions, std=1.0)
+
+
+def make_value_network(spec: EnvSpec, hidden: int = 256) -> nn.Module:
+    """V(s): ``[B]`` (IQL value function)."""
+    return _Squeeze(Head(make_encoder(spec, hidden, nn.ReLU), 1, std=1.0))
+
+
+class _Squeeze(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, neural: torch.Tensor) -> torch.Tensor:
+        return self.inner(neural).squeeze(-1)

@@ -1,0 +1,57 @@
+"""The neural actor-critic (CleanRL's PPO agents): MLPs on vectors, a shared Nature CNN on frames."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blendrl.agents.base import Agent, Policy
+from blendrl.agents.networks import Head, layer_init, make_encoder
+from blendrl.envs.base import EnvSpec
+
+
+class ActorCriticNet(nn.Module):
+    """Actor logits and critic value on the neural state.
+
+    Vector states: separate two-layer tanh MLPs for actor and critic (CleanRL classic control).
+    Frames: one Nature CNN trunk shared by a linear actor head and a linear critic head (CleanRL Atari).
+    """
+
+    def __init__(self, spec: EnvSpec, hidden: int = 64):
+        super().__init__()
+        self.shared = spec.is_image
+        if self.shared:
+            self.trunk = make_encoder(spec)
+            self.actor_head = layer_init(nn.Linear(self.trunk.out_dim, spec.n_actions), std=0.01)
+            self.critic_head = layer_init(nn.Linear(self.trunk.out_dim, 1), std=1.0)
+        else:
+            self.actor = Head(make_encoder(spec, hidden), spec.n_actions, std=0.01)
+            self.critic = Head(make_encoder(spec, hidden), 1, std=1.0)
+
+    def logits(self, neural: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return self.actor_head(self.trunk(neural))
+        return self.actor(neural)
+
+    def value(self, neural: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return self.critic_head(self.trunk(neural)).squeeze(-1)
+        return self.critic(neural).squeeze(-1)
+
+
+class NeuralAgent(Agent):
+    """pi(a|s) = softmax(actor(neural state)); the logic state is ignored."""
+
+    def __init__(self, spec: EnvSpec, hidden: int = 64):
+        super().__init__()
+        self.spec = spec
+        self.net = ActorCriticNet(spec, hidden)
+
+    def policy(self, logic: torch.Tensor, neural: torch.Tensor) -> Policy:
+        return Policy(torch.log_softmax(self.net.logits(neural), dim=1), None, None)
+
+    def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
+        return self.net.value(neural)
+
+    def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]:
+        return [{"params": list(self.parameters()), "lr": lrs["neural"], "name": "neural"}]

@@ -1,0 +1,101 @@
+"""The one evaluation function used by all four methods (golden rule, DESIGN.md section 7).
+
+``evaluate`` runs ``n_episodes`` full episodes of the agent in fresh parallel copies of the live
+environment and returns every episode's return and length:
+
+- **unbiased**: which episodes count is fixed in advance — copy ``i`` of ``k`` runs exactly its
+  share (``n // k``, one more for the first ``n % k`` copies) of consecutive episodes; never "the
+  first n to finish", which would favour short episodes;
+- **different starts, disjoint seeds**: copy ``i`` is reset with ``eval_seed(seed) + i`` and later
+  episodes continue its RNG; ``eval_seed`` lies far from the training seeds (``seed + i``);
+- the same seeds at every evaluation of a run and for every method with the same ``seed``, so
+  online and offline points at the same x are paired comparisons;
+- actions are the policy's most probable action by default (``deterministic=True``) for every
+  method alike.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from blendrl.agents.base import Agent
+from blendrl.envs import make_vec_env
+
+EVAL_SEED_OFFSET = 1_000_000_000
+"""Evaluation seeds start here; training copies use ``seed + i`` with small ``seed`` and ``i``."""
+
+
+def eval_seed(seed: int) -> int:
+    return EVAL_SEED_OFFSET + 10_000 * int(seed)
+
+
+class EvalResult(NamedTuple):
+    returns: np.ndarray
+    """[n_episodes] undiscounted episode returns."""
+    lengths: np.ndarray
+    """[n_episodes] episode lengths in agent steps."""
+    logic_weight: float | None
+    """Mean blend weight of the logic actor over the counted steps (BlendRL), else None."""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def episode_quotas(n_episodes: int, num_envs: int) -> np.ndarray:
+    """How many episodes each parallel copy runs (fixed in advance)."""
+    k = min(num_envs, n_episodes)
+    quotas = np.full(k, n_episodes // k, dtype=np.int64)
+    quotas[: n_episodes % k] += 1
+    return quotas
+
+
+def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """numpy -> torch without changing the dtype (uint8 frames stay uint8 until the network)."""
+    return torch.as_tensor(x, device=device)
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: torch.device,
+             num_envs: int = 8, deterministic: bool = True) -> EvalResult:
+    """Run ``n_episodes`` full evaluation episodes of ``agent`` on ``env_name``."""
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be positive, got {n_episodes}")
+    quotas = episode_quotas(n_episodes, num_envs)
+    k = len(quotas)
+    done_count = np.zeros(k, dtype=np.int64)
+    returns: list[list[float]] = [[] for _ in range(k)]
+    lengths: list[list[int]] = [[] for _ in range(k)]
+    weight_sum, weight_n = 0.0, 0
+    was_training = agent.training
+    agent.eval()
+    env = make_vec_env(env_name, k)
+    try:
+        logic, neural = env.reset(seed=eval_seed(seed))
+        while (done_count < quotas).any():
+            active = done_count < quotas
+            action, logic_weight = agent.act(to_tensor(logic, device), to_tensor(neural, device),
+                                             deterministic=deterministic)
+            if logic_weight is not None:
+                w = logic_weight.cpu().numpy()[active]
+                weight_sum += float(w.sum())
+                weight_n += int(w.size)
+            step = env.step(action.cpu().numpy())
+            for i in np.flatnonzero(step.done & active):
+                returns[i].append(float(step.episode_return[i]))
+                lengths[i].append(int(step.episode_length[i]))
+                done_count[i] += 1
+            logic, neural = step.obs_logic, step.obs_neural
+    finally:
+        env.close()
+        agent.train(was_training)
+    flat_returns = np.array([r for per_env in returns for r in per_env], dtype=np.float64)
+    flat_lengths = np.array([n for per_env in lengths for n in per_env], dtype=np.int64)
+    return EvalResult(flat_returns, flat_lengths, weight_sum / weight_n if weight_n else None)

@@ -1,0 +1,427 @@
+"""Online training shared by ``train_neuralppo.py`` and ``train_blenderl.py``: PPO on a vector
+env, every transition saved through ``DatasetWriter``, interval evaluations, checkpoints, resume.
+
+The loop, per PPO iteration: (1) if SIGTERM/SIGUSR1 arrived, checkpoint and exit 75;
+(2) collect ``num_steps`` steps of ``num_envs`` copies, each step written to the dataset in
+experience order; (3) PPO update; (4) at the first iteration boundary at or after each interval
+mark, evaluate with :func:`blendrl.evaluation.evaluate`, record the exact transition count in
+``results.json`` and as a dataset mark, and checkpoint. A checkpoint always flushes the dataset,
+so that ``--resume`` continues it at exactly the checkpointed transition count.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from blendrl.agents.base import Agent
+from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
+from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
+from blendrl.envs.base import EnvSpec
+from blendrl.evaluation import evaluate, to_tensor
+from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, default_threads,
+                          load_checkpoint, new_training_log, resolve_device, rng_state,
+                          save_checkpoint, seed_everything, set_rng_state, validate_run_id)
+
+
+@dataclass
+class OnlineArgs:
+    """Online PPO training. Hyperparameters left unset take the per-environment defaults of
+    CleanRL's PPO (classic control: ppo.py; Atari: ppo_atari.py)."""
+
+    env: str = "cartpole"
+    """environment: cartpole, mountaincar, seaquest, kangaroo or donkeykong"""
+    total_timesteps: int | None = None
+    """environment transitions to collect (default: 500000 classic control, 10000000 Atari); rounded up to whole PPO iterations"""
+    num_envs: int | None = None
+    """parallel environments (default: 4 classic control, 8 Atari)"""
+    num_steps: int = 128
+    """steps per environment per PPO iteration (rollout length)"""
+    seed: int = 0
+    """seed of torch, numpy and the training environments (copy i gets seed + i)"""
+    run_id: str | None = None
+    """name of the run: its folder is {runs_dir}/{run_id} (default: {method}_{env}_s{seed}_{time})"""
+    exp_id: str = "default"
+    """experiment this run belongs to (recorded in run.json)"""
+    save_dataset: bool = False
+    """save every transition to {dataset_dir}/{run_id} for offline training"""
+    dataset_dir: Path = Path("offline_dataset")
+    """parent folder of datasets"""
+    runs_dir: Path = Path("out/runs")
+    """parent folder of runs"""
+    intervals: int = 10
+    """number of interval evaluations, at evenly spaced transition counts up to total_timesteps"""
+    eval_episodes: int = 10
+    """episodes per interval evaluation"""
+    eval_envs: int = 8
+    """parallel environments used by an evaluation"""
+    resume: bool = False
+    """continue the run from its latest checkpoint"""
+    device: str = "auto"
+    """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
+    threads: int | None = None
+    """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
+    learning_rate: float = 2.5e-4
+    """learning rate of the neural actor and critic"""
+    anneal_lr: bool = True
+    """anneal learning rates linearly to 0 over training"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 4
+    """minibatches per update epoch"""
+    update_epochs: int = 4
+    """update epochs per PPO iteration"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float | None = None
+    """PPO clipping coefficient (default: 0.2 classic control, 0.1 Atari)"""
+    clip_vloss: bool = True
+    """clip the value loss as CleanRL does"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """gradient clipping norm"""
+    target_kl: float | None = None
+    """stop an update early when the approximate KL exceeds this"""
+    hidden: int = 64
+    """hidden units of the MLPs (vector states)"""
+    chunk_size: int = 50_000
+    """transitions per dataset chunk file"""
+    checkpoint_seconds: float = 600.0
+    """also checkpoint (and flush the dataset) at least this often, besides every evaluation"""
+    progress_seconds: float = 15.0
+    """seconds between progress lines on stderr"""
+
+
+@dataclass
+class BlendRLOnlineArgs(OnlineArgs, BlendRLFields):
+    """Online PPO training of the BlendRL agent (neural actor + logic actor + blender)."""
+
+    blend_ent_coef: float = 0.01
+    """entropy bonus on the blend weights (BlendRL's default)"""
+
+
+class UsageError(ValueError):
+    """Bad arguments, reported before any work with exit status 2."""
+
+
+def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
+    """Validate and fill in per-environment defaults; raises UsageError."""
+    if args.env not in ENV_NAMES:
+        raise UsageError(f"unknown environment {args.env!r}; valid: {', '.join(ENV_NAMES)}")
+    atari = get_spec(args.env).is_image
+    args = replace(
+        args,
+        total_timesteps=args.total_timesteps or (10_000_000 if atari else 500_000),
+        num_envs=args.num_envs or (8 if atari else 4),
+        clip_coef=args.clip_coef if args.clip_coef is not None else (0.1 if atari else 0.2),
+        run_id=args.run_id or f"{method}_{args.env}_s{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    for name in ("total_timesteps", "num_envs", "num_steps", "intervals", "eval_episodes",
+                 "eval_envs", "num_minibatches", "update_epochs", "chunk_size", "hidden"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.threads is not None and args.threads <= 0:
+        raise UsageError(f"--threads must be positive, got {args.threads}")
+    try:
+        validate_run_id(args.run_id)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+    batch = args.num_envs * args.num_steps
+    if args.total_timesteps / args.intervals < batch:
+        raise UsageError(
+            f"--intervals {args.intervals} too many: marks every {args.total_timesteps / args.intervals:.0f} "
+            f"transitions, but one PPO iteration collects {batch} (num_envs x num_steps); "
+            "use fewer intervals or more total_timesteps")
+    if batch < args.num_minibatches:
+        raise UsageError("--num_minibatches exceeds the batch size")
+    return args
+
+
+def interval_marks(total: int, intervals: int) -> list[int]:
+    """Evenly spaced transition counts at which to evaluate: ceil(k * total / K), k = 1..K."""
+    return [math.ceil(k * total / intervals) for k in range(1, intervals + 1)]
+
+
+class _Progress:
+    def __init__(self, run_id: str, total: int, every: float):
+        self.run_id, self.total, self.every = run_id, total, every
+        self.t0 = self.last = time.perf_counter()
+        self.step0: int | None = None
+
+    def maybe_print(self, step: int, recent: list[float], force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.step0 is None:
+            self.step0 = step
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        sps = (step - self.step0) / max(now - self.t0, 1e-9)
+        eta = (self.total - step) / sps if sps > 0 else float("inf")
+        ret = f"{np.mean(recent[-20:]):.1f}" if recent else "n/a"
+        print(f"[{self.run_id}] step {step}/{self.total} ({100 * step / self.total:.0f}%) "
+              f"SPS {sps:.0f} recent return {ret} ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
+
+
+def run_online(args: OnlineArgs, method: str) -> int:
+    """Train; returns the process exit status (0 done, 75 interrupted and resumable)."""
+    blend = args if isinstance(args, BlendRLFields) else None
+    if args.resume and not args.run_id:
+        raise UsageError("--resume needs the --run_id of the run to continue")
+    args = resolve_args(args, method)
+    spec = get_spec(args.env)
+    run = RunDir(args.runs_dir, args.run_id)
+    dataset_path = (Path(args.dataset_dir) / args.run_id).resolve() if args.save_dataset else None
+    if dataset_path is not None and not args.resume and dataset_path.exists() and any(dataset_path.iterdir()):
+        raise UsageError(f"dataset folder {dataset_path} already exists: remove it or choose another --run_id")
+    try:
+        run.prepare(args.resume)
+        device = resolve_device(args.device)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+    torch.set_num_threads(args.threads or default_threads(spec.is_image))
+
+    seed_everything(args.seed)
+    agent = build_agent(spec, blend, args.hidden).to(device)
+    optimizer = torch.optim.Adam(agent.optimizer_param_groups(learning_rates(args.learning_rate, blend)), eps=1e-5)
+    initial_lrs = [g["lr"] for g in optimizer.param_groups]
+    cfg = PPOConfig(gamma=args.gamma, gae_lambda=args.gae_lambda, num_minibatches=args.num_minibatches,
+                    update_epochs=args.update_epochs, norm_adv=args.norm_adv, clip_coef=args.clip_coef,
+                    clip_vloss=args.clip_vloss, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+                    max_grad_norm=args.max_grad_norm, target_kl=args.target_kl,
+                    blend_ent_coef=getattr(args, "blend_ent_coef", 0.0))
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = math.ceil(args.total_timesteps / batch_size)
+    marks = interval_marks(args.total_timesteps, args.intervals)
+
+    state = {"global_step": 0, "iteration": 0, "next_mark": 0, "best_return": -math.inf,
+             "results": [], "training_log": new_training_log(), "timing": None}
+    if args.resume:
+        ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
+        if ckpt.get("method") != method or ckpt.get("env") != args.env:
+            raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
+                             f"{ckpt.get('env')}, not {method} on {args.env}")
+        agent.load_state_dict(ckpt["agent"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        state.update({k: ckpt[k] for k in state})
+        print(f"[{args.run_id}] resuming at step {state['global_step']} (iteration {state['iteration']})",
+              file=sys.stderr, flush=True)
+    else:
+        source = ({"role": "written", "path": str(dataset_path), "run_id": args.run_id}
+                  if dataset_path is not None else None)
+        run.write_run_json(exp_id=args.exp_id, method=method, env=args.env, seed=args.seed,
+                           args=args, dataset_source=source)
+    timer = Timer(run, state["timing"])
+
+    writer = None
+    if dataset_path is not None:
+        from dataset_utils import DatasetWriter
+        writer = DatasetWriter(
+            dataset_path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
+            neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
+            chunk_size=args.chunk_size,
+            metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed},
+            resume_at=state["global_step"] if args.resume else None)
+
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(str(run.path), purge_step=state["global_step"] if args.resume else None)
+    loop = _OnlineLoop(args, method, spec, agent, optimizer, initial_lrs, cfg, run, writer, tb,
+                       timer, state, marks, num_iterations, device)
+    try:
+        return loop.run()
+    finally:
+        tb.close()
+        if writer is not None:
+            writer.close()
+
+
+class _OnlineLoop:
+    """The training loop's state and steps (kept apart from argument handling)."""
+
+    def __init__(self, args, method, spec: EnvSpec, agent: Agent, optimizer, initial_lrs, cfg,
+                 run: RunDir, writer, tb, timer: Timer, state: dict, marks: list[int],
+                 num_iterations: int, device: torch.device):
+        self.args, self.method, self.spec, self.agent = args, method, spec, agent
+        self.optimizer, self.initial_lrs, self.cfg = optimizer, initial_lrs, cfg
+        self.run_dir, self.writer, self.tb, self.timer = run, writer, tb, timer
+        self.state, self.marks, self.num_iterations, self.device = state, marks, num_iterations, device
+        self.log = state["training_log"]
+        self.last_checkpoint = time.perf_counter()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        a, st = self.args, self.state
+        storage = RolloutStorage(a.num_steps, a.num_envs, self.spec.logic_shape, self.spec.neural_shape,
+                                 torch.from_numpy(np.zeros(0, dtype=self.spec.neural_dtype)).dtype,
+                                 self.device)
+        envs = make_vec_env(a.env, a.num_envs)
+        # A resumed run restarts its episodes from fresh states with a seed of its own.
+        logic, neural = envs.reset(seed=a.seed + 1_000_003 * st["iteration"])
+        progress = _Progress(a.run_id, self.num_iterations * a.num_envs * a.num_steps, a.progress_seconds)
+        try:
+            with Interrupt() as interrupt:
+                while st["iteration"] < self.num_iterations:
+                    if interrupt.requested:
+                        self.checkpoint()
+                        print(f"[{a.run_id}] interrupted by signal {interrupt.signum} at step "
+                              f"{st['global_step']}: checkpoint written; rerun with --resume",
+                              file=sys.stderr, flush=True)
+                        return EXIT_INTERRUPTED
+                    t0 = time.perf_counter()
+                    self.anneal()
+                    logic, neural, weights = self.collect(envs, storage, logic, neural)
+                    with torch.no_grad():
+                        last_values = self.agent.get_value(to_tensor(logic, self.device),
+                                                           to_tensor(neural, self.device))
+                    batch = storage.finish(last_values, self.cfg.gamma, self.cfg.gae_lambda)
+                    stats = ppo_update(self.agent, self.optimizer, batch, self.cfg)
+                    st["iteration"] += 1
+                    self.timer.train_seconds += time.perf_counter() - t0
+                    self.record_update(stats, weights, progress)
+                    progress.maybe_print(st["global_step"], self.log["episode_returns"])
+                    if st["next_mark"] < len(self.marks) and st["global_step"] >= self.marks[st["next_mark"]]:
+                        self.evaluate_interval()
+                        self.checkpoint()
+                    elif time.perf_counter() - self.last_checkpoint > a.checkpoint_seconds:
+                        self.checkpoint()
+        finally:
+            envs.close()
+        self.checkpoint(finished=True)
+        progress.maybe_print(st["global_step"], self.log["episode_returns"], force=True)
+        return 0
+
+    def anneal(self) -> None:
+        if not self.args.anneal_lr:
+            return
+        frac = 1.0 - self.state["iteration"] / self.num_iterations
+        for group, lr0 in zip(self.optimizer.param_groups, self.initial_lrs):
+            group["lr"] = frac * lr0
+
+    def collect(self, envs, storage: RolloutStorage, logic: np.ndarray, neural: np.ndarray):
+        """One rollout of ``num_steps``; returns the last states and the logic weights seen."""
+        st, dev = self.state, self.device
+        weights: list[torch.Tensor] = []
+        for t in range(self.args.num_steps):
+            logic_t, neural_t = to_tensor(logic, dev), to_tensor(neural, dev)
+            with torch.no_grad():
+                out = self.agent.get_action_and_value(logic_t, neural_t)
+            storage.logic[t], storage.neural[t] = logic_t, neural_t
+            storage.actions[t], storage.log_probs[t], storage.values[t] = out.action, out.log_prob, out.value
+            if out.logic_weight is not None:
+                weights.append(out.logic_weight)
+            action = out.action.cpu().numpy()
+            step = envs.step(action)
+            storage.rewards[t] = torch.as_tensor(step.reward, dtype=torch.float32, device=dev)
+            storage.terminated[t] = torch.as_tensor(step.terminated, dtype=torch.float32, device=dev)
+            storage.dones[t] = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
+            if self.writer is not None:
+                self.writer.add(logic, neural, action, step.reward, step.next_logic, step.next_neural,
+                                step.terminated, step.truncated)
+            st["global_step"] += self.args.num_envs
+            if step.done.any():
+                idx = np.flatnonzero(step.done)
+                with torch.no_grad():
+                    final_v = self.agent.get_value(to_tensor(step.next_logic[idx], dev),
+                                                   to_tensor(step.next_neural[idx], dev))
+                storage.next_values[t, torch.as_tensor(idx, device=dev)] = final_v
+                for i in idx:
+                    self.record_episode(float(step.episode_return[i]), int(step.episode_length[i]))
+            logic, neural = step.obs_logic, step.obs_neural
+        return logic, neural, weights
+
+    # -- logging ----------------------------------------------------------------------------
+    def record_episode(self, ret: float, length: int) -> None:
+        gs = self.state["global_step"]
+        self.log["episode_returns"].append(ret)
+        self.log["episode_lengths"].append(length)
+        self.log["episode_end_steps"].append(gs)
+        self.tb.add_scalar("charts/episodic_return", ret, gs)
+        self.tb.add_scalar("charts/episodic_length", length, gs)
+
+    def record_update(self, stats: dict, weights: list[torch.Tensor], progress: _Progress) -> None:
+        gs = self.state["global_step"]
+        for k, v in stats.items():
+            self.tb.add_scalar(k, v, gs)
+        self.tb.add_scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], gs)
+        elapsed = time.perf_counter() - progress.t0
+        if elapsed > 0 and progress.step0 is not None:
+            self.tb.add_scalar("charts/SPS", (gs - progress.step0) / elapsed, gs)
+        self.log["updates"].append({"global_step": gs, **stats})
+        if weights:
+            w = torch.cat(weights).float()
+            mean, std = float(w.mean()), float(w.std()) if w.numel() > 1 else 0.0
+            self.log["blend"].append({"global_step": gs, "logic_weight_mean": mean, "logic_weight_std": std})
+            self.tb.add_scalar("blend/logic_weight", mean, gs)
+
+    def evaluate_interval(self) -> None:
+        a, st = self.args, self.state
+        t0 = time.perf_counter()
+        res = evaluate(self.agent, a.env, a.eval_episodes, a.seed, self.device, num_envs=a.eval_envs)
+        eval_seconds = time.perf_counter() - t0
+        self.timer.eval_seconds += eval_seconds
+        previous_train = sum(r["train_seconds"] for r in st["results"])
+        entry = {"interval": len(st["results"]) + 1, "data_limit": st["global_step"],
+                 "global_step": st["global_step"], "mean_return": res.mean, "std_return": res.std,
+                 "episodes": len(res.returns), "returns": res.returns.tolist(),
+                 "lengths": res.lengths.tolist(),
+                 "train_seconds": self.timer.train_seconds - previous_train,
+                 "eval_seconds": eval_seconds}
+        if res.logic_weight is not None:
+            entry["logic_weight"] = res.logic_weight
+        st["results"].append(entry)
+        while st["next_mark"] < len(self.marks) and st["global_step"] >= self.marks[st["next_mark"]]:
+            st["next_mark"] += 1
+        if self.writer is not None:
+            self.writer.mark(st["global_step"])
+        self.tb.add_scalar("charts/eval_mean_return", res.mean, st["global_step"])
+        print(f"[{a.run_id}] evaluation {entry['interval']}/{len(self.marks)} at step {st['global_step']}: "
+              f"return {res.mean:.2f} +- {res.std:.2f} over {len(res.returns)} episodes "
+              f"({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
+        if res.mean > st["best_return"]:
+            st["best_return"] = res.mean
+            save_checkpoint(self.run_dir.best_checkpoint, self.payload())
+
+    # -- persistence ------------------------------------------------------------------------
+    def payload(self) -> dict:
+        self.state["timing"] = self.timer.state()
+        return {"method": self.method, "env": self.args.env, "args": _args_dict(self.args),
+                "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(), **self.state}
+
+    def checkpoint(self, finished: bool = False) -> None:
+        """Flush the dataset, then write latest.pt, results.json, timing.json, training_log.pkl."""
+        if self.writer is not None:
+            self.writer.flush()
+        save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
+        self.run_dir.write_results(self.state["results"])
+        self.run_dir.write_training_log(self.log)
+        self.timer.save(finished=finished)
+        self.tb.flush()
+        self.last_checkpoint = time.perf_counter()
+
+
+def _args_dict(args) -> dict:
+    from blendrl.runs import args_to_dict
+    return args_to_dict(args)
+
+
+def main(args: OnlineArgs, method: str) -> int:
+    """Entry point for the scripts: usage errors -> message on stderr and exit status 2."""
+    try:
+        return run_online(args, method)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,356 @@
+"""Run directories and everything written in them (docs/FORMATS.md): ``run.json``,
+``results.json``, ``timing.json``, ``training_log.pkl``, checkpoints; plus the small process-level
+helpers every training script shares (device, threads, seeding, interruption by signal).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import pickle
+import platform
+import random
+import re
+import signal
+import tempfile
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+RUN_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 1
+EXIT_INTERRUPTED = 75
+"""Exit status of a training script stopped by SIGTERM/SIGUSR1 after checkpointing: rerun with --resume."""
+
+METHODS = {"ppo": "online", "blendrl_ppo": "online", "iql": "offline", "blendrl_iql": "offline"}
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RunError(ValueError):
+    """Bad input concerning a run (id, directory, resume state)."""
+
+
+# --------------------------------------------------------------------------- small file helpers
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def args_to_dict(args: Any) -> dict:
+    """A tyro/dataclass ``Args`` as a JSON-friendly dict."""
+    d = asdict(args) if is_dataclass(args) else dict(vars(args))
+    return json.loads(json.dumps(d, default=_json_default))
+
+
+def validate_run_id(run_id: str) -> str:
+    """A run id is one path component of safe characters (it names folders and shell arguments)."""
+    if not isinstance(run_id, str) or not _SAFE_ID.match(run_id) or run_id in (".", ".."):
+        raise RunError(f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+                       "starting with a letter or digit (it must not leave the runs folder)")
+    return run_id
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "gymnasium": gymnasium.__version__}
+
+
+# --------------------------------------------------------------------------- restricted loading
+
+_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool",
+                  "bytes", "complex"}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Admits only plain containers and scalars: loading never runs code from the file."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            import builtins
+            return getattr(builtins, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only plain containers allowed")
+
+
+def load_training_log(path: Path) -> dict:
+    """Read a ``training_log.pkl`` with a restricted unpickler (plain containers only)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        obj = _PlainUnpickler(io.BytesIO(data)).load()
+    except Exception as e:  # noqa: BLE001 - any failure is a bad file
+        raise RunError(f"{path}: not a readable training log ({e})") from e
+    if not isinstance(obj, dict):
+        raise RunError(f"{path}: a training log is a dict, found {type(obj).__name__}")
+    return obj
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars/arrays inside a structure into plain Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist()
+    return obj
+
+
+# --------------------------------------------------------------------------- the run directory
+
+class RunDir:
+    """``{runs_dir}/{run_id}/`` and its files."""
+
+    def __init__(self, runs_dir: str | Path, run_id: str):
+        self.run_id = validate_run_id(run_id)
+        self.root = Path(runs_dir).resolve()
+        self.path = self.root / run_id
+        if self.path.parent != self.root:
+            raise RunError(f"run id {run_id!r} would escape {self.root}")
+
+    # paths
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def results_json(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def timing_json(self) -> Path:
+        return self.path / "timing.json"
+
+    @property
+    def training_log_path(self) -> Path:
+        return self.path / "training_log.pkl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.checkpoints / "latest.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def exists(self) -> bool:
+        return self.run_json.exists()
+
+    def prepare(self, resume: bool) -> None:
+        """Create the folder. Starting afresh over an existing run is an error (nothing is
+        overwritten silently); resuming needs a latest checkpoint."""
+        if resume:
+            if not self.latest_checkpoint.exists():
+                raise RunError(f"--resume: no checkpoint at {self.latest_checkpoint}")
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise RunError(f"run folder {self.path} already exists and is not empty: choose another "
+                           "--run_id, remove it, or pass --resume to continue it")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def write_run_json(self, *, exp_id: str, method: str, env: str, seed: int, args: Any,
+                       dataset_source: dict | None) -> None:
+        if method not in METHODS:
+            raise RunError(f"unknown method {method!r}")
+        atomic_write_json(self.run_json, {
+            "format_version": RUN_FORMAT_VERSION, "run_id": self.run_id, "exp_id": exp_id,
+            "method": method, "kind": METHODS[method], "env": env, "seed": seed,
+            "args": args_to_dict(args), "dataset_source": dataset_source, "versions": versions(),
+            "created_at": now_iso(),
+        })
+
+    def read_run_json(self) -> dict:
+        return read_json(self.run_json)
+
+    def read_results(self) -> list[dict]:
+        return read_json(self.results_json) if self.results_json.exists() else []
+
+    def write_results(self, results: list[dict]) -> None:
+        atomic_write_json(self.results_json, _plain(results))
+
+    def write_training_log(self, log: dict) -> None:
+        atomic_write_bytes(self.training_log_path, pickle.dumps(_plain(log), protocol=4))
+
+    def read_training_log(self) -> dict:
+        return load_training_log(self.training_log_path)
+
+
+def new_training_log() -> dict:
+    return {"episode_returns": [], "episode_lengths": [], "episode_end_steps": [],
+            "updates": [], "blend": []}
+
+
+# --------------------------------------------------------------------------- timing
+
+class Timer:
+    """Cumulative train / eval / wall seconds of a run, carried across resumes via timing.json."""
+
+    def __init__(self, run: RunDir, state: dict | None = None):
+        self.run = run
+        state = state or {}
+        self.started_at = state.get("started_at", now_iso())
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.eval_seconds = float(state.get("eval_seconds", 0.0))
+        self._wall_before = float(state.get("wall_seconds", 0.0))
+        self._t0 = time.perf_counter()
+
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall_before + time.perf_counter() - self._t0
+
+    def state(self, finished: bool = False) -> dict:
+        return {"started_at": self.started_at, "updated_at": now_iso(),
+                "wall_seconds": self.wall_seconds, "train_seconds": self.train_seconds,
+                "eval_seconds": self.eval_seconds, "finished": finished}
+
+    def save(self, finished: bool = False) -> None:
+        atomic_write_json(self.run.timing_json, self.state(finished))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def rng_state() -> dict:
+    """Python, numpy (global) and torch RNG states."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Atomic, self-describing checkpoint (``format_version`` added)."""
+    buf = io.BytesIO()
+    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **payload}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``
+    (tensors and plain containers only: loading never runs code from the file)."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise RunError(f"cannot read checkpoint {path}: {e}") from e
+    if ckpt.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise RunError(f"{path}: checkpoint format {ckpt.get('format_version')!r} is not "
+                       f"{CHECKPOINT_FORMAT_VERSION}")
+    return ckpt
+
+
+# --------------------------------------------------------------------------- process helpers
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise RunError(f"invalid --device {device!r}: {e}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda asked for, but CUDA is not available")
+    return dev
+
+
+def default_threads(image_states: bool) -> int:
+    """1 thread for small vector networks; the CPUs the job was given for CNNs."""
+    if not image_states:
+        return 1
+    for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return max(1, int(os.environ[var]))
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def seed_everything(seed: int, torch_deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+class Interrupt:
+    """Turns SIGTERM / SIGUSR1 into a flag the training loop checks at safe points."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "Interrupt":
+        for s in self.SIGNALS:
+            self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None

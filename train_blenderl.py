@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Online PPO for the BlendRL agent (method ``blendrl_ppo``): a neural actor and a logic actor
+blended by a blender; saves its experience with --save_dataset.
+
+Example: python train_blenderl.py --env mountaincar --total_timesteps 100000 --run_id b1 --save_dataset
+Outputs as train_neuralppo.py. Exit status: 0 done, 2 bad arguments, 75 interrupted (resume with --resume).
+"""
+
+import sys
+
+import tyro
+
+from blendrl.online import BlendRLOnlineArgs, main
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(BlendRLOnlineArgs), "blendrl_ppo"))

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Online PPO for the neural agent (method ``ppo``); saves its experience with --save_dataset.
+
+Example: python train_neuralppo.py --env cartpole --total_timesteps 100000 --run_id r1 --save_dataset
+Outputs: out/runs/{run_id}/ (run.json, results.json, checkpoints/, tensorboard, training_log.pkl)
+and offline_dataset/{run_id}/. Exit status: 0 done, 2 bad arguments, 75 interrupted (resume with --resume).
+"""
+
+import sys
+
+import tyro
+
+from blendrl.online import OnlineArgs, main
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(OnlineArgs), "ppo"))
