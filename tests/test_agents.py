@@ -1,0 +1,85 @@
+"""Agents: the blended distribution is exactly w_n * pi_n + w_l * pi_l, modes, groups, log-probs."""
+
+import pytest
+import torch
+
+from blendrl.agents import BlendRLAgent, NeuralAgent
+from blendrl.envs import get_spec, make_vec_env
+
+
+def real_states(env: str, n: int = 6):
+    vec = make_vec_env(env, n)
+    logic, neural = vec.reset(seed=0)
+    vec.close()
+    return torch.as_tensor(logic), torch.as_tensor(neural)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "mountaincar"])
+def test_blend_is_the_weighted_mixture(env):
+    torch.manual_seed(0)
+    agent = BlendRLAgent(get_spec(env))
+    logic, neural = real_states(env)
+    probs = agent.action_probs(logic, neural)
+    w = agent.blend_weights(logic)
+    p_n = torch.softmax(agent.net.logits(neural), dim=1)
+    p_l = agent.logic_actor(logic)
+    expected = w[:, :1] * p_n + w[:, 1:] * p_l
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-6)
+    pol = agent.policy(logic, neural)
+    assert torch.allclose(pol.logic_weight, w[:, 1])
+    ent = -(w * w.log()).sum(1)
+    assert torch.allclose(pol.blend_entropy, ent, atol=1e-6)
+
+
+def test_actor_modes_use_one_actor_alone():
+    spec = get_spec("cartpole")
+    logic, neural = real_states("cartpole")
+    logic_only = BlendRLAgent(spec, actor_mode="logic")
+    assert torch.allclose(logic_only.action_probs(logic, neural), logic_only.logic_actor(logic), atol=1e-6)
+    assert torch.all(logic_only.policy(logic, neural).logic_weight == 1.0)
+    neural_only = BlendRLAgent(spec, actor_mode="neural")
+    assert torch.allclose(neural_only.action_probs(logic, neural),
+                          torch.softmax(neural_only.net.logits(neural), 1), atol=1e-6)
+    assert torch.all(neural_only.policy(logic, neural).logic_weight == 0.0)
+
+
+def test_neural_blender_and_gumbel():
+    spec = get_spec("mountaincar")
+    logic, neural = real_states("mountaincar")
+    agent = BlendRLAgent(spec, blender_mode="neural", blend_function="gumbel_softmax")
+    agent.train()
+    w = agent.blend_weights(logic)
+    assert torch.allclose(w.sum(1), torch.ones(len(w)), atol=1e-6)
+    agent.eval()  # evaluation uses the plain softmax: deterministic
+    assert torch.equal(agent.blend_weights(logic), agent.blend_weights(logic))
+
+
+def test_log_prob_matches_probs_and_gradients_reach_every_group():
+    spec = get_spec("cartpole")
+    agent = BlendRLAgent(spec)
+    logic, neural = real_states("cartpole")
+    actions = torch.tensor([0, 1, 0, 1, 1, 0])
+    lp = agent.log_prob(logic, neural, actions)
+    assert torch.allclose(lp.exp(), agent.action_probs(logic, neural).gather(1, actions[:, None]).squeeze(1))
+    (-lp.sum()).backward()
+    groups = agent.optimizer_param_groups({"neural": 1e-3, "logic": 1e-2, "blender": 1e-1})
+    assert [g["name"] for g in groups] == ["neural", "logic", "blender"]
+    for g in groups:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in g["params"]), g["name"]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(agent.parameters()))
+
+
+def test_invalid_modes_are_rejected():
+    with pytest.raises(ValueError, match="actor_mode"):
+        BlendRLAgent(get_spec("cartpole"), actor_mode="both")
+
+
+def test_neural_agent_frames_are_uint8_scaled():
+    spec = get_spec("seaquest")
+    agent = NeuralAgent(spec)
+    frames = torch.randint(0, 256, (2, *spec.neural_shape), dtype=torch.uint8)
+    step = agent.get_action_and_value(torch.zeros(2, *spec.logic_shape), frames)
+    assert step.action.shape == (2,) and step.value.shape == (2,)
+    assert agent.action_probs(torch.zeros(2, *spec.logic_shape), frames).shape == (2, spec.n_actions)

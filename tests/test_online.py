@@ -1,0 +1,141 @@
+"""The online scripts as real processes: short runs on every classic env and one Atari game,
+seed reproducibility, interrupt (SIGTERM) + resume with the dataset continued exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blendrl.runs import EXIT_INTERRUPTED, load_training_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, **popen)
+
+
+def common(tmp_path: Path, run_id: str, *extra: str) -> list[str]:
+    return ["--run_id", run_id, "--runs_dir", str(tmp_path / "runs"), "--dataset_dir",
+            str(tmp_path / "data"), *extra]
+
+
+@pytest.mark.parametrize("script,env", [
+    ("train_neuralppo.py", "cartpole"), ("train_neuralppo.py", "mountaincar"),
+    ("train_blenderl.py", "cartpole"), ("train_blenderl.py", "mountaincar"),
+])
+def test_short_run_writes_every_output(tmp_path, script, env):
+    r = run_script(script, "--env", env, "--total_timesteps", "1024", "--num_steps", "64",
+                   "--intervals", "2", "--eval_episodes", "2", "--save_dataset",
+                   *common(tmp_path, "r1"))
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "runs" / "r1"
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["env"] == env and meta["exp_id"] == "default"
+    assert meta["method"] == ("ppo" if script == "train_neuralppo.py" else "blendrl_ppo")
+    results = json.loads((run / "results.json").read_text())
+    assert [r["interval"] for r in results] == [1, 2]
+    assert [r["data_limit"] for r in results] == [512, 1024]
+    assert all(len(r["returns"]) == 2 == r["episodes"] for r in results)
+    assert (run / "checkpoints" / "latest.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    assert list(run.glob("events.out.tfevents.*"))
+    log = load_training_log(run / "training_log.pkl")
+    assert len(log["episode_returns"]) == len(log["episode_end_steps"]) > 0
+    if script == "train_blenderl.py":
+        assert log["blend"] and "logic_weight" in results[0]
+    from dataset_utils import DatasetReader
+    reader = DatasetReader(tmp_path / "data" / "r1")
+    assert len(reader) == 1024 and reader.marks == [512, 1024]
+
+
+def test_atari_short_run(tmp_path):
+    r = run_script("train_neuralppo.py", "--env", "seaquest", "--total_timesteps", "256",
+                   "--num_envs", "2", "--num_steps", "64", "--intervals", "1", "--eval_episodes", "1",
+                   "--eval_envs", "1", "--threads", "1", *common(tmp_path, "a1"), timeout=600)
+    assert r.returncode == 0, r.stderr
+    results = json.loads((tmp_path / "runs" / "a1" / "results.json").read_text())
+    assert results[0]["data_limit"] == 256 and results[0]["episodes"] == 1
+
+
+def test_same_seed_same_first_returns(tmp_path):
+    returns = []
+    for run_id in ("s1", "s2"):
+        r = run_script("train_neuralppo.py", "--total_timesteps", "2048", "--intervals", "1",
+                       "--eval_episodes", "2", "--seed", "3", *common(tmp_path, run_id))
+        assert r.returncode == 0, r.stderr
+        returns.append(load_training_log(tmp_path / "runs" / run_id / "training_log.pkl")["episode_returns"])
+    assert len(returns[0]) > 10 and returns[0] == returns[1]
+
+
+@pytest.mark.parametrize("bad,message", [
+    (["--env", "pong"], "unknown environment"),
+    (["--run_id", "../escape"], "invalid run id"),
+    (["--total_timesteps", "0"], "must be positive"),
+    (["--intervals", "100", "--total_timesteps", "1024"], "too many"),
+])
+def test_bad_input_is_a_clear_error_before_any_work(tmp_path, bad, message):
+    args = ["--runs_dir", str(tmp_path / "runs"), *bad]
+    if "--run_id" not in bad:
+        args += ["--run_id", "x"]
+    r = run_script("train_neuralppo.py", *args)
+    assert r.returncode == 2 and message in r.stderr
+    assert not (tmp_path / "runs" / "x" / "run.json").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    args = ["--total_timesteps", "512", "--intervals", "1", "--eval_episodes", "1", *common(tmp_path, "e1")]
+    assert run_script("train_neuralppo.py", *args).returncode == 0
+    r = run_script("train_neuralppo.py", *args)
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_sigterm_then_resume_continues_dataset_exactly(tmp_path):
+    """Interrupted at a random moment and resumed: same final count, every interval once,
+    a dataset with no gap or duplicate whose marks are the evaluation points."""
+    total, intervals, num_envs = 24_576, 4, 4
+    args = ["--total_timesteps", str(total), "--intervals", str(intervals), "--eval_episodes", "2",
+            "--save_dataset", "--chunk_size", "1000", *common(tmp_path, "i1")]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train_neuralppo.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "runs" / "i1" / "results.json"
+    deadline = time.time() + 240
+    while not results.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "--resume" in err
+    done_before = json.loads(results.read_text())
+    assert 1 <= len(done_before) < intervals
+
+    r = run_script("train_neuralppo.py", *args, "--resume")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(results.read_text())
+    assert [x["interval"] for x in res] == list(range(1, intervals + 1))
+    assert res[-1]["data_limit"] == total
+
+    from dataset_utils import DatasetReader
+    reader = DatasetReader(tmp_path / "data" / "i1")
+    assert len(reader) == total
+    assert reader.marks == [x["data_limit"] for x in res]
+    b = reader.get(np.arange(total))
+    # No gap or duplicate: wherever an episode did not end, a row's next state is the state of
+    # the same env one step later, except at the single resume boundary.
+    cont = ~(b.terminated | b.truncated)[:-num_envs]
+    same = np.all(b.next_logic_state[:-num_envs] == b.logic_state[num_envs:], axis=(1, 2))
+    breaks = np.flatnonzero(cont & ~same)
+    assert len(breaks) <= num_envs
+    if len(breaks):
+        step_rows = set((breaks // num_envs).tolist())
+        assert len(step_rows) == 1  # all at one step: the checkpoint the run resumed from
+        boundary = (breaks[0] // num_envs + 1) * num_envs
+        assert boundary % (num_envs * 128) == 0  # an iteration boundary
