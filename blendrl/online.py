@@ -124,8 +124,8 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     atari = get_spec(args.env).is_image
     args = replace(
         args,
-        total_timesteps=args.total_timesteps or (10_000_000 if atari else 500_000),
-        num_envs=args.num_envs or (8 if atari else 4),
+        total_timesteps=_default(args.total_timesteps, 10_000_000 if atari else 500_000),
+        num_envs=_default(args.num_envs, 8 if atari else 4),
         clip_coef=args.clip_coef if args.clip_coef is not None else (0.1 if atari else 0.2),
         run_id=args.run_id or f"{method}_{args.env}_s{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}",
     )
@@ -148,6 +148,10 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     if batch < args.num_minibatches:
         raise UsageError("--num_minibatches exceeds the batch size")
     return args
+
+
+def _default(value, default):
+    return default if value is None else value
 
 
 def interval_marks(total: int, intervals: int) -> list[int]:
