@@ -1,0 +1,336 @@
+"""Shared plumbing of the Atari environments: ALE v5 through OCAtari (RAM mode), vectorised.
+
+One agent step of an :class:`OCAtariEnv`:
+
+* repeats the action for 4 ALE frames (``FRAME_SKIP``), summing the raw rewards and stopping early
+  at game over or at ALE's frame limit; sticky actions with ``repeat_action_probability=0.25``
+  (the ALE v5 default) are applied by ALE itself, frame by frame, so the environment is stochastic
+  even from a fixed start (there are no random no-op starts);
+* **neural state**: the pixel-wise max of the grey screens of the last two frames (ALE's own
+  ``getScreenGrayscale`` into a preallocated buffer), resized to 84x84 with ``cv2.INTER_AREA``,
+  stacked with the three previous ones, newest last: ``uint8 [4, 84, 84]``. After a reset the
+  stack holds four copies of the reset frame. When the game ends before the 4th frame, the newest
+  frame of the stack is that last screen alone;
+* **logic state**: OCAtari's RAM object extraction (the game module's ``_detect_objects_ram``)
+  runs once per agent step, after the last frame, not after every frame as OCAtari's own ``step``
+  does at frameskip 1: the game modules used here read positions straight from RAM, so the objects
+  after the last frame are the same either way. It is given the RAM as a list of Python ints
+  (numpy uint8 scalar arithmetic is 3-5x slower; these modules never combine two RAM bytes
+  arithmetically, so the results are identical). ``tests/test_envs.py`` checks both choices
+  against OCAtari's own ``detect_objects`` after every frame. The objects are written into fixed
+  slots per category (see :func:`object_slots`): float32 ``[n_slots, 6]`` with the features
+  :data:`FEATURES` ``(visible, x, y, w, h, value)``. Within a category the present objects fill the slots in
+  OCAtari's order (its lanes / indices), the remaining slots are all zeros (``visible = 0``).
+  ``value`` is the value of OCAtari's value objects (e.g. Seaquest's oxygen bar level), else 0;
+* full-game episodes across lives: ``terminated`` at game over, ``truncated`` (and not
+  terminated) after ``max_episode_steps`` agent steps = 27,000 = ALE's 108,000 frames;
+* the reward is the raw game score difference (no clipping).
+
+:func:`make_atari_vec` puts ``num_envs`` copies in subprocesses (gymnasium's ``AsyncVectorEnv``
+with shared memory; ``"sync"`` for one process) in ``SAME_STEP`` autoreset mode, with the
+observation a Dict ``{"logic", "neural"}``, wrapped in :class:`~blendrl.envs.base.VecEnv`.
+
+OCAtari is slow to import (seconds), so it is imported only when an environment is made, never
+when a ``SPEC`` is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from blendrl.envs.base import EnvSpec, VecEnv
+
+FEATURES: tuple[str, ...] = ("visible", "x", "y", "w", "h", "value")
+"""Columns of an Atari logic state."""
+
+FRAME_SKIP = 4
+"""ALE frames per agent step."""
+
+FRAME_SIZE = 84
+"""Side of a preprocessed (square) frame."""
+
+STACK = 4
+"""Frames in the neural state, oldest first."""
+
+MAX_EPISODE_STEPS = 27_000
+"""Agent steps per episode at most: ALE's 108,000 frames / ``FRAME_SKIP``."""
+
+STICKY_ACTION_PROBABILITY = 0.25
+"""ALE v5 default: at every frame ALE repeats the previous action with this probability."""
+
+ALE_FULL_ACTION_NAMES: tuple[str, ...] = (
+    "noop", "fire", "up", "right", "left", "down", "upright", "upleft", "downright",
+    "downleft", "upfire", "rightfire", "leftfire", "downfire", "uprightfire", "upleftfire",
+    "downrightfire", "downleftfire",
+)
+"""Lower-cased ALE action meanings in ALE's order (the minimal set of the three games here)."""
+
+VECTORIZATIONS: tuple[str, ...] = ("async", "sync")
+
+
+def object_slots(counts: Sequence[tuple[str, int]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Slot names and slot types for ``(type, count)`` pairs, in that order.
+
+    A type with one slot gives the slot name ``type`` (``"player"``); a type with ``n > 1`` slots
+    gives ``type1`` .. ``typen`` (``"shark1"``, ..., ``"shark12"``).
+    """
+    names: list[str] = []
+    types: list[str] = []
+    for object_type, count in counts:
+        if count < 1:
+            raise ValueError(f"object type {object_type!r} needs at least one slot, got {count}")
+        if object_type in types:
+            raise ValueError(f"object type {object_type!r} listed twice")
+        if count == 1:
+            names.append(object_type)
+        else:
+            names.extend(f"{object_type}{k}" for k in range(1, count + 1))
+        types.extend([object_type] * count)
+    return tuple(names), tuple(types)
+
+
+def atari_spec(name: str, gym_id: str, counts: Sequence[tuple[str, int]],
+               action_names: tuple[str, ...] = ALE_FULL_ACTION_NAMES) -> EnvSpec:
+    """The :class:`EnvSpec` of an Atari game whose logic state has the slots ``counts``."""
+    objects, object_types = object_slots(counts)
+    return EnvSpec(
+        name=name,
+        gym_id=gym_id,
+        objects=objects,
+        object_types=object_types,
+        features=FEATURES,
+        neural_shape=(STACK, FRAME_SIZE, FRAME_SIZE),
+        neural_dtype=np.dtype(np.uint8),
+        action_names=action_names,
+        max_episode_steps=MAX_EPISODE_STEPS,
+    )
+
+
+def observation_space(spec: EnvSpec) -> spaces.Dict:
+    """The Dict observation space ``{"logic", "neural"}`` of one copy of ``spec``."""
+    return spaces.Dict({
+        "logic": spaces.Box(-np.inf, np.inf, shape=spec.logic_shape, dtype=np.float32),
+        "neural": spaces.Box(0, 255, shape=spec.neural_shape, dtype=np.uint8),
+    })
+
+
+def _ocatari_game_name(gym_id: str) -> str:
+    """``"ALE/Seaquest-v5"`` -> ``"Seaquest"`` (OCAtari's name of the game's RAM module)."""
+    return gym_id.split("/")[-1].split("-")[0]
+
+
+class OCAtariEnv(gym.Env):
+    """One Atari game: the preprocessing and the object-slot logic state of this module.
+
+    The emulator is built on the first :meth:`reset` (so that gymnasium's vector envs can build a
+    throw-away copy for the spaces cheaply). ``detect_every_frame=True`` runs OCAtari's object
+    extraction after every ALE frame, as OCAtari's own ``step`` does at frameskip 1; it exists to
+    check that extraction once per agent step gives the same objects. ``extract_objects=False``
+    skips the extraction altogether (the logic state stays all zeros); it exists to measure what
+    the extraction costs (``bench/bench_envs.py``).
+    """
+
+    def __init__(self, spec: EnvSpec, *, hud: bool = False,
+                 repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
+                 detect_every_frame: bool = False, extract_objects: bool = True):
+        if tuple(spec.features) != FEATURES:
+            raise ValueError(f"{spec.name}: Atari specs need the features {FEATURES}, got {spec.features}")
+        if not 0.0 <= repeat_action_probability <= 1.0:
+            raise ValueError(f"repeat_action_probability must lie in [0, 1], got {repeat_action_probability}")
+        self.game_spec = spec
+        self.metadata = {"render_modes": []}
+        self.observation_space = observation_space(spec)
+        self.action_space = spaces.Discrete(spec.n_actions)
+        self._hud = hud
+        self._sticky = float(repeat_action_probability)
+        self._detect_every_frame = detect_every_frame and extract_objects
+        self._extract_objects = extract_objects
+        self._slots_of_type: dict[str, list[int]] = {}
+        for slot, object_type in enumerate(spec.object_types):
+            self._slots_of_type.setdefault(object_type, []).append(slot)
+        self._type_index = {t: i for i, t in enumerate(self._slots_of_type)}
+        # OCAtari object class -> (type index, slots, is a value object), or None to skip it.
+        self._slots_of_class: dict[type, tuple[int, list[int], bool] | None] = {}
+        self._oc: Any = None
+        self._logic = np.zeros(spec.logic_shape, dtype=np.float32)
+        self._stack = np.zeros(spec.neural_shape, dtype=np.uint8)
+        self._screens = np.zeros(0, dtype=np.uint8)  # [2, H, W] and [H, W], sized by _build
+        self._grey = np.zeros(0, dtype=np.uint8)
+        self._steps = 0
+        self.dropped_objects = 0
+        """Objects OCAtari reported beyond a category's slots (stays 0 with the specs here)."""
+
+    # -- construction ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        from ocatari.core import OCAtari
+        from ocatari.ram.extract_ram_info import get_max_objects
+        from ocatari.ram.game_objects import NoObject, ValueObject
+
+        spec = self.game_spec
+        game = _ocatari_game_name(spec.gym_id)
+        oc = OCAtari(spec.gym_id, mode="ram", hud=self._hud, obs_mode="ori", create_buffer_stacks=[],
+                     render_mode=None, frameskip=1, repeat_action_probability=self._sticky,
+                     full_action_space=False, obs_type="ram")
+        inner = oc._env.unwrapped
+        names = tuple(m.lower() for m in inner.get_action_meanings())
+        if names != tuple(spec.action_names):
+            oc.close()
+            raise ValueError(f"{spec.name}: action names {spec.action_names} differ from ALE's "
+                             f"minimal action set {names}")
+        max_objects = {c.lower(): n for c, n in get_max_objects(game, self._hud).items()}
+        for object_type, slots in self._slots_of_type.items():
+            if object_type not in max_objects:
+                oc.close()
+                raise ValueError(f"{spec.name}: object type {object_type!r} is not an OCAtari "
+                                 f"category of {game}; known: {sorted(max_objects)}")
+            if len(slots) < max_objects[object_type]:
+                oc.close()
+                raise ValueError(f"{spec.name}: {len(slots)} slots for {object_type!r}, OCAtari "
+                                 f"reports up to {max_objects[object_type]}")
+        self._oc = oc
+        self._ale = inner.ale
+        self._action_set = list(inner._action_set)
+        height, width = self._ale.getScreenDims()
+        self._screens = np.zeros((2, height, width), dtype=np.uint8)
+        self._grey = np.zeros((height, width), dtype=np.uint8)
+        self._detect_ram = importlib.import_module(f"ocatari.ram.{game.lower()}")._detect_objects_ram
+        self._value_object = ValueObject
+        self._slots_of_class[NoObject] = None
+
+    # -- gymnasium API --------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self._oc is None:
+            self._build()
+        # OCAtari's reset resets (and, given a seed, reseeds) ALE, re-creates and detects objects.
+        self._oc.reset(seed=seed)
+        self._steps = 0
+        self._ale.getScreenGrayscale(self._grey)
+        self._stack[:] = self._resize(self._grey)
+        if self._extract_objects:
+            self._fill_logic()
+        return self._observation(), {}
+
+    def step(self, action):
+        if self._oc is None:
+            raise RuntimeError("call reset() before step()")
+        ale = self._ale
+        ale_action = self._action_set[int(action)]
+        reward = 0.0
+        terminated = truncated = False
+        t = 0
+        for t in range(FRAME_SKIP):
+            reward += ale.act(ale_action)
+            if self._detect_every_frame:
+                self._oc.detect_objects()
+            if t == FRAME_SKIP - 2:
+                ale.getScreenGrayscale(self._screens[0])
+            elif t == FRAME_SKIP - 1:
+                ale.getScreenGrayscale(self._screens[1])
+            terminated = ale.game_over(with_truncation=False)
+            truncated = ale.game_truncated()
+            if terminated or truncated:
+                break
+        if t == FRAME_SKIP - 1:
+            np.maximum(self._screens[0], self._screens[1], out=self._grey)
+        else:  # the game ended early: the last screen alone
+            ale.getScreenGrayscale(self._grey)
+        self._stack[:-1] = self._stack[1:]
+        self._stack[-1] = self._resize(self._grey)
+        if self._extract_objects:
+            if not self._detect_every_frame:
+                self._detect_ram(self._oc.objects, ale.getRAM().tolist(), self._hud)
+            self._fill_logic()
+        self._steps += 1
+        truncated = (truncated or self._steps >= self.game_spec.max_episode_steps) and not terminated
+        return self._observation(), reward, terminated, truncated, {}
+
+    def close(self) -> None:
+        if self._oc is not None:
+            self._oc.close()
+            self._oc = None
+
+    # -- states ---------------------------------------------------------------------------------
+    @staticmethod
+    def _resize(grey: np.ndarray) -> np.ndarray:
+        import cv2
+        return cv2.resize(grey, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+
+    def _fill_logic(self) -> None:
+        """Write OCAtari's current objects into the fixed slots of the logic state."""
+        logic = self._logic
+        logic.fill(0.0)
+        used = [0] * len(self._type_index)
+        slots_of_class = self._slots_of_class
+        for obj in self._oc.objects:
+            cls = obj.__class__
+            entry = slots_of_class[cls] if cls in slots_of_class else self._register_class(cls)
+            if entry is None or not obj._visible:  # NoObject (absent) or a type not in the spec
+                continue
+            t, slots, is_value = entry
+            k = used[t]
+            if k >= len(slots):
+                self.dropped_objects += 1
+                continue
+            used[t] = k + 1
+            x, y = obj._xy
+            w, h = obj.wh
+            logic[slots[k]] = (1.0, x, y, w, h, (obj.value or 0) if is_value else 0)
+
+    def _register_class(self, cls: type) -> tuple[int, list[int], bool] | None:
+        """Slots of the objects of OCAtari class ``cls`` (type = lower-cased class name)."""
+        object_type = cls.__name__.lower()
+        slots = self._slots_of_type.get(object_type)
+        entry = None if slots is None else (self._type_index[object_type], slots,
+                                            issubclass(cls, self._value_object))
+        self._slots_of_class[cls] = entry
+        return entry
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"logic": self._logic.copy(), "neural": self._stack.copy()}
+
+    @property
+    def objects(self) -> list:
+        """OCAtari's current object list (for inspection and tests)."""
+        return list(self._oc.objects) if self._oc is not None else []
+
+
+def _split(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return obs["logic"], obs["neural"]
+
+
+def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectorization: str = "async",
+                   repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
+                   detect_every_frame: bool = False, extract_objects: bool = True) -> VecEnv:
+    """``num_envs`` copies of an Atari game as a :class:`VecEnv` (call ``reset(seed)`` first).
+
+    ``vectorization="async"`` runs each copy in its own subprocess (shared-memory observations);
+    ``"sync"`` steps them in this process. ``hud`` is passed to OCAtari (HUD objects such as the
+    score); ``repeat_action_probability`` is ALE's sticky-action probability;
+    ``detect_every_frame`` and ``extract_objects`` are the checking / benchmarking switches of
+    :class:`OCAtariEnv`.
+    """
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if vectorization not in VECTORIZATIONS:
+        raise ValueError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
+    factory = functools.partial(OCAtariEnv, spec, hud=hud,
+                                repeat_action_probability=repeat_action_probability,
+                                detect_every_frame=detect_every_frame,
+                                extract_objects=extract_objects)
+    fns = [factory] * int(num_envs)
+    if vectorization == "async":
+        # Import OCAtari in this process first: forked workers then inherit it instead of each
+        # paying the import (seconds).
+        import ocatari.core  # noqa: F401
+        vec = AsyncVectorEnv(fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP)
+    else:
+        vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return VecEnv(spec, vec, _split, _split)
