@@ -1,0 +1,310 @@
+"""Collecting the runs of one experiment from a runs folder (docs/FORMATS.md), tolerantly.
+
+A run belongs to experiment EXP when its ``run.json`` says ``"exp_id": EXP`` -- never by its folder
+name. Every file may be missing (a job still starting), empty or unreadable (a job killed before its
+first write): such a problem becomes a warning in :attr:`Collection.warnings` and the rest of the
+run is still used. Nothing here raises on bad file contents.
+
+The parsed records are plain, typed values (:class:`RunRecord`, :class:`Evaluation`,
+:class:`TrainingCurves`), so the drawing and table code never touches raw JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blendrl.runs import METHODS, load_training_log
+
+METHOD_LABELS: dict[str, str] = {
+    "ppo": "PPO",
+    "blendrl_ppo": "BlendRL-PPO",
+    "iql": "IQL",
+    "blendrl_iql": "BlendRL-IQL",
+}
+"""Display name of each method id (the ids and kinds are ``blendrl.runs.METHODS``)."""
+
+BLENDRL_METHODS: frozenset[str] = frozenset({"blendrl_ppo", "blendrl_iql"})
+"""Methods whose policy blends a neural and a logic actor (they record logic weights)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One entry of ``results.json``: an evaluation after ``data_limit`` environment transitions."""
+
+    interval: int
+    data_limit: int
+    mean: float
+    """mean episodic return (of ``returns`` when present, else the recorded ``mean_return``)"""
+    std: float
+    """std of ``returns`` across episodes (population std, ddof 0), else ``std_return``"""
+    returns: tuple[float, ...]
+    train_seconds: float | None
+    eval_seconds: float | None
+    logic_weight: float | None
+
+
+@dataclass(frozen=True)
+class TrainingCurves:
+    """The parts of ``training_log.pkl`` the plots use, as parallel sequences sorted by step."""
+
+    episode_steps: tuple[float, ...] = ()
+    """global step (environment transitions) at which each training episode ended"""
+    episode_returns: tuple[float, ...] = ()
+    blend_steps: tuple[float, ...] = ()
+    """global step of each BlendRL update that logged its blend weights"""
+    logic_weight_mean: tuple[float, ...] = ()
+    logic_weight_std: tuple[float, ...] = ()
+
+
+@dataclass
+class RunRecord:
+    """Everything readable about one run folder."""
+
+    run_id: str
+    path: Path
+    exp_id: str
+    method: str
+    kind: str
+    """``online`` or ``offline``"""
+    env: str
+    seed: int | None
+    source_method: str | None = None
+    """offline runs: the method of the online run whose dataset it trains on"""
+    source_run_id: str | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    timing: dict[str, Any] | None = None
+    """``timing.json`` as read (None when missing or unreadable)"""
+    curves: TrainingCurves | None = None
+    """``training_log.pkl`` (None when missing or unreadable)"""
+
+    @property
+    def is_blendrl(self) -> bool:
+        return self.method in BLENDRL_METHODS
+
+
+@dataclass
+class Collection:
+    """The runs of one experiment, the experiment ids seen in the folder, and every warning."""
+
+    runs_dir: Path
+    exp_id: str
+    runs: list[RunRecord] = field(default_factory=list)
+    found_exp_ids: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+
+def series_label(method: str, source_method: str | None, kind: str) -> str:
+    """The legend label of a method: ``"PPO (online)"``, ``"IQL on BlendRL-PPO data"``."""
+    name = METHOD_LABELS.get(method, method)
+    if kind == "online":
+        return f"{name} (online)"
+    if source_method is None:
+        return f"{name} on data of unknown origin"
+    return f"{name} on {METHOD_LABELS.get(source_method, source_method)} data"
+
+
+# --------------------------------------------------------------------------- small validators
+
+def _number(value: Any) -> float | None:
+    """A real number (bools excluded) as float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _finite(value: Any) -> float | None:
+    x = _number(value)
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _whole(value: Any) -> int | None:
+    x = _number(value)
+    return int(x) if x is not None and math.isfinite(x) and x == int(x) else None
+
+
+def _read_json(path: Path, warnings: list[str]) -> tuple[bool, Any]:
+    """``(True, value)``; ``(False, None)`` when missing (silently) or unreadable (with a warning)."""
+    if not path.is_file():
+        return False, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return True, json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        warnings.append(f"{path}: unreadable JSON ({e}); ignoring this file")
+        return False, None
+
+
+# --------------------------------------------------------------------------- the three files
+
+def parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation | None:
+    """One ``results.json`` entry, or None (with a warning naming ``where``) when unusable."""
+    if not isinstance(entry, dict):
+        warnings.append(f"{where}: not an object; skipped")
+        return None
+    data_limit = _whole(entry.get("data_limit"))
+    if data_limit is None or data_limit < 0:
+        warnings.append(f"{where}: no valid data_limit ({entry.get('data_limit')!r}); skipped")
+        return None
+    raw_returns = entry.get("returns")
+    returns: tuple[float, ...] = ()
+    if isinstance(raw_returns, list) and raw_returns:
+        values = [_finite(r) for r in raw_returns]
+        if any(v is None for v in values):
+            warnings.append(f"{where}: 'returns' holds a non-number; using mean_return/std_return")
+        else:
+            returns = tuple(v for v in values if v is not None)
+    if returns:
+        mean = sum(returns) / len(returns)
+        std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+    else:
+        mean_v, std_v = _finite(entry.get("mean_return")), _finite(entry.get("std_return"))
+        if mean_v is None:
+            warnings.append(f"{where}: neither 'returns' nor 'mean_return'; skipped")
+            return None
+        mean, std = mean_v, (std_v if std_v is not None else 0.0)
+    interval = _whole(entry.get("interval"))
+    return Evaluation(interval=interval if interval is not None else 0, data_limit=data_limit,
+                      mean=mean, std=std, returns=returns,
+                      train_seconds=_finite(entry.get("train_seconds")),
+                      eval_seconds=_finite(entry.get("eval_seconds")),
+                      logic_weight=_finite(entry.get("logic_weight")))
+
+
+def read_evaluations(path: Path, warnings: list[str]) -> list[Evaluation]:
+    """``results.json`` (missing -> no evaluation yet), each usable entry in file order."""
+    ok, data = _read_json(path, warnings)
+    if not ok:
+        return []
+    if not isinstance(data, list):
+        warnings.append(f"{path}: expected a JSON list, found {type(data).__name__}; ignoring it")
+        return []
+    parsed = (parse_evaluation(e, f"{path} entry {i}", warnings) for i, e in enumerate(data))
+    return [e for e in parsed if e is not None]
+
+
+def _pairs(log: dict, x_key: str, y_keys: tuple[str, ...], where: str,
+           warnings: list[str]) -> list[tuple[float, ...]]:
+    """Parallel numeric lists of ``log`` as rows ``(x, *ys)`` sorted by x (stable)."""
+    columns = []
+    for key in (x_key, *y_keys):
+        col = log.get(key, [])
+        if not isinstance(col, list):
+            warnings.append(f"{where}: '{key}' is not a list; ignoring those entries")
+            return []
+        columns.append(col)
+    n = min(len(c) for c in columns)
+    if any(len(c) != n for c in columns):
+        warnings.append(f"{where}: {', '.join(repr(k) for k in (x_key, *y_keys))} have different "
+                        f"lengths; using the first {n} entries")
+    rows = []
+    for i in range(n):
+        row = tuple(_finite(c[i]) for c in columns)
+        if all(v is not None for v in row):
+            rows.append(row)
+    if len(rows) < n:
+        warnings.append(f"{where}: {n - len(rows)} entries of {x_key!r} hold non-numbers; skipped")
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
+def parse_training_log(log: dict, where: str, warnings: list[str]) -> TrainingCurves:
+    """The episode and blend curves of a loaded training log (bad parts skipped with a warning)."""
+    episodes = _pairs(log, "episode_end_steps", ("episode_returns",), where, warnings)
+    blend_entries = log.get("blend", [])
+    blend_rows: list[tuple[float, float, float]] = []
+    if not isinstance(blend_entries, list):
+        warnings.append(f"{where}: 'blend' is not a list; ignoring it")
+        blend_entries = []
+    for i, b in enumerate(blend_entries):
+        step = _finite(b.get("global_step")) if isinstance(b, dict) else None
+        mean = _finite(b.get("logic_weight_mean")) if isinstance(b, dict) else None
+        if step is None or mean is None:
+            warnings.append(f"{where}: blend entry {i} lacks global_step/logic_weight_mean; skipped")
+            continue
+        std = _finite(b.get("logic_weight_std"))
+        blend_rows.append((step, mean, std if std is not None else 0.0))
+    blend_rows.sort(key=lambda r: r[0])
+    return TrainingCurves(
+        episode_steps=tuple(r[0] for r in episodes), episode_returns=tuple(r[1] for r in episodes),
+        blend_steps=tuple(r[0] for r in blend_rows), logic_weight_mean=tuple(r[1] for r in blend_rows),
+        logic_weight_std=tuple(r[2] for r in blend_rows))
+
+
+def read_training_curves(path: Path, warnings: list[str]) -> TrainingCurves | None:
+    """``training_log.pkl`` through the restricted loader; None when missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        log = load_training_log(path)
+    except (OSError, ValueError) as e:  # RunError is a ValueError
+        warnings.append(f"{path}: unreadable training log ({e}); ignoring it")
+        return None
+    return parse_training_log(log, str(path), warnings)
+
+
+def read_timing(path: Path, warnings: list[str]) -> dict[str, Any] | None:
+    ok, data = _read_json(path, warnings)
+    if not ok:
+        return None
+    if not isinstance(data, dict):
+        warnings.append(f"{path}: expected a JSON object, found {type(data).__name__}; ignoring it")
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------- the folder
+
+def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord | None:
+    """The identity part of a run from its ``run.json``; None (warned) when unusable."""
+    method = meta.get("method")
+    if method not in METHODS:
+        warnings.append(f"{folder / 'run.json'}: unknown method {method!r} (known: "
+                        f"{', '.join(METHODS)}); skipping this run")
+        return None
+    seed = _whole(meta.get("seed"))
+    source = meta.get("dataset_source")
+    source_method = source_run = None
+    if METHODS[method] == "offline":
+        if isinstance(source, dict) and source.get("method") in METHODS:
+            source_method = source["method"]
+            source_run = source.get("run_id") if isinstance(source.get("run_id"), str) else None
+        else:
+            warnings.append(f"{folder / 'run.json'}: offline run without dataset_source.method; "
+                            "labelled as data of unknown origin")
+    run_id = meta.get("run_id") if isinstance(meta.get("run_id"), str) else folder.name
+    env = meta.get("env") if isinstance(meta.get("env"), str) else "unknown env"
+    return RunRecord(run_id=run_id, path=folder, exp_id=meta["exp_id"], method=method,
+                     kind=METHODS[method], env=env, seed=seed, source_method=source_method,
+                     source_run_id=source_run)
+
+
+def collect_runs(runs_dir: Path, exp_id: str) -> Collection:
+    """Every run under ``runs_dir`` whose ``run.json`` names ``exp_id``, sorted by run id.
+
+    ``runs_dir`` must be an existing folder (checked by the caller)."""
+    col = Collection(runs_dir=Path(runs_dir), exp_id=exp_id)
+    for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+        ok, meta = _read_json(folder / "run.json", col.warnings)
+        if not ok:
+            if not (folder / "run.json").exists():
+                col.warnings.append(f"{folder}: no run.json (not a run, or not started); skipped")
+            continue
+        if not isinstance(meta, dict) or not isinstance(meta.get("exp_id"), str):
+            col.warnings.append(f"{folder / 'run.json'}: no exp_id; skipping this folder")
+            continue
+        col.found_exp_ids.add(meta["exp_id"])
+        if meta["exp_id"] != exp_id:
+            continue
+        run = _run_from_json(folder, meta, col.warnings)
+        if run is None:
+            continue
+        run.evaluations = read_evaluations(folder / "results.json", col.warnings)
+        run.timing = read_timing(folder / "timing.json", col.warnings)
+        run.curves = read_training_curves(folder / "training_log.pkl", col.warnings)
+        col.runs.append(run)
+    col.runs.sort(key=lambda r: r.run_id)
+    return col

@@ -1,0 +1,138 @@
+"""Everything ``plot_results.py EXP`` does: check the arguments, collect the runs of EXP, write
+``{output_dir}/{EXP}/`` (the PNGs, ``timing.md``, ``timing.csv``) and print the timing table.
+
+Exit status: 0 written (possibly with warnings about partial runs); 1 no run of EXP found (the
+message lists the experiments that were found); 2 bad arguments (nothing read or written).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, TextIO
+
+from matplotlib.figure import Figure
+
+from blendrl.launch.config import MAX_EXP_ID_LEN, SAFE_ID
+from blendrl.plotting.collect import Collection, RunRecord, collect_runs
+from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
+                                      plot_online_returns, save_figure)
+from blendrl.plotting.timing import run_timings, timing_csv, timing_markdown
+from blendrl.runs import atomic_write_bytes
+
+EXIT_OK = 0
+EXIT_NO_RUNS = 1
+EXIT_USAGE = 2
+
+
+class PlotUsageError(ValueError):
+    """Bad arguments of ``plot_results.py``; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_arguments(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int) -> None:
+    """Raise :class:`PlotUsageError` naming every bad argument."""
+    problems = []
+    if not exp_id or len(exp_id) > MAX_EXP_ID_LEN or not SAFE_ID.match(exp_id):
+        problems.append(f"experiment id {exp_id!r} is not valid: use 1-{MAX_EXP_ID_LEN} letters, "
+                        "digits, '.', '_' or '-', starting with a letter or digit")
+    if not runs_dir.is_dir():
+        problems.append(f"--runs_dir {runs_dir} is not an existing folder")
+    if output_dir.exists() and not output_dir.is_dir():
+        problems.append(f"--output_dir {output_dir} exists and is not a folder")
+    else:
+        base = _nearest_existing(output_dir)
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            problems.append(f"--output_dir {output_dir} cannot be created or written ({base} is "
+                            "not a writable folder)")
+    if smooth_window < 1:
+        problems.append(f"--smooth_window must be at least 1 (episodes), got {smooth_window}")
+    if problems:
+        raise PlotUsageError(problems)
+
+
+FigureMaker = Callable[[list[RunRecord]], "Figure | None"]
+
+
+def figure_plan(exp_id: str, smooth_window: int) -> list[tuple[str, FigureMaker, str]]:
+    """Each PNG: its file name, how to draw it, and why it is skipped when there is nothing to draw."""
+    return [
+        ("online_returns.png", lambda runs: plot_online_returns(runs, exp_id, smooth_window),
+         "no online run has a finished training episode in its training_log.pkl yet"),
+        ("interval_comparison.png", lambda runs: plot_interval_comparison(runs, exp_id),
+         "no run has an evaluation in its results.json yet"),
+        ("blend_weights.png", lambda runs: plot_blend_weights(runs, exp_id),
+         "no BlendRL run with logic weights"),
+    ]
+
+
+def no_runs_message(col: Collection) -> str:
+    found = sorted(col.found_exp_ids)
+    listing = ("experiments found there: " + ", ".join(found)) if found else "no run was found there at all"
+    return f"no run of experiment {col.exp_id!r} under {col.runs_dir} ({listing})"
+
+
+def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int,
+               out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Write the plots and timing table of ``exp_id``; returns the exit status (module docstring).
+
+    ``out`` receives the timing table and the list of written files, ``err`` the warnings and
+    errors (default: the process's stdout and stderr)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    runs_dir, output_dir = Path(runs_dir), Path(output_dir)
+    try:
+        check_arguments(exp_id, runs_dir, output_dir, smooth_window)
+    except PlotUsageError as e:
+        for p in e.problems:
+            print(f"error: {p}", file=err)
+        return EXIT_USAGE
+
+    col = collect_runs(runs_dir, exp_id)
+    for w in col.warnings:
+        print(f"warning: {w}", file=err)
+    if not col.runs:
+        print(f"error: {no_runs_message(col)}", file=err)
+        return EXIT_NO_RUNS
+
+    target = output_dir / exp_id
+    target.mkdir(parents=True, exist_ok=True)
+    written, skipped = [], []
+    for name, make, reason in figure_plan(exp_id, smooth_window):
+        fig = make(col.runs)
+        path = target / name
+        if fig is None:
+            if path.exists():
+                path.unlink()
+                reason += f" (removed the stale {name})"
+            skipped.append(f"{path}: {reason}")
+            continue
+        save_figure(fig, path)
+        written.append(path)
+
+    timings = run_timings(col.runs)
+    markdown = timing_markdown(exp_id, timings)
+    atomic_write_bytes(target / "timing.md", markdown.encode())
+    atomic_write_bytes(target / "timing.csv", timing_csv(timings).encode())
+    written += [target / "timing.md", target / "timing.csv"]
+
+    print(markdown, file=out)
+    n_online = sum(r.kind == "online" for r in col.runs)
+    print(f"{len(col.runs)} runs of {exp_id} ({n_online} online, {len(col.runs) - n_online} "
+          f"offline) under {runs_dir}", file=out)
+    for p in written:
+        print(f"wrote {p}", file=out)
+    for s in skipped:
+        print(f"skipped {s}", file=out)
+    return EXIT_OK
