@@ -27,9 +27,10 @@ from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, to_tensor
-from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, default_threads,
-                          load_checkpoint, new_training_log, resolve_device, rng_state,
-                          save_checkpoint, seed_everything, set_rng_state, validate_run_id)
+from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, UsageError,
+                          default_threads, interval_marks, load_checkpoint, new_training_log,
+                          resolve_device, rng_state, save_checkpoint, seed_everything,
+                          set_rng_state, validate_run_id)
 
 
 @dataclass
@@ -113,10 +114,6 @@ class BlendRLOnlineArgs(OnlineArgs, BlendRLFields):
     """entropy bonus on the blend weights (BlendRL's default)"""
 
 
-class UsageError(ValueError):
-    """Bad arguments, reported before any work with exit status 2."""
-
-
 def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     """Validate and fill in per-environment defaults; raises UsageError."""
     if args.env not in ENV_NAMES:
@@ -152,11 +149,6 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
 
 def _default(value, default):
     return default if value is None else value
-
-
-def interval_marks(total: int, intervals: int) -> list[int]:
-    """Evenly spaced transition counts at which to evaluate: ceil(k * total / K), k = 1..K."""
-    return [math.ceil(k * total / intervals) for k in range(1, intervals + 1)]
 
 
 class _Progress:

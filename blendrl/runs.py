@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import math
 import os
 import pickle
 import platform
@@ -36,6 +37,16 @@ class RunError(ValueError):
     """Bad input concerning a run (id, directory, resume state)."""
 
 
+class UsageError(ValueError):
+    """Bad arguments of a training script, reported before any work with exit status 2."""
+
+
+def interval_marks(total: int, intervals: int) -> list[int]:
+    """Evenly spaced transition counts: ceil(k * total / K), k = 1..K (online evaluation marks,
+    and the offline data limits of a dataset that has no marks)."""
+    return [math.ceil(k * total / intervals) for k in range(1, intervals + 1)]
+
+
 # --------------------------------------------------------------------------- small file helpers
 
 def now_iso() -> str:
@@ -48,6 +59,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

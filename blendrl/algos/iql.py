@@ -1,0 +1,269 @@
+"""Discrete-action Implicit Q-Learning (Kostrikov, Nair, Levine, "Offline Reinforcement Learning
+with Implicit Q-Learning", ICLR 2022), in the shape of CORL's single-file trainer.
+
+One gradient step (:meth:`IQLTrainer.update`) does, on a minibatch of transitions
+``(s, a, r, s', terminated, truncated)``:
+
+1. **value** (:meth:`~IQLTrainer._update_value`): ``V(s)`` is fitted with the expectile loss to
+   ``min(Q1_target(s, a), Q2_target(s, a))`` at the action the data took;
+2. **Q** (:meth:`~IQLTrainer._update_q`): both Q networks are fitted (MSE) to
+   ``r + gamma * (1 - terminated) * V(s')``. Truncation is *not* termination: a transition cut by a
+   time limit bootstraps from ``V(s')`` like any other. The target networks then move towards the
+   online ones by Polyak averaging;
+3. **actor** (:meth:`~IQLTrainer._update_actor`): advantage-weighted regression,
+   ``-min(exp(beta * (Q - V)), max_weight) * log pi(a|s)``, with the advantage of step 1 (target
+   Qs minus V before its update, as in CORL).
+
+The actor is any agent of :mod:`blendrl.agents` (``log_prob(logic, neural, action)`` and
+``optimizer_param_groups(lrs)``): for the BlendRL agent the AWR loss trains the neural actor, the
+logic clause weights and the blender together, each parameter group at its own learning rate. The
+critics see the neural state only (:func:`blendrl.agents.networks.make_q_network`).
+
+Learning rates are constant (no schedule). CORL anneals the actor's rate with a cosine over a fixed
+number of steps; here training runs over growing dataset prefixes whose total length differs
+between intervals (and restarts with ``--reset_per_interval``), and a schedule would make the
+offline point of interval k depend on how many intervals follow it. A constant rate keeps every
+interval's training comparable.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STATE_DICT_VERSION = 1
+
+METRIC_KEYS = ("losses/value", "losses/q", "losses/actor", "charts/adv_mean", "charts/adv_std",
+               "charts/v_mean", "charts/q_mean", "charts/q_target_mean", "charts/awr_weight_mean",
+               "charts/awr_weight_clipped_frac")
+"""The scalars :meth:`IQLTrainer.update` returns, in this order."""
+
+
+class IQLActor(Protocol):
+    """What the trainer needs of an agent (the neural and the BlendRL agent both provide it)."""
+
+    def log_prob(self, logic: torch.Tensor, neural: torch.Tensor,
+                 action: torch.Tensor) -> torch.Tensor: ...
+
+    def action_probs(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor: ...
+
+    def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]: ...
+
+    def parameters(self) -> Any: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> Any: ...
+
+
+class TransitionBatch(Protocol):
+    """A minibatch of torch tensors (``dataset_utils.Batch.to_torch``)."""
+
+    logic_state: torch.Tensor
+    neural_state: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_logic_state: torch.Tensor
+    next_neural_state: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+
+# --------------------------------------------------------------------------- pure functions
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Mean asymmetric squared loss ``|expectile - 1[diff < 0]| * diff**2``.
+
+    ``diff`` is ``target - prediction``: with ``expectile > 0.5`` under-predictions (``diff > 0``)
+    cost more, so the prediction moves towards an upper expectile of the target.
+    """
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def awr_weights(q: torch.Tensor, v: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """Advantage weights ``min(exp(beta * (q - v)), max_weight)``, without gradient."""
+    with torch.no_grad():
+        return torch.exp(beta * (q - v)).clamp(max=max_weight)
+
+
+def td_targets(reward: torch.Tensor, terminated: torch.Tensor, next_v: torch.Tensor,
+               gamma: float) -> torch.Tensor:
+    """``r + gamma * (1 - terminated) * V(s')``; truncated transitions bootstrap like any other."""
+    return reward + gamma * (1.0 - terminated.float()) * next_v
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
+    """``target <- (1 - polyak) * target + polyak * source``, parameter by parameter."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, polyak)
+
+
+# --------------------------------------------------------------------------- the trainer
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """Hyperparameters of discrete IQL (defaults: CORL's IQL with the issue's values)."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    expectile: float = 0.7
+    """Expectile of the value loss (0.5 = mean; towards 1 = max over the data's actions)."""
+    beta: float = 3.0
+    """Inverse temperature of the advantage weights."""
+    max_weight: float = 100.0
+    """Upper clip of the advantage weights."""
+    polyak: float = 0.005
+    """Step of the target networks towards the online Q networks after every update."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the Q networks and the value network."""
+    actor_lrs: dict[str, float] = field(default_factory=lambda: {"neural": 3e-4})
+    """Learning rate of each actor parameter group (keys as the agent's optimizer_param_groups)."""
+
+    def __post_init__(self) -> None:
+        checks = (("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
+                  ("expectile", 0.0 < self.expectile < 1.0, "in (0, 1)"),
+                  ("beta", self.beta >= 0.0, ">= 0"),
+                  ("max_weight", self.max_weight > 0.0, "> 0"),
+                  ("polyak", 0.0 < self.polyak <= 1.0, "in (0, 1]"),
+                  ("critic_lr", self.critic_lr > 0.0, "> 0"))
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"IQL {name} must be {rule}, got {getattr(self, name)!r}")
+        for name, lr in self.actor_lrs.items():
+            if not lr > 0.0:
+                raise ValueError(f"IQL actor learning rate {name!r} must be > 0, got {lr!r}")
+
+
+class IQLTrainer:
+    """Discrete IQL on one actor, twin Q networks (one output per action) and a value network.
+
+    ``q_networks`` map a neural state ``[B, ...]`` to ``[B, n_actions]``; ``value_network`` maps it
+    to ``[B]``. The trainer owns copies of the Q networks as targets and three Adam optimisers
+    (actor, both Qs, V). All modules must already be on the device the batches come on.
+    """
+
+    def __init__(self, actor: IQLActor, q_networks: tuple[nn.Module, nn.Module],
+                 value_network: nn.Module, config: IQLConfig | None = None):
+        self.config = config or IQLConfig()
+        if len(q_networks) != 2:
+            raise ValueError(f"IQL needs two Q networks, got {len(q_networks)}")
+        self.actor = actor
+        self.q1, self.q2 = q_networks
+        self.value = value_network
+        self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
+        self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(actor.optimizer_param_groups(self.config.actor_lrs))
+        self.q_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()],
+                                            lr=self.config.critic_lr)
+        self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=self.config.critic_lr)
+        self.num_updates = 0
+        """Gradient steps taken so far (restored by :meth:`load_state_dict`)."""
+
+    @classmethod
+    def for_spec(cls, actor: IQLActor, spec: Any, config: IQLConfig | None = None,
+                 device: torch.device | str = "cpu", hidden: int = 256) -> "IQLTrainer":
+        """A trainer with the project's critics for an environment spec (MLP or Nature CNN)."""
+        from blendrl.agents.networks import make_q_network, make_value_network
+
+        q1 = make_q_network(spec, hidden).to(device)
+        q2 = make_q_network(spec, hidden).to(device)
+        value = make_value_network(spec, hidden).to(device)
+        return cls(actor, (q1, q2), value, config)
+
+    # ------------------------------------------------------------------ one gradient step
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """One IQL gradient step on a batch of torch tensors; returns :data:`METRIC_KEYS` scalars."""
+        action = batch.action.long()
+        with torch.no_grad():
+            next_v = self.value(batch.next_neural_state)
+        value_loss, v, q_target = self._update_value(batch.neural_state, action)
+        q_loss, q_mean = self._update_q(batch, action, next_v)
+        actor_loss, weights = self._update_actor(batch, action, q_target, v)
+        adv = q_target - v
+        self.num_updates += 1
+        clipped = (weights >= self.config.max_weight).float().mean()
+        stats = torch.stack([value_loss, q_loss, actor_loss, adv.mean(), adv.std(correction=0),
+                             v.mean(), q_mean, q_target.mean(), weights.mean(), clipped])
+        return dict(zip(METRIC_KEYS, stats.tolist(), strict=True))
+
+    def min_target_q(self, neural: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``min(Q1_target, Q2_target)`` at the given actions, ``[B]``, without gradient."""
+        with torch.no_grad():
+            index = action.long().unsqueeze(1)
+            q1 = self.q1_target(neural).gather(1, index).squeeze(1)
+            q2 = self.q2_target(neural).gather(1, index).squeeze(1)
+            return torch.minimum(q1, q2)
+
+    def _update_value(self, neural: torch.Tensor, action: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Expectile regression of V(s) on the min target Q; returns (loss, V before the step,
+        min target Q)."""
+        q_target = self.min_target_q(neural, action)
+        v = self.value(neural)
+        loss = expectile_loss(q_target - v, self.config.expectile)
+        self.value_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.value_optimizer.step()
+        return loss.detach(), v.detach(), q_target
+
+    def _update_q(self, batch: TransitionBatch, action: torch.Tensor, next_v: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MSE of both Qs to the TD target, then the Polyak step; returns (loss, mean Q)."""
+        target = td_targets(batch.reward.float(), batch.terminated, next_v, self.config.gamma)
+        index = action.unsqueeze(1)
+        q1 = self.q1(batch.neural_state).gather(1, index).squeeze(1)
+        q2 = self.q2(batch.neural_state).gather(1, index).squeeze(1)
+        loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+        self.q_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.q_optimizer.step()
+        polyak_update(self.q1_target, self.q1, self.config.polyak)
+        polyak_update(self.q2_target, self.q2, self.config.polyak)
+        return loss.detach(), 0.5 * (q1.detach().mean() + q2.detach().mean())
+
+    def _update_actor(self, batch: TransitionBatch, action: torch.Tensor, q: torch.Tensor,
+                      v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advantage-weighted regression on the data's actions; returns (loss, weights)."""
+        weights = awr_weights(q, v, self.config.beta, self.config.max_weight)
+        log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
+        loss = -(weights * log_prob).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_optimizer.step()
+        return loss.detach(), weights
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, target networks, optimisers and the step counter (tensors and plain values
+        only, so that ``torch.load(weights_only=True)`` reads it back)."""
+        return {
+            "version": STATE_DICT_VERSION,
+            "num_updates": self.num_updates,
+            "actor": self.actor.state_dict(),
+            "q1": self.q1.state_dict(), "q2": self.q2.state_dict(),
+            "q1_target": self.q1_target.state_dict(), "q2_target": self.q2_target.state_dict(),
+            "value": self.value.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "q_optimizer": self.q_optimizer.state_dict(),
+            "value_optimizer": self.value_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; the next update is then the one it would have done."""
+        if state.get("version") != STATE_DICT_VERSION:
+            raise ValueError(f"IQL trainer state version {state.get('version')!r} is not "
+                             f"{STATE_DICT_VERSION}")
+        for name in ("actor", "q1", "q2", "q1_target", "q2_target", "value"):
+            getattr(self, name).load_state_dict(state[name])
+        for name in ("actor_optimizer", "q_optimizer", "value_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        self.num_updates = int(state["num_updates"])

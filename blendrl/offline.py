@@ -1,0 +1,511 @@
+"""Offline training shared by ``train_iql.py`` and ``train_blendrl_iql.py``: discrete IQL on growing
+prefixes of an online run's dataset, each prefix evaluated in the live environment.
+
+The golden rule (DESIGN.md section 7): the data limits are exactly the online evaluation marks of
+the dataset's manifest (a dataset without marks uses ``--intervals`` evenly spaced limits).
+Interval ``k`` trains ``ceil(epochs * limit_k / batch_size)`` gradient steps on minibatches drawn
+from the first ``limit_k`` transitions only (``DatasetReader(path, limit=limit_k)``), then evaluates
+with :func:`blendrl.evaluation.evaluate`, appends one entry to ``results.json`` and checkpoints.
+Training continues from interval to interval unless ``--reset_per_interval`` (then every interval
+starts again from the same initial weights).
+
+Before any work, bad input is a :class:`~blendrl.runs.UsageError` (exit status 2): bad flags, a
+missing, empty or broken dataset (the manifest is read, every chunk file listed must be on disk
+with its recorded size, and the chunks of the first interval to train are loaded and CRC-checked),
+an ``--env`` the dataset was not recorded on, a run folder that exists, a ``--resume`` whose
+checkpoint does not match. SIGTERM/SIGUSR1 make the loop checkpoint at the next gradient step
+(mid-interval progress included) and exit 75; ``--resume`` continues at exactly that step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
+from blendrl.envs import ENV_NAMES, get_spec
+from blendrl.envs.base import EnvSpec
+from blendrl.evaluation import evaluate
+from blendrl.runs import UsageError, interval_marks
+from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, args_to_dict,
+                          default_threads, load_checkpoint, new_training_log, resolve_device,
+                          rng_state, save_checkpoint, seed_everything, set_rng_state,
+                          validate_run_id)
+
+
+@dataclass
+class OfflineArgs:
+    """Offline discrete IQL on growing prefixes of an online run's dataset (one interval per
+    online evaluation mark), each interval evaluated in the live environment."""
+
+    dataset: Path | None = None
+    """the dataset folder to train on (holds manifest.json); or give --dataset_run_id"""
+    dataset_run_id: str | None = None
+    """run id of the online run whose dataset {dataset_dir}/{dataset_run_id} to train on"""
+    dataset_dir: Path = Path("offline_dataset")
+    """parent folder of datasets (used with --dataset_run_id)"""
+    env: str | None = None
+    """environment; must be the dataset's (default: the one in the dataset's manifest)"""
+    run_id: str | None = None
+    """name of the run: its folder is {runs_dir}/{run_id} (default: {method}_on_{dataset}_s{seed}_{time})"""
+    exp_id: str = "default"
+    """experiment this run belongs to (recorded in run.json)"""
+    runs_dir: Path = Path("out/runs")
+    """parent folder of runs"""
+    epochs: int = 10
+    """passes over the interval's data prefix: interval k trains ceil(epochs * limit_k / batch_size) gradient steps"""
+    intervals: int = 10
+    """number of evenly spaced data limits, used only when the dataset records no evaluation marks"""
+    eval_episodes: int = 10
+    """episodes per interval evaluation"""
+    eval_envs: int = 8
+    """parallel environments used by an evaluation"""
+    batch_size: int = 256
+    """minibatch size of a gradient step"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the critics (Q1, Q2, V) and of the neural actor"""
+    expectile: float = 0.7
+    """expectile of the value loss (0.5 = mean; towards 1 = max over the data's actions)"""
+    beta: float = 3.0
+    """inverse temperature of the advantage weights exp(beta * (Q - V))"""
+    max_weight: float = 100.0
+    """upper clip of the advantage weights"""
+    gamma: float = 0.99
+    """discount factor"""
+    polyak: float = 0.005
+    """step of the target Q networks towards the online ones after every update"""
+    hidden: int = 64
+    """hidden units of the actor's MLPs (vector states), as in the online scripts"""
+    critic_hidden: int = 256
+    """hidden units of the critics' MLPs (vector states; frames use the Nature CNN)"""
+    reset_per_interval: bool = False
+    """train each interval from the same initial weights instead of continuing from the previous interval"""
+    seed: int = 0
+    """seed of torch, numpy and the minibatch sampler; evaluation seeds derive from it"""
+    device: str = "auto"
+    """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
+    threads: int | None = None
+    """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
+    resume: bool = False
+    """continue the run from its latest checkpoint"""
+    log_every: int = 500
+    """gradient steps between logging points (tensorboard, training_log.pkl)"""
+    checkpoint_seconds: float = 600.0
+    """also checkpoint at least this often within an interval, besides after every interval"""
+    progress_seconds: float = 15.0
+    """seconds between progress lines on stderr"""
+
+
+@dataclass
+class BlendRLOfflineArgs(OfflineArgs, BlendRLFields):
+    """Offline discrete IQL of the BlendRL agent: the AWR loss trains the neural actor, the logic
+    clause weights and the blender together (each at its own learning rate)."""
+
+
+RESUME_FIXED = ("epochs", "batch_size", "learning_rate", "expectile", "beta", "max_weight", "gamma",
+                "polyak", "hidden", "critic_hidden", "reset_per_interval", "seed", "eval_episodes",
+                "rules", "actor_mode", "blender_mode", "blend_function", "logic_lr", "blender_lr")
+"""Arguments that define what a run computes: ``--resume`` refuses to change them."""
+
+ReaderFactory = Callable[[Path, int], Any]
+"""``(dataset path, limit) -> reader`` with ``sample(batch_size, rng)``; ``DatasetReader`` by default."""
+
+
+class DatasetInfo(NamedTuple):
+    """What the offline run needs to know of its dataset before training."""
+
+    path: Path
+    given: str
+    """the path as the user gave it (recorded in run.json)"""
+    env: str
+    count: int
+    marks: list[int]
+    metadata: dict
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def check_args(args: OfflineArgs) -> None:
+    """Checks needing no file: raises UsageError naming the flag."""
+    if (args.dataset is None) == (args.dataset_run_id is None):
+        raise UsageError("give exactly one of --dataset DIR and --dataset_run_id ID")
+    for name in ("epochs", "intervals", "eval_episodes", "eval_envs", "batch_size", "hidden",
+                 "critic_hidden", "log_every"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    for name in ("checkpoint_seconds", "progress_seconds", "learning_rate"):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.threads is not None and args.threads <= 0:
+        raise UsageError(f"--threads must be positive, got {args.threads}")
+    if args.env is not None and args.env not in ENV_NAMES:
+        raise UsageError(f"unknown environment {args.env!r}; valid: {', '.join(ENV_NAMES)}")
+    if args.resume and not args.run_id:
+        raise UsageError("--resume needs the --run_id of the run to continue")
+    try:
+        if args.dataset_run_id is not None:
+            validate_run_id(args.dataset_run_id)
+        if args.run_id is not None:
+            validate_run_id(args.run_id)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+    iql_config(args)  # hyperparameter ranges
+
+
+def iql_config(args: OfflineArgs) -> IQLConfig:
+    blend = args if isinstance(args, BlendRLFields) else None
+    try:
+        return IQLConfig(gamma=args.gamma, expectile=args.expectile, beta=args.beta,
+                         max_weight=args.max_weight, polyak=args.polyak,
+                         critic_lr=args.learning_rate,
+                         actor_lrs=learning_rates(args.learning_rate, blend))
+    except ValueError as e:
+        raise UsageError(f"bad hyperparameter: {e}") from e
+
+
+def dataset_path(args: OfflineArgs) -> tuple[Path, str]:
+    """The dataset folder (resolved) and the path as given."""
+    given = args.dataset if args.dataset is not None else Path(args.dataset_dir) / args.dataset_run_id
+    return Path(given).resolve(), str(given)
+
+
+def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
+    """Read the manifest; a missing, empty or malformed dataset is a UsageError naming the path."""
+    from dataset_utils import DatasetError, summarize
+
+    path, given = dataset_path(args)
+    if not path.is_dir():
+        raise UsageError(f"dataset {path} does not exist (or is not a folder)")
+    try:
+        summary = summarize(path)
+    except DatasetError as e:
+        raise UsageError(f"dataset {path} is not readable: {e}") from e
+    if summary["count"] == 0:
+        raise UsageError(f"dataset {path} is empty (0 transitions)")
+    env = summary["env"]
+    if args.env is not None and args.env != env:
+        raise UsageError(f"--env {args.env} does not match the dataset {path}, which holds {env!r} "
+                         "transitions")
+    if env not in ENV_NAMES:
+        raise UsageError(f"dataset {path} holds transitions of {env!r}, not a known environment "
+                         f"({', '.join(ENV_NAMES)})")
+    spec = get_spec(env)
+    expected = {"logic_shape": list(spec.logic_shape), "neural_shape": list(spec.neural_shape),
+                "neural_dtype": np.dtype(spec.neural_dtype).name, "n_actions": spec.n_actions}
+    wrong = [f"{k} {summary[k]} (expected {v})" for k, v in expected.items() if summary[k] != v]
+    if wrong:
+        raise UsageError(f"dataset {path} does not fit environment {env}: " + "; ".join(wrong))
+    return DatasetInfo(path, given, env, int(summary["count"]), [int(m) for m in summary["marks"]],
+                       dict(summary["metadata"]))
+
+
+def check_chunk_files(path: Path, manifest: dict) -> None:
+    """Every chunk the manifest lists is on disk with its recorded size (the CRC is checked when
+    an interval loads it)."""
+    for entry in manifest["chunks"]:
+        f = path / entry["file"]
+        if not f.is_file():
+            raise UsageError(f"dataset {path}: chunk {f} is missing")
+        if f.stat().st_size != entry["bytes"]:
+            raise UsageError(f"dataset {path}: chunk {f} has {f.stat().st_size} bytes, the manifest "
+                             f"says {entry['bytes']} (truncated or altered)")
+
+
+def data_limits(info: DatasetInfo, intervals: int) -> list[int]:
+    """The dataset's marks (positive ones), or ``intervals`` evenly spaced limits if it has none."""
+    marks = [m for m in info.marks if m > 0]
+    return marks if marks else interval_marks(info.count, min(intervals, info.count))
+
+
+def grad_steps_for(limit: int, epochs: int, batch_size: int) -> int:
+    """Gradient steps of an interval whose prefix holds ``limit`` transitions."""
+    return math.ceil(epochs * limit / batch_size)
+
+
+def dataset_source(info: DatasetInfo) -> dict:
+    """run.json's ``dataset_source`` of an offline run (the online method from the manifest)."""
+    return {"role": "read", "path": info.given, "run_id": info.metadata.get("run_id", info.path.name),
+            "method": info.metadata.get("method")}
+
+
+# --------------------------------------------------------------------------- entry points
+
+def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | None = None) -> int:
+    """Validate, then train every interval; returns the exit status (0 done, 75 interrupted).
+
+    ``reader_factory`` replaces ``DatasetReader`` (tests wrap it to watch what is sampled).
+    """
+    from dataset_utils import DatasetError, DatasetReader
+
+    reader_factory = reader_factory or DatasetReader
+    blend = args if isinstance(args, BlendRLFields) else None
+    check_args(args)
+    info = inspect_dataset(args)
+    limits = data_limits(info, args.intervals)
+    try:
+        device = resolve_device(args.device)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+    run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
+                             f"{time.strftime('%Y%m%d-%H%M%S')}")
+    run = RunDir(args.runs_dir, run_id)
+    ckpt = _resume_checkpoint(run, args, method, info, limits, device) if args.resume else None
+    start = ckpt["interval"] if ckpt is not None else 0
+    first_reader = None
+    if start < len(limits):
+        try:
+            first_reader = reader_factory(info.path, limits[start])
+        except DatasetError as e:
+            raise UsageError(f"dataset {info.path} is broken: {e}") from e
+        check_chunk_files(info.path, first_reader.manifest)
+    try:
+        run.prepare(args.resume)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+
+    spec = get_spec(info.env)
+    torch.set_num_threads(args.threads or default_threads(spec.is_image))
+    seed_everything(args.seed)
+    agent = build_agent(spec, blend, args.hidden).to(device)
+    trainer = IQLTrainer.for_spec(agent, spec, iql_config(args), device, hidden=args.critic_hidden)
+    loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, reader_factory)
+    try:
+        with Interrupt() as interrupt:
+            if ckpt is not None:
+                loop.restore(ckpt)
+            else:
+                run.write_run_json(exp_id=args.exp_id, method=method, env=info.env, seed=args.seed,
+                                   args=args, dataset_source=dataset_source(info))
+            return loop.run(interrupt, first_reader)
+    except DatasetError as e:  # a chunk of a later interval turned out broken
+        raise UsageError(f"dataset {info.path} is broken: {e}") from e
+    finally:
+        loop.close()
+
+
+def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: DatasetInfo,
+                       limits: list[int], device: torch.device) -> dict:
+    """The latest checkpoint, checked against this invocation (UsageError on any mismatch)."""
+    if not run.latest_checkpoint.exists():
+        raise UsageError(f"--resume: no checkpoint at {run.latest_checkpoint}")
+    try:
+        ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
+    except RunError as e:
+        raise UsageError(str(e)) from e
+    if ckpt.get("method") != method or ckpt.get("env") != info.env:
+        raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
+                         f"{ckpt.get('env')}, not {method} on {info.env}")
+    if ckpt.get("limits") != limits:
+        raise UsageError(f"--resume: the dataset {info.path} gives data limits {limits}, the run was "
+                         f"trained with {ckpt.get('limits')}")
+    now = args_to_dict(args)
+    changed = [f"--{k} {ckpt['args'].get(k)!r} -> {now[k]!r}" for k in RESUME_FIXED
+               if k in now and ckpt["args"].get(k) != now[k]]
+    if changed:
+        raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
+    return ckpt
+
+
+def main(args: OfflineArgs, method: str) -> int:
+    """Entry point for the scripts: usage errors -> message on stderr and exit status 2."""
+    try:
+        return run_offline(args, method)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+# --------------------------------------------------------------------------- the loop
+
+class OfflineLoop:
+    """The interval loop's state, its steps, logging and persistence."""
+
+    def __init__(self, args: OfflineArgs, method: str, spec: EnvSpec, info: DatasetInfo,
+                 limits: list[int], trainer: IQLTrainer, run: RunDir, device: torch.device,
+                 reader_factory: ReaderFactory):
+        self.args, self.method, self.spec, self.info = args, method, spec, info
+        self.limits, self.trainer, self.run_dir, self.device = limits, trainer, run, device
+        self.reader_factory = reader_factory
+        self.initial_trainer = copy.deepcopy(trainer.state_dict()) if args.reset_per_interval else None
+        self.sampler = np.random.default_rng(args.seed)
+        self.state: dict[str, Any] = {
+            "interval": 0,  # intervals finished
+            "step_in_interval": 0,  # gradient steps done in the current interval
+            "interval_train_seconds": 0.0,
+            "grad_steps": 0,  # gradient steps over the whole run
+            "best_return": -math.inf, "results": [], "training_log": new_training_log(),
+            "timing": None}
+        self.timer = Timer(run)
+        self._tb = None
+        self._window: list[list[float]] = []
+        self._last_batch: Any = None
+        self._window_t0 = time.perf_counter()
+        self._last_checkpoint = self._last_progress = time.perf_counter()
+
+    @property
+    def tb(self):
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+            purge = self.state["grad_steps"] if self.args.resume else None
+            self._tb = SummaryWriter(str(self.run_dir.path), purge_step=purge)
+        return self._tb
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+    def restore(self, ckpt: dict) -> None:
+        self.trainer.load_state_dict(ckpt["trainer"])
+        set_rng_state(ckpt["rng"])
+        self.sampler.bit_generator.state = ckpt["sampler"]
+        self.state.update({k: ckpt[k] for k in self.state})
+        self.timer = Timer(self.run_dir, self.state["timing"])
+        print(f"[{self.run_dir.run_id}] resuming at interval {self.state['interval'] + 1}/"
+              f"{len(self.limits)}, step {self.state['step_in_interval']} of it", file=sys.stderr,
+              flush=True)
+
+    def run(self, interrupt: Interrupt, first_reader: Any = None) -> int:
+        """Train the remaining intervals; 0 when all are done, 75 when a signal stopped it."""
+        st, a = self.state, self.args
+        reader = first_reader
+        while st["interval"] < len(self.limits):
+            k = st["interval"]
+            limit = self.limits[k]
+            if reader is None:
+                if interrupt.requested:
+                    return self._interrupted(interrupt)
+                reader = self.reader_factory(self.info.path, limit)
+            n_steps = grad_steps_for(limit, a.epochs, a.batch_size)
+            if st["step_in_interval"] == 0 and self.initial_trainer is not None:
+                self.trainer.load_state_dict(self.initial_trainer)
+            while st["step_in_interval"] < n_steps:
+                if interrupt.requested:
+                    return self._interrupted(interrupt)
+                self.train_step(reader)
+                if st["step_in_interval"] % a.log_every == 0:
+                    self.log_window(k, limit)
+                if time.perf_counter() - self._last_checkpoint > a.checkpoint_seconds:
+                    self.checkpoint()
+                self.maybe_progress(n_steps)
+            self.log_window(k, limit)
+            reader = None  # free the prefix before the next one is loaded
+            self.evaluate_interval(k, limit)
+            self.checkpoint()
+        self.checkpoint(finished=True)
+        return 0
+
+    def _interrupted(self, interrupt: Interrupt) -> int:
+        self.checkpoint()
+        st = self.state
+        print(f"[{self.run_dir.run_id}] interrupted by signal {interrupt.signum} in interval "
+              f"{st['interval'] + 1} at step {st['step_in_interval']}: checkpoint written; rerun with "
+              "--resume", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+    # -- steps --------------------------------------------------------------------------------
+    def train_step(self, reader: Any) -> None:
+        st = self.state
+        t0 = time.perf_counter()
+        batch = reader.sample(self.args.batch_size, self.sampler).to_torch(self.device)
+        metrics = self.trainer.update(batch)
+        dt = time.perf_counter() - t0
+        st["step_in_interval"] += 1
+        st["grad_steps"] += 1
+        st["interval_train_seconds"] += dt
+        self.timer.train_seconds += dt
+        self._window.append([metrics[key] for key in METRIC_KEYS])
+        self._last_batch = batch
+
+    def log_window(self, k: int, limit: int) -> None:
+        """Average the metrics since the last logging point into tensorboard and the training log."""
+        if not self._window:
+            return
+        gs = self.state["grad_steps"]
+        means = np.mean(np.asarray(self._window, dtype=np.float64), axis=0)
+        stats = {key: float(v) for key, v in zip(METRIC_KEYS, means)}
+        elapsed = time.perf_counter() - self._window_t0
+        for key, v in stats.items():
+            self.tb.add_scalar(key, v, gs)
+        self.tb.add_scalar("charts/SPS", len(self._window) / max(elapsed, 1e-9), gs)
+        self.tb.add_scalar("charts/learning_rate", self.trainer.actor_optimizer.param_groups[0]["lr"], gs)
+        log = self.state["training_log"]
+        log["updates"].append({"global_step": gs, "interval": k + 1, "data_limit": limit, **stats})
+        weight = self._logic_weight()
+        if weight is not None:
+            log["blend"].append({"global_step": gs, "logic_weight_mean": float(weight.mean()),
+                                 "logic_weight_std": float(weight.std()) if weight.numel() > 1 else 0.0})
+            self.tb.add_scalar("blend/logic_weight", float(weight.mean()), gs)
+        self._window = []
+        self._window_t0 = time.perf_counter()
+
+    @torch.no_grad()
+    def _logic_weight(self) -> torch.Tensor | None:
+        """The logic actor's blend weight on the last minibatch (BlendRL), else None."""
+        batch = self._last_batch
+        policy = getattr(self.trainer.actor, "policy", None)
+        if batch is None or policy is None:
+            return None
+        weight = policy(batch.logic_state, batch.neural_state).logic_weight
+        return None if weight is None else weight.float()
+
+    def maybe_progress(self, n_steps: int) -> None:
+        now = time.perf_counter()
+        if now - self._last_progress < self.args.progress_seconds:
+            return
+        self._last_progress = now
+        st = self.state
+        print(f"[{self.run_dir.run_id}] interval {st['interval'] + 1}/{len(self.limits)} step "
+              f"{st['step_in_interval']}/{n_steps} ({st['grad_steps']} in all)", file=sys.stderr,
+              flush=True)
+
+    def evaluate_interval(self, k: int, limit: int) -> None:
+        a, st = self.args, self.state
+        t0 = time.perf_counter()
+        res = evaluate(self.trainer.actor, self.info.env, a.eval_episodes, a.seed, self.device,
+                       num_envs=a.eval_envs)
+        eval_seconds = time.perf_counter() - t0
+        self.timer.eval_seconds += eval_seconds
+        entry = {"interval": k + 1, "data_limit": limit, "mean_return": res.mean,
+                 "std_return": res.std, "episodes": len(res.returns), "returns": res.returns.tolist(),
+                 "lengths": res.lengths.tolist(), "grad_steps": st["step_in_interval"],
+                 "train_seconds": st["interval_train_seconds"], "eval_seconds": eval_seconds}
+        if res.logic_weight is not None:
+            entry["logic_weight"] = res.logic_weight
+        st["results"].append(entry)
+        st["interval"] += 1
+        st["step_in_interval"] = 0
+        st["interval_train_seconds"] = 0.0
+        self.tb.add_scalar("charts/eval_mean_return", res.mean, st["grad_steps"])
+        print(f"[{self.run_dir.run_id}] interval {k + 1}/{len(self.limits)} (data limit {limit}, "
+              f"{entry['grad_steps']} gradient steps): return {res.mean:.2f} +- {res.std:.2f} over "
+              f"{len(res.returns)} episodes ({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
+        if res.mean > st["best_return"]:
+            st["best_return"] = res.mean
+            save_checkpoint(self.run_dir.best_checkpoint, self.payload())
+
+    # -- persistence --------------------------------------------------------------------------
+    def payload(self) -> dict:
+        self.state["timing"] = self.timer.state()
+        return {"method": self.method, "env": self.info.env, "args": args_to_dict(self.args),
+                "dataset": str(self.info.path), "limits": self.limits,
+                "trainer": self.trainer.state_dict(), "rng": rng_state(),
+                "sampler": self.sampler.bit_generator.state, **self.state}
+
+    def checkpoint(self, finished: bool = False) -> None:
+        """latest.pt, results.json, training_log.pkl and timing.json, in that order."""
+        save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
+        self.run_dir.write_results(self.state["results"])
+        self.run_dir.write_training_log(self.state["training_log"])
+        self.timer.save(finished=finished)
+        if self._tb is not None:
+            self._tb.flush()
+        self._last_checkpoint = time.perf_counter()

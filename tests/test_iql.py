@@ -1,0 +1,320 @@
+"""Discrete IQL (blendrl/algos/iql.py): the pure losses against hand computations, one update's
+numbers on hand-built networks, Polyak targets, the state_dict round trip, and a learning test on a
+chain MDP whose optimal policy is known."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from blendrl.algos.iql import (METRIC_KEYS, IQLConfig, IQLTrainer, awr_weights, expectile_loss,
+                               polyak_update, td_targets)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class Batch(NamedTuple):
+    """Same fields as dataset_utils.Batch (already torch tensors)."""
+
+    logic_state: torch.Tensor
+    neural_state: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_logic_state: torch.Tensor
+    next_neural_state: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+
+class TwoGroupActor(nn.Module):
+    """A test actor with the agents' interface: logits from the neural state plus (optionally) a
+    term from the logic state, as two parameter groups like BlendRL's neural and logic actors."""
+
+    def __init__(self, n_in: int, n_logic: int, n_actions: int, use_logic: bool = True):
+        super().__init__()
+        self.neural = nn.Linear(n_in, n_actions)
+        self.logic = nn.Linear(n_logic, n_actions) if use_logic else None
+
+    def logits(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
+        out = self.neural(neural.float())
+        if self.logic is not None:
+            out = out + self.logic(logic.flatten(1))
+        return out
+
+    def log_prob(self, logic, neural, action):
+        return torch.log_softmax(self.logits(logic, neural), 1).gather(1, action.long()[:, None])[:, 0]
+
+    def action_probs(self, logic, neural):
+        return torch.softmax(self.logits(logic, neural), 1)
+
+    def optimizer_param_groups(self, lrs):
+        groups = [{"params": list(self.neural.parameters()), "lr": lrs["neural"], "name": "neural"}]
+        if self.logic is not None:
+            groups.append({"params": list(self.logic.parameters()), "lr": lrs["logic"], "name": "logic"})
+        return groups
+
+
+class Squeeze(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x).squeeze(-1)
+
+
+def random_batch(gen: torch.Generator, size: int = 16, n_in: int = 4, n_actions: int = 3) -> Batch:
+    logic = torch.randn(size, 2, 2, generator=gen)
+    return Batch(logic, torch.randn(size, n_in, generator=gen),
+                 torch.randint(0, n_actions, (size,), generator=gen),
+                 torch.randn(size, generator=gen, dtype=torch.float64),
+                 torch.randn(size, 2, 2, generator=gen), torch.randn(size, n_in, generator=gen),
+                 torch.rand(size, generator=gen) < 0.2, torch.rand(size, generator=gen) < 0.2)
+
+
+def make_trainer(seed: int, config: IQLConfig | None = None) -> IQLTrainer:
+    torch.manual_seed(seed)
+    actor = TwoGroupActor(4, 4, 3)
+    q = (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)),
+         nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)))
+    value = Squeeze(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
+    return IQLTrainer(actor, q, value, config or IQLConfig(actor_lrs={"neural": 1e-3, "logic": 5e-3}))
+
+
+# --------------------------------------------------------------------------- pure functions
+
+def test_expectile_loss_by_hand():
+    diff = torch.tensor([2.0, -1.0])
+    # positive residual weighted 0.7, negative 0.3: (0.7 * 4 + 0.3 * 1) / 2
+    assert expectile_loss(diff, 0.7).item() == pytest.approx(1.55)
+    assert expectile_loss(diff, 0.5).item() == pytest.approx(0.5 * (4 + 1) / 2)
+    assert expectile_loss(torch.tensor([0.0, 0.0]), 0.9).item() == 0.0
+    # the gradient pushes the prediction up harder than down for expectile > 0.5
+    pred = torch.zeros(2, requires_grad=True)
+    expectile_loss(torch.tensor([1.0, -1.0]) - pred, 0.7).backward()
+    assert pred.grad.tolist() == pytest.approx([-0.7, 0.3])
+
+
+def test_awr_weights_by_hand():
+    q = torch.tensor([1.0, 2.0, 0.0, 3.0], requires_grad=True)
+    v = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    w = awr_weights(q, v, beta=3.0, max_weight=100.0)
+    assert w.tolist() == pytest.approx([1.0, math.exp(3.0), math.exp(-3.0), 100.0])  # exp(6) clipped
+    assert not w.requires_grad
+    assert awr_weights(q, v, beta=0.0, max_weight=100.0).tolist() == [1.0] * 4
+
+
+def test_td_targets_bootstrap_through_truncation_only():
+    reward = torch.tensor([1.0, 2.0, 3.0])
+    terminated = torch.tensor([False, True, False])
+    next_v = torch.tensor([10.0, 10.0, -1.0])
+    assert td_targets(reward, terminated, next_v, 0.9).tolist() == pytest.approx([10.0, 2.0, 2.1])
+
+
+def test_polyak_update_by_hand():
+    source, target = nn.Linear(1, 1), nn.Linear(1, 1)
+    with torch.no_grad():
+        source.weight.fill_(1.0), source.bias.fill_(-2.0)
+        target.weight.fill_(3.0), target.bias.fill_(0.0)
+    polyak_update(target, source, 0.25)
+    assert target.weight.item() == pytest.approx(0.75 * 3.0 + 0.25 * 1.0)
+    assert target.bias.item() == pytest.approx(0.25 * -2.0)
+
+
+@pytest.mark.parametrize("field,value", [("expectile", 1.0), ("expectile", 0.0), ("gamma", 1.5),
+                                         ("polyak", 0.0), ("max_weight", 0.0), ("beta", -1.0),
+                                         ("critic_lr", 0.0)])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        IQLConfig(**{field: value})
+    with pytest.raises(ValueError, match="logic"):
+        IQLConfig(actor_lrs={"neural": 1e-3, "logic": -1.0})
+
+
+# --------------------------------------------------------------------------- one update by hand
+
+def constant_linear(n_in: int, n_out: int, bias: float) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.fill_(bias)
+    return layer
+
+
+def test_one_update_matches_hand_computation():
+    """Q networks output 0, V outputs 5, r = 1, gamma = 0.9. Batch rows: truncated, terminated,
+    neither. Targets 1 + 0.9 * 5 = 5.5 (truncated bootstraps), 1, 5.5 -> Q loss 20.5. V residual
+    min target Q - V = -5 -> value loss 0.3 * 25 = 7.5; advantage -5 -> weights exp(-15)."""
+    actor = TwoGroupActor(2, 2, 2, use_logic=False)
+    trainer = IQLTrainer(actor, (constant_linear(2, 2, 0.0), constant_linear(2, 2, 0.0)),
+                         Squeeze(constant_linear(2, 1, 5.0)), IQLConfig(gamma=0.9))
+    batch = Batch(torch.zeros(3, 1, 2), torch.ones(3, 2), torch.tensor([0, 1, 0]),
+                  torch.ones(3), torch.zeros(3, 1, 2), torch.ones(3, 2),
+                  torch.tensor([False, True, False]), torch.tensor([True, False, False]))
+    with torch.no_grad():
+        log_prob = actor.log_prob(batch.logic_state, batch.neural_state, batch.action)
+    m = trainer.update(batch)
+    assert set(m) == set(METRIC_KEYS)
+    assert m["losses/q"] == pytest.approx((5.5**2 + 1.0 + 5.5**2) / 3)
+    assert m["losses/value"] == pytest.approx(0.3 * 25.0)
+    assert m["charts/adv_mean"] == pytest.approx(-5.0)
+    assert m["charts/adv_std"] == pytest.approx(0.0, abs=1e-6)
+    assert m["charts/v_mean"] == pytest.approx(5.0)
+    assert m["charts/awr_weight_mean"] == pytest.approx(math.exp(-15.0))
+    assert m["losses/actor"] == pytest.approx(-(math.exp(-15.0) * log_prob).mean().item(), rel=1e-5)
+    assert m["charts/awr_weight_clipped_frac"] == 0.0
+    assert trainer.num_updates == 1
+
+
+def test_value_regresses_on_the_minimum_of_the_target_qs_at_the_taken_action():
+    q1, q2 = nn.Linear(1, 2), nn.Linear(1, 2)
+    with torch.no_grad():
+        for q, bias in ((q1, [1.0, 5.0]), (q2, [3.0, 2.0])):
+            q.weight.zero_()
+            q.bias.copy_(torch.tensor(bias))
+    trainer = IQLTrainer(TwoGroupActor(1, 1, 2, use_logic=False), (q1, q2),
+                         Squeeze(constant_linear(1, 1, 0.0)), IQLConfig(expectile=0.5))
+    assert trainer.min_target_q(torch.ones(2, 1), torch.tensor([0, 1])).tolist() == [1.0, 2.0]
+    batch = Batch(torch.zeros(2, 1, 1), torch.ones(2, 1), torch.tensor([0, 1]), torch.zeros(2),
+                  torch.zeros(2, 1, 1), torch.ones(2, 1), torch.ones(2, dtype=torch.bool),
+                  torch.zeros(2, dtype=torch.bool))
+    m = trainer.update(batch)
+    assert m["losses/value"] == pytest.approx(0.5 * (1.0 + 4.0) / 2)  # V = 0, targets 1 and 2
+    assert m["charts/q_target_mean"] == pytest.approx(1.5)
+
+
+def test_truncation_does_not_stop_bootstrap_but_termination_does():
+    def q_loss(terminated: bool, truncated: bool) -> float:
+        actor = TwoGroupActor(2, 2, 2, use_logic=False)
+        trainer = IQLTrainer(actor, (constant_linear(2, 2, 0.0), constant_linear(2, 2, 0.0)),
+                             Squeeze(constant_linear(2, 1, 2.0)), IQLConfig(gamma=0.5))
+        batch = Batch(torch.zeros(1, 1, 2), torch.ones(1, 2), torch.tensor([1]), torch.tensor([3.0]),
+                      torch.zeros(1, 1, 2), torch.ones(1, 2), torch.tensor([terminated]),
+                      torch.tensor([truncated]))
+        return trainer.update(batch)["losses/q"]
+
+    assert q_loss(False, False) == pytest.approx(4.0**2)  # 3 + 0.5 * 2
+    assert q_loss(False, True) == pytest.approx(4.0**2)
+    assert q_loss(True, False) == pytest.approx(3.0**2)
+
+
+def test_targets_follow_online_q_by_polyak_and_only_actor_groups_get_their_rates():
+    trainer = make_trainer(0, IQLConfig(polyak=0.1, actor_lrs={"neural": 1e-3, "logic": 5e-3}))
+    before = [p.clone() for p in trainer.q1_target.parameters()]
+    q1_before = [p.clone() for p in trainer.q1.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, q1_before))  # targets start as copies
+    trainer.update(random_batch(torch.Generator().manual_seed(1)))
+    for old, tgt, online, online_old in zip(before, trainer.q1_target.parameters(),
+                                            trainer.q1.parameters(), q1_before):
+        assert not torch.equal(online, online_old)
+        torch.testing.assert_close(tgt, 0.9 * old + 0.1 * online)
+    assert [(g["name"], g["lr"]) for g in trainer.actor_optimizer.param_groups] == [
+        ("neural", 1e-3), ("logic", 5e-3)]
+    assert all(not p.requires_grad for p in trainer.q2_target.parameters())
+
+
+def test_every_actor_group_is_trained_by_awr():
+    trainer = make_trainer(0)
+    before = {n: p.clone() for n, p in trainer.actor.named_parameters()}
+    trainer.update(random_batch(torch.Generator().manual_seed(2)))
+    for name, p in trainer.actor.named_parameters():
+        assert not torch.equal(p, before[name]), name
+
+
+# --------------------------------------------------------------------------- persistence
+
+def test_state_dict_round_trip_gives_identical_next_update():
+    gen = torch.Generator().manual_seed(0)
+    original = make_trainer(0)
+    for _ in range(3):
+        original.update(random_batch(gen))
+    buf = io.BytesIO()
+    torch.save(original.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)  # what runs.load_checkpoint does
+
+    restored = make_trainer(123)  # different initial weights
+    untouched = make_trainer(123)
+    restored.load_state_dict(state)
+    assert restored.num_updates == 3
+
+    batch = random_batch(gen)
+    m_original, m_restored = original.update(batch), restored.update(batch)
+    m_untouched = untouched.update(batch)
+    assert m_restored == m_original
+    assert m_untouched != m_original  # the comparison can fail
+    for a, b in zip(original.state_dict().items(), restored.state_dict().items()):
+        assert a[0] == b[0]
+        if isinstance(a[1], dict) and "state" not in a[1]:  # network weights
+            for k in a[1]:
+                assert torch.equal(a[1][k], b[1][k]), (a[0], k)
+    for name in ("actor_optimizer", "q_optimizer", "value_optimizer"):
+        sa, sb = getattr(original, name).state_dict(), getattr(restored, name).state_dict()
+        for idx in sa["state"]:
+            for k, v in sa["state"][idx].items():
+                assert torch.equal(v, sb["state"][idx][k]), (name, idx, k)
+    assert restored.num_updates == original.num_updates == 4
+
+
+def test_load_state_dict_rejects_unknown_version():
+    trainer = make_trainer(0)
+    state = trainer.state_dict()
+    state["version"] = 99
+    with pytest.raises(ValueError, match="version"):
+        make_trainer(1).load_state_dict(state)
+
+
+def test_needs_two_q_networks():
+    with pytest.raises(ValueError, match="two Q networks"):
+        IQLTrainer(TwoGroupActor(2, 2, 2, use_logic=False), (nn.Linear(2, 2),),
+                   Squeeze(nn.Linear(2, 1)), IQLConfig())
+
+
+# --------------------------------------------------------------------------- learning
+
+def chain_dataset(n_states: int, n: int, rng: np.random.Generator):
+    """A line of states; action 1 moves right, 0 moves left (walls at both ends). Action 1 in the
+    rightmost state pays 1, action 0 in the leftmost pays a 0.1 distractor. Transitions from a
+    uniform random behaviour policy. With gamma 0.9 moving right is optimal everywhere."""
+    s = rng.integers(0, n_states, n)
+    a = rng.integers(0, 2, n)
+    s2 = np.clip(s + np.where(a == 1, 1, -1), 0, n_states - 1)
+    r = ((s == n_states - 1) & (a == 1)) + 0.1 * ((s == 0) & (a == 0))
+    return s, a, r.astype(np.float32), s2
+
+
+def test_iql_learns_the_optimal_policy_on_a_chain():
+    n_states, size = 5, 64
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    s, a, r, s2 = chain_dataset(n_states, 1000, rng)
+    eye = torch.eye(n_states)
+    actor = TwoGroupActor(n_states, n_states, 2, use_logic=False)
+    trainer = IQLTrainer(actor, (nn.Linear(n_states, 2), nn.Linear(n_states, 2)),
+                         Squeeze(nn.Linear(n_states, 1)),
+                         IQLConfig(gamma=0.9, polyak=0.05, critic_lr=1e-2, actor_lrs={"neural": 1e-2}))
+    no_end = torch.zeros(size, dtype=torch.bool)
+    for _ in range(800):
+        idx = torch.as_tensor(rng.integers(0, len(s), size))
+        states, nexts = eye[torch.as_tensor(s)[idx]], eye[torch.as_tensor(s2)[idx]]
+        trainer.update(Batch(states[:, None], states, torch.as_tensor(a)[idx], torch.as_tensor(r)[idx],
+                             nexts[:, None], nexts, no_end, no_end))
+    with torch.no_grad():
+        greedy = actor.action_probs(eye[:, None], eye).argmax(1)
+        q = torch.minimum(trainer.q1(eye), trainer.q2(eye))
+    assert greedy.tolist() == [1] * n_states
+    assert (q[:, 1] > q[:, 0]).all()
+    # values grow towards the rewarding end
+    assert (trainer.value(eye)[1:] > trainer.value(eye)[:-1]).all()
