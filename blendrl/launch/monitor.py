@@ -1,0 +1,162 @@
+"""Watching an experiment: ``--status EXP`` (each job's state) and ``--wait`` (progress until the
+experiment ends, then a summary).
+
+In local mode the runner keeps the registry current; in cluster mode :func:`refresh` asks SLURM
+(``scontrol show job -o``) for every job not yet ended and records the answer.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+from blendrl.launch import procs, slurm
+from blendrl.launch.registry import (CANCELLED, DONE, FAILED, PENDING, RUNNING, TERMINAL,
+                                     Registry, all_finished, counts, finish_job, now_iso)
+
+
+def refresh(registry: Registry) -> dict:
+    """The registry, with cluster jobs' states brought up to date from SLURM."""
+    data = registry.read()
+    if data.get("mode") != "slurm":
+        return data
+    answers: dict[str, tuple] = {}
+    times: dict[str, dict] = {}
+    for job in data["jobs"]:
+        if job.get("slurm_id") and job["state"] not in TERMINAL:
+            try:
+                info = slurm.job_info(job["slurm_id"])
+            except slurm.SlurmError:
+                continue  # SLURM unreachable right now: keep what we know
+            if info is None:
+                answers[job["name"]] = (FAILED, None, "no longer known to SLURM: final state unknown", 0)
+            else:
+                answers[job["name"]] = slurm.job_state(info)
+                times[job["name"]] = {"start": info.get("StartTime"), "end": info.get("EndTime"),
+                                      "submit": info.get("SubmitTime")}
+    if not answers:
+        return data
+    with registry.update() as d:
+        for job in d["jobs"]:
+            if job["name"] not in answers or job["state"] in TERMINAL:
+                continue
+            state, code, reason, restarts = answers[job["name"]]
+            job["restarts"] = max(restarts, job.get("restarts") or 0)
+            if job["name"] in times:
+                job["slurm_times"] = times[job["name"]]
+            if state in TERMINAL:
+                finish_job(job, state, code, reason)
+            else:
+                if state == RUNNING and not job.get("started_at"):
+                    job["started_at"] = now_iso()
+                job["state"] = state
+                job["reason"] = reason
+    return d
+
+
+def runner_alive(data: dict) -> bool:
+    runner = data.get("runner") or {}
+    return procs.is_alive(runner.get("pid"), runner.get("start_time"))
+
+
+def is_active(data: dict) -> bool:
+    """Whether anything of the experiment may still run (a live local runner or job process, or
+    a cluster job not yet ended)."""
+    if data.get("mode") == "slurm":
+        return not all_finished(data)
+    if runner_alive(data):
+        return True
+    return any(j["state"] == RUNNING and procs.is_our_group(j.get("pgid"), j.get("start_time"))
+               for j in data["jobs"])
+
+
+def status_text(data: dict) -> str:
+    """A table of every job of the registry."""
+    mode = data.get("mode", "?")
+    head = f"experiment {data['exp_id']} ({mode} mode, work dir {data.get('work_dir')})"
+    if mode == "local":
+        runner = data.get("runner") or {}
+        alive = runner_alive(data)
+        if alive:
+            what = "running"
+        elif runner.get("state") == RUNNING:
+            what = "not running: it stopped unexpectedly (see runner.log)"
+        else:
+            what = f"not running ({runner.get('state', 'never started')})"
+        head += f"; runner pid {runner.get('pid')}: {what}"
+    rows = [("JOB", "KIND", "STATE", "EXIT", "ID", "NOTE")]
+    for j in data["jobs"]:
+        ident = (f"slurm {j['slurm_id']}" if j.get("slurm_id") else
+                 f"pid {j['pid']}" if j.get("pid") else "-")
+        note = j.get("reason") or ""
+        if j.get("restarts"):
+            note = (note + f" restarts={j['restarts']}").strip()
+        rows.append((j["name"], j["kind"], j["state"],
+                     "" if j.get("exit_code") is None else str(j["exit_code"]), ident, note))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [head]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    c = counts(data)
+    lines.append(f"  {len(data['jobs'])} jobs: " + ", ".join(f"{c[s]} {s}" for s in
+                                                            (DONE, RUNNING, PENDING, FAILED, CANCELLED)))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def progress_line(data: dict, elapsed: float) -> str:
+    c = counts(data)
+    return (f"[{elapsed:6.0f} s] {c[DONE]}/{len(data['jobs'])} done, {c[RUNNING]} running, "
+            f"{c[PENDING]} pending, {c[FAILED]} failed, {c[CANCELLED]} cancelled")
+
+
+def wait(registry: Registry, out: IO[str] = sys.stdout, poll: float | None = None,
+         timeout: float | None = None) -> int:
+    """Block until every job has ended, printing each state change; then the summary table.
+    Returns 0 if every job is done, 1 otherwise (a failure, a cancellation, a runner that died,
+    or ``timeout`` seconds passed); 130 on Ctrl-C, which stops the waiting, not the experiment."""
+    try:
+        return _wait(registry, out, poll, timeout)
+    except KeyboardInterrupt:
+        exp = registry.dir.name
+        print(f"\nstopped waiting; experiment {exp} goes on (--status {exp} to look, "
+              f"kill_experiments.sh {exp} to stop it)", file=out, flush=True)
+        return 130
+
+
+def _wait(registry: Registry, out: IO[str], poll: float | None, timeout: float | None) -> int:
+    t0 = time.monotonic()
+    data = refresh(registry)
+    if poll is None:
+        poll = 3.0 if data.get("mode") == "slurm" else 0.5
+    seen: dict[str, str] = {}
+    last_line = ""
+    while True:
+        for j in data["jobs"]:
+            if seen.get(j["name"]) != j["state"]:
+                if j["name"] in seen or j["state"] != PENDING:
+                    extra = f" ({j['reason']})" if j.get("reason") and j["state"] != RUNNING else ""
+                    print(f"  {j['name']}: {j['state']}{extra}", file=out, flush=True)
+                seen[j["name"]] = j["state"]
+        line = progress_line(data, time.monotonic() - t0)
+        if line.split("]", 1)[1] != last_line:
+            print(line, file=out, flush=True)
+            last_line = line.split("]", 1)[1]
+        if all_finished(data):
+            break
+        if data.get("mode") == "local" and not runner_alive(data):
+            data = registry.read()
+            if not all_finished(data):
+                print(f"the local runner is no longer running; see {registry.dir / 'runner.log'}",
+                      file=out, flush=True)
+                break
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            print(f"stopped waiting after {timeout:.0f} s; the experiment goes on", file=out)
+            break
+        time.sleep(poll)
+        data = refresh(registry)
+    print(status_text(data), file=out, flush=True)
+    ok = all(j["state"] == DONE for j in data["jobs"])
+    print("all jobs done" if ok else "not every job is done: see the table above and the logs in "
+          f"{registry.dir}", file=out, flush=True)
+    return 0 if ok else 1

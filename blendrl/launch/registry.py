@@ -1,0 +1,213 @@
+"""The job registry ``logs/{exp}/registry.json``: every job of an experiment with its command,
+dependencies, SLURM id or pid and process group, state, exit code and timestamps.
+
+The file is replaced atomically (temp file + ``os.replace``) so a reader never sees half of it,
+and every read-modify-write holds an exclusive ``flock`` on ``registry.lock`` beside it, because
+the launcher, the local runner, ``--status`` and ``kill_experiments.sh`` all update it.
+
+Layout::
+
+    {"format_version": 1, "exp_id": ..., "mode": "local" | "slurm", "work_dir": ...,
+     "created_at": ..., "updated_at": ...,
+     "kill_requested": false, "kill_requested_at": ..., "kill_grace": ...,   # set by kill
+     "max_parallel": 2,                                   # local mode
+     "runner": {"pid": ..., "pgid": ..., "start_time": ..., "state": ...},   # local mode
+     "jobs": [{"name", "kind", "command", "depends_on", "dependency", "method", "seed",
+               "run_id", "run_dir", "dataset_dir", "resumable", "threads", "log",
+               "state", "exit_code", "reason", "pid", "pgid", "start_time", "slurm_id",
+               "sbatch_script", "submit_command", "submitted_at", "started_at", "ended_at",
+               "restarts", "slurm_times"}, ...]}
+
+``slurm_times`` (cluster mode) is SLURM's ``{"start", "end", "submit"}`` of the job's latest
+attempt, as ``scontrol show job`` reported it when the job was last seen.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMAT_VERSION = 1
+FILE_NAME = "registry.json"
+
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATES = (PENDING, RUNNING, DONE, FAILED, CANCELLED)
+TERMINAL = frozenset({DONE, FAILED, CANCELLED})
+
+
+class RegistryError(RuntimeError):
+    """A registry that is missing or unreadable."""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Registry:
+    """The registry file of one experiment."""
+
+    def __init__(self, exp_logs_dir: Path):
+        self.dir = Path(exp_logs_dir)
+        self.path = self.dir / FILE_NAME
+        self.lock_path = self.dir / "registry.lock"
+
+    @classmethod
+    def of(cls, logs_dir: Path, exp_id: str) -> "Registry":
+        return cls(Path(logs_dir) / exp_id)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> dict:
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise RegistryError(f"no job registry at {self.path}") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RegistryError(f"cannot read the job registry {self.path}: {e}") from e
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            raise RegistryError(f"{self.path} is not a job registry of format {FORMAT_VERSION}")
+        return data
+
+    def read(self) -> dict:
+        """A consistent snapshot (no lock needed: the file is replaced atomically)."""
+        return self._load()
+
+    def create(self, data: dict) -> None:
+        """Start a new registry; a previous one is kept as ``registry.{its creation time}.json``."""
+        with self._lock():
+            if self.path.is_file():
+                try:
+                    old = self._load().get("created_at", "old")
+                except RegistryError:
+                    old = "unreadable"
+                stamp = "".join(c for c in str(old) if c.isalnum()) or "old"
+                os.replace(self.path, self.dir / f"registry.{stamp}.json")
+            data = {"format_version": FORMAT_VERSION, "created_at": now_iso(), **data}
+            data["updated_at"] = now_iso()
+            atomic_write_json(self.path, data)
+
+    @contextmanager
+    def update(self) -> Iterator[dict]:
+        """Read under the lock, let the caller change the dict, write it back atomically
+        (only if it changed)."""
+        with self._lock():
+            data = self._load()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:  # nothing changed: no write
+                data["updated_at"] = now_iso()
+                atomic_write_json(self.path, data)
+
+
+def new_job_entry(job: dict, log: Path) -> dict:
+    """A registry entry for a planned job (``Job.to_dict()``), not started yet."""
+    return {**job, "log": str(log), "state": PENDING, "exit_code": None, "reason": None,
+            "pid": None, "pgid": None, "start_time": None, "slurm_id": None,
+            "submitted_at": None, "started_at": None, "ended_at": None, "restarts": 0,
+            "slurm_times": None}
+
+
+def job_map(data: dict) -> dict[str, dict]:
+    return {j["name"]: j for j in data["jobs"]}
+
+
+def finish_job(job: dict, state: str, exit_code: int | None, reason: str | None) -> None:
+    """Record the end of a job; a job already cancelled stays cancelled (its exit code is kept)."""
+    if job["state"] == CANCELLED:
+        if exit_code is not None and job.get("exit_code") is None:
+            job["exit_code"] = exit_code
+        return
+    job["state"] = state
+    job["exit_code"] = exit_code
+    job["reason"] = reason
+    job["ended_at"] = job.get("ended_at") or now_iso()
+
+
+def propagate_cancellations(data: dict) -> list[str]:
+    """Cancel every pending ``afterok`` job with a dependency that failed or was cancelled,
+    transitively; returns the names cancelled now."""
+    jobs = job_map(data)
+    cancelled: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for job in data["jobs"]:
+            if job["state"] != PENDING or job.get("dependency", "afterok") != "afterok":
+                continue
+            bad = [d for d in job["depends_on"] if jobs[d]["state"] in (FAILED, CANCELLED)]
+            if bad:
+                up = jobs[bad[0]]
+                finish_job(job, CANCELLED, None,
+                           f"upstream {up['name']} {up['state']}"
+                           + (f" (exit {up['exit_code']})" if up.get("exit_code") is not None else ""))
+                cancelled.append(job["name"])
+                changed = True
+    return cancelled
+
+
+def ready_jobs(data: dict) -> list[dict]:
+    """Pending jobs whose dependencies allow them to start now, in registry order."""
+    jobs = job_map(data)
+    ready = []
+    for job in data["jobs"]:
+        if job["state"] != PENDING:
+            continue
+        deps = [jobs[d]["state"] for d in job["depends_on"]]
+        if job.get("dependency", "afterok") == "afterany":
+            ok = all(s in TERMINAL for s in deps)
+        else:
+            ok = all(s == DONE for s in deps)
+        if ok:
+            ready.append(job)
+    return ready
+
+
+def counts(data: dict) -> dict[str, int]:
+    """How many jobs are in each state."""
+    c = {s: 0 for s in STATES}
+    for job in data["jobs"]:
+        c[job["state"]] = c.get(job["state"], 0) + 1
+    return c
+
+
+def all_finished(data: dict) -> bool:
+    return all(j["state"] in TERMINAL for j in data["jobs"])

@@ -1,0 +1,204 @@
+"""The SLURM backend: one batch script per job, ``sbatch --parsable`` submission with
+``afterok``/``afterany`` dependencies, job states from ``scontrol show job -o``, ``scancel``.
+
+Long jobs survive the time limit: a resumable job's script asks for ``--signal=B:USR1@margin``
+and ``--requeue``. The batch shell runs the job in the background and waits (``cmd & wait``), so
+its USR1 trap runs at once and forwards the signal to the training script, which checkpoints and
+exits 75. The script then calls ``scontrol requeue $SLURM_JOB_ID``: the job reruns under the same
+id (so its ``afterok`` dependents keep waiting) and, seeing ``SLURM_RESTART_COUNT > 0`` and a
+checkpoint, resumes with ``--resume``. The job's log is opened in append mode, so the attempts
+follow each other in one file.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from blendrl.launch.config import SlurmOptions
+from blendrl.launch.registry import CANCELLED, DONE, FAILED, PENDING, RUNNING
+
+EXIT_INTERRUPTED = 75
+
+_PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+                   "RESV_DEL_HOLD", "POWER_UP_NODE"}
+_RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING", "SUSPENDED",
+                   "STOPPED"}
+_FAILED_STATES = {"FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+                  "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED"}
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command failed (or is not installed here)."""
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SlurmError(f"{cmd[0]} is not installed here (not on PATH)") from None
+
+
+def sbatch_available() -> bool:
+    return all(shutil.which(t) for t in ("sbatch", "scontrol", "scancel"))
+
+
+def _directives(job: dict, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions) -> list[str]:
+    d = [f"--job-name={exp_id}.{job['name']}", f"--output={log}", f"--error={log}",
+         "--open-mode=append", f"--chdir={work_dir}", "--ntasks=1",
+         f"--cpus-per-task={1 if job['kind'] == 'plot' else opts.cpus}"]
+    if opts.time:
+        d.append(f"--time={opts.time}")
+    if opts.partition:
+        d.append(f"--partition={opts.partition}")
+    if opts.account:
+        d.append(f"--account={opts.account}")
+    if opts.mem:
+        d.append(f"--mem={opts.mem}")
+    if opts.gpus:
+        d.append(f"--gpus={opts.gpus}")
+    if job.get("resumable"):
+        d.append("--requeue")
+        if opts.signal_margin > 0:
+            d.append(f"--signal=B:USR1@{opts.signal_margin}")
+    d.extend(opts.extra)
+    return d
+
+
+def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions,
+                  venv_activate: Path | None) -> str:
+    """The batch script of ``job`` (a registry entry or ``Job.to_dict()``)."""
+    q = shlex.quote
+    threads = int(job.get("threads") or opts.cpus)
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH {d}" for d in _directives(job, exp_id, work_dir, log, opts)]
+    lines += [
+        f"# {job['kind']} job {job['name']} of experiment {exp_id}, written by run_full_cycle.py.",
+        f"cd {q(str(work_dir))} || exit 1",
+    ]
+    if venv_activate is not None:
+        lines.append(f"if [ -f {q(str(venv_activate))} ]; then . {q(str(venv_activate))}; fi")
+    lines += [
+        f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONUNBUFFERED=1",
+        "restart=${SLURM_RESTART_COUNT:-0}",
+        f'echo "=== {job["name"]}: job ${{SLURM_JOB_ID:-?}} attempt $((restart + 1)) '
+        'on $(hostname) at $(date -Is)"',
+        "resume=()",
+    ]
+    if job.get("resumable") and job.get("run_dir"):
+        ckpt = q(str(Path(job["run_dir"]) / "checkpoints" / "latest.pt"))
+        lines += [
+            f'if [ "$restart" -gt 0 ] && [ -f {ckpt} ]; then',
+            '    resume=(--resume); echo "=== requeued: continuing with --resume"',
+            "fi",
+        ]
+    lines += [
+        'child=""; signalled=0',
+        "on_usr1() {",
+        "    signalled=1",
+        '    echo "=== time limit near: SIGUSR1 to the job (checkpoint and exit) at $(date -Is)"',
+        '    if [ -n "$child" ]; then kill -USR1 "$child" 2>/dev/null; fi',
+        "}",
+        "on_term() {",
+        '    echo "=== SIGTERM: passing it on to the job at $(date -Is)"',
+        '    if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; fi',
+        "}",
+        "trap on_usr1 USR1",
+        "trap on_term TERM",
+        # background + wait: the traps run as soon as a signal arrives
+        shlex.join(job["command"]) + ' "${resume[@]}" &',
+        "child=$!",
+        'wait "$child"; rc=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done',
+        f'echo "=== {job["name"]} ended at $(date -Is) with exit status $rc"',
+    ]
+    if job.get("resumable"):
+        lines += [
+            f'if [ "$signalled" = 1 ] && [ "$rc" = {EXIT_INTERRUPTED} ]; then',
+            '    echo "=== checkpoint written: requeueing job $SLURM_JOB_ID under the same id"',
+            '    scontrol requeue "$SLURM_JOB_ID" && exit 0',
+            '    echo "=== scontrol requeue failed"',
+            "fi",
+        ]
+    lines.append('exit "$rc"')
+    return "\n".join(lines) + "\n"
+
+
+def submit_command(script: Path, dep_ids: list[str], dependency: str) -> list[str]:
+    """The ``sbatch`` command line submitting ``script`` after ``dep_ids``."""
+    cmd = ["sbatch", "--parsable"]
+    if dep_ids:
+        cmd.append(f"--dependency={dependency}:{':'.join(dep_ids)}")
+        if dependency == "afterok":
+            cmd.append("--kill-on-invalid-dep=yes")
+    cmd.append(str(script))
+    return cmd
+
+
+def submit(cmd: list[str]) -> str:
+    """Run an ``sbatch --parsable`` command; the job id."""
+    res = _run(cmd)
+    if res.returncode != 0:
+        raise SlurmError(f"{shlex.join(cmd)} failed (exit {res.returncode}): "
+                         f"{res.stderr.strip() or res.stdout.strip()}")
+    job_id = res.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SlurmError(f"{shlex.join(cmd)} printed no job id: {res.stdout!r}")
+    return job_id
+
+
+def parse_show_job(text: str) -> dict[str, str]:
+    """The ``Key=Value`` fields of one line of ``scontrol show job -o``."""
+    return dict(re.findall(r"(\w+)=(\S*)", text))
+
+
+def job_info(slurm_id: str) -> dict[str, str] | None:
+    """``scontrol show job -o ID`` as a dict; None if SLURM no longer knows the job (it ended
+    longer ago than MinJobAge); :class:`SlurmError` if SLURM cannot be asked."""
+    res = _run(["scontrol", "show", "job", "-o", str(slurm_id)])
+    if "JobState=" in res.stdout:
+        return parse_show_job(res.stdout.strip().splitlines()[0])
+    if "Invalid job id" in res.stderr + res.stdout:
+        return None
+    raise SlurmError(f"scontrol show job {slurm_id} failed (exit {res.returncode}): "
+                     f"{res.stderr.strip()}")
+
+
+def job_state(info: dict[str, str]) -> tuple[str, int | None, str | None, int]:
+    """``(state, exit code, reason, restarts)`` of a ``job_info`` dict in registry words. The exit
+    code is negative when a signal ended the job."""
+    slurm_state = info.get("JobState", "")
+    if slurm_state in _PENDING_STATES:
+        state = PENDING
+    elif slurm_state in _RUNNING_STATES:
+        state = RUNNING
+    elif slurm_state == "COMPLETED":
+        state = DONE
+    elif slurm_state == "CANCELLED":
+        state = CANCELLED
+    elif slurm_state in _FAILED_STATES:
+        state = FAILED
+    else:
+        state = PENDING
+    code = None
+    if state in (DONE, FAILED, CANCELLED) and ":" in info.get("ExitCode", ""):
+        rc, sig = info["ExitCode"].split(":", 1)
+        if rc.isdigit() and sig.isdigit():
+            code = -int(sig) if int(sig) else int(rc)
+    why = info.get("Reason")
+    why = None if why in (None, "", "None") else why
+    reason = None if state in (RUNNING, DONE) else slurm_state + (f" ({why})" if why else "")
+    restarts = int(info["Restarts"]) if info.get("Restarts", "").isdigit() else 0
+    return state, code, reason, restarts
+
+
+def cancel(slurm_ids: list[str]) -> None:
+    """``scancel`` the given jobs (ids only, never names)."""
+    if not slurm_ids:
+        return
+    res = _run(["scancel", *map(str, slurm_ids)])
+    if res.returncode != 0:
+        raise SlurmError(f"scancel {' '.join(slurm_ids)} failed: {res.stderr.strip()}")

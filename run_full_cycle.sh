@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Run the whole online-vs-offline comparison of one experiment, locally or on SLURM.
+# Edit the knobs below, or set any of them from outside: EXPERIMENT_ID=try2 SEEDS="0 1" ./run_full_cycle.sh
+# Flags override the knobs and choose what to do:
+#   ./run_full_cycle.sh --dry_run          print the plan (cluster mode: the sbatch scripts); start nothing
+#   ./run_full_cycle.sh --wait             run it, show progress, print a summary at the end
+#   ./run_full_cycle.sh --status EXP       each job's state        (--help lists every flag)
+#   ./run_full_cycle.sh --overwrite | --skip_existing   what to do with runs that already exist
+# Outputs: out/runs/{run_id}/, offline_dataset/{run_id}/, logs/{EXP}/ (job logs, registry.json,
+# sbatch scripts), plots/{EXP}/. Stop an experiment with ./kill_experiments.sh EXP.
+set -euo pipefail
+
+# ---------------------------------------------------------------- the experiment
+: "${EXPERIMENT_ID:=default_cartpole}"       # name of the experiment: run ids, logs/EXP/, plots/EXP/
+: "${ENVIRONMENT:=cartpole}"                 # cartpole | mountaincar | seaquest | kangaroo | donkeykong
+: "${ONLINE_METHODS:=ppo blendrl_ppo}"       # online methods (ppo, blendrl_ppo); each saves its dataset
+: "${ONLINE_STEPS:=50000}"                   # environment transitions per online run
+: "${OFFLINE_METHODS:=iql blendrl_iql}"      # offline methods (iql, blendrl_iql)
+: "${OFFLINE_DATASETS:=ppo blendrl_ppo}"     # whose online data the offline methods train on
+: "${OFFLINE_EPOCHS:=5}"                     # offline epochs on each interval's dataset prefix
+: "${INTERVALS_COUNT:=5}"                    # evaluation points per run
+: "${EVAL_EPISODES:=10}"                     # episodes per evaluation
+: "${SEEDS:=0}"                              # one run of every method per seed, e.g. "0 1 2"
+
+# ---------------------------------------------------------------- where and how
+: "${LOCAL:=1}"                              # 1: run on this machine; 0: submit to SLURM
+: "${MAX_PARALLEL:=0}"                       # local jobs at once (0: one per core; threads = cores / jobs)
+: "${USE_LARGE_DATASET_PATH:=0}"             # 1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/
+: "${LARGE_DATASET_PATH:=}"                  # datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)
+
+# ---------------------------------------------------------------- SLURM (LOCAL=0)
+: "${CLUSTER_PARTITION:=}"                   # sbatch --partition ('' = the cluster's default)
+: "${CLUSTER_TIME:=04:00:00}"                # sbatch --time per job; longer jobs checkpoint and requeue
+: "${CLUSTER_CPUS:=4}"                       # sbatch --cpus-per-task (also each job's --threads)
+: "${CLUSTER_MEM:=16G}"                      # sbatch --mem ('' = the cluster's default)
+: "${CLUSTER_GPUS:=}"                        # sbatch --gpus, e.g. 1 or a100:1 ('' = none)
+: "${CLUSTER_ACCOUNT:=}"                     # sbatch --account ('' = none)
+: "${CLUSTER_EXTRA:=}"                       # more sbatch options, e.g. "--qos=short --constraint=avx2"
+: "${CLUSTER_SIGNAL_MARGIN:=300}"            # seconds before the time limit to checkpoint and requeue (0: never)
+
+# ---------------------------------------------------------------- pass-through training flags
+: "${ONLINE_EXTRA_ARGS:=}"                   # extra flags for the online scripts, e.g. "--learning_rate 1e-3"
+: "${OFFLINE_EXTRA_ARGS:=}"                  # extra flags for the offline scripts
+
+export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
+    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES SEEDS LOCAL MAX_PARALLEL USE_LARGE_DATASET_PATH \
+    LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS \
+    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS
+
+# The project folder (outputs go there unless --work_dir says otherwise); relative paths given in
+# knobs or flags are taken from the current folder.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$root/scripts/setup_venv.sh"
+exec "$root/.venv/bin/python" "$root/run_full_cycle.py" "$@"

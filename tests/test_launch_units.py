@@ -1,0 +1,572 @@
+"""Unit tests of the launcher: knobs and validation, the plan, the job registry, process identity,
+the sbatch scripts and SLURM states, and the command line's refusals. No job runs here."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blendrl.envs import ENV_NAMES
+from blendrl.launch import cli, monitor, procs, slurm
+from blendrl.launch.config import (KNOBS, ConfigError, SlurmOptions, build_config, knobs_from_env,
+                                   local_parallelism, slurm_time_seconds)
+from blendrl.launch.plan import AFTERANY, PLOT_JOB, build_plan
+from blendrl.launch.registry import (CANCELLED, DONE, FAILED, PENDING, RUNNING, Registry,
+                                     RegistryError, finish_job, new_job_entry,
+                                     propagate_cancellations, ready_jobs)
+
+import run_full_cycle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def values(**over) -> dict:
+    """The flag values of run_full_cycle.py's defaults, with overrides."""
+    v = dataclasses.asdict(run_full_cycle.Args())
+    v.update(over)
+    return v
+
+
+def config(tmp_path: Path, **over):
+    v = values(work_dir=str(tmp_path / "work"), scripts_dir=str(tmp_path / "scripts"), **over)
+    knobs = {k: x for k, x in v.items() if k not in cli.ACTION_FIELDS}
+    return build_config(knobs, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES,
+                        python="/usr/bin/python3")
+
+
+# --------------------------------------------------------------------------- knobs
+
+def test_knobs_from_env_parse_lists_ints_and_booleans():
+    got = knobs_from_env({"SEEDS": "0, 1  2", "LOCAL": "no", "ONLINE_METHODS": "ppo,blendrl_ppo",
+                          "ONLINE_STEPS": " 4096 ", "USE_LARGE_DATASET_PATH": "TRUE",
+                          "UNRELATED": "x"})
+    assert got == {"seeds": (0, 1, 2), "local": False, "online_methods": ("ppo", "blendrl_ppo"),
+                   "online_steps": 4096, "use_large_dataset_path": True}
+
+
+def test_knobs_from_env_names_every_bad_variable():
+    with pytest.raises(ConfigError) as e:
+        knobs_from_env({"ONLINE_STEPS": "ten", "LOCAL": "maybe", "SEEDS": "0 x"})
+    assert len(e.value.problems) == 3
+    text = str(e.value)
+    assert "ONLINE_STEPS" in text and "'ten'" in text
+    assert "LOCAL" in text and "1/0, true/false" in text
+    assert "SEEDS" in text and "'x'" in text
+
+
+def _sh_knobs() -> dict[str, tuple[str, str]]:
+    """``NAME -> (default, comment)`` of every ``: "${NAME:=default}"  # comment`` line."""
+    text = (ROOT / "run_full_cycle.sh").read_text()
+    return {m[1]: (m[2], m[3]) for m in
+            re.finditer(r'^: "\$\{([A-Z_]+):=([^}]*)\}"\s*#\s*(\S.*)$', text, re.M)}
+
+
+def test_shell_knobs_match_the_knob_table_the_flags_and_their_defaults():
+    sh = _sh_knobs()
+    assert list(sh) == [k.env_var for k in KNOBS]  # same knobs, same order, each commented
+    text = (ROOT / "run_full_cycle.sh").read_text()
+    exported = set(re.search(r"^export ((?:[A-Z_]+\s*\\?\s*)+)", text, re.M)[1].replace("\\", " ").split())
+    assert exported == set(sh)
+    # the script's default of each knob is the default of the flag it feeds
+    assert knobs_from_env({name: default for name, (default, _) in sh.items()}) == \
+        {k.field: getattr(run_full_cycle.Args(), k.field) for k in KNOBS}
+
+
+def test_shell_script_ends_by_setting_up_the_venv_and_exec_python():
+    lines = [ln for ln in (ROOT / "run_full_cycle.sh").read_text().splitlines() if ln.strip()]
+    assert "scripts/setup_venv.sh" in lines[-2]
+    assert lines[-1].startswith("exec ") and 'run_full_cycle.py" "$@"' in lines[-1]
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_valid_config_paths(tmp_path):
+    cfg = config(tmp_path, seeds=(3, 1))
+    assert cfg.work_dir == tmp_path / "work"
+    assert cfg.runs_dir == tmp_path / "work" / "out" / "runs"
+    assert cfg.dataset_dir == tmp_path / "work" / "offline_dataset"
+    assert cfg.exp_logs_dir == tmp_path / "work" / "logs" / "default_cartpole"
+    assert cfg.script("blendrl_ppo") == tmp_path / "scripts" / "train_blenderl.py"
+    assert cfg.seeds == (3, 1)
+    big = config(tmp_path, use_large_dataset_path=True, large_dataset_path="big/data")
+    assert big.dataset_dir == tmp_path / "big" / "data"  # relative to the cwd given
+
+
+def test_every_problem_is_reported_at_once_with_the_valid_values(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        config(tmp_path, experiment_id="../x", environment="pong", online_methods=("ppo", "dqn"),
+               offline_methods=("cql",), online_steps=0, eval_episodes=-1, seeds=(1, 1),
+               use_large_dataset_path=True, large_dataset_path="")
+    text = str(e.value)
+    assert "'../x' is not safe" in text
+    assert "unknown environment 'pong'; valid: " + ", ".join(ENV_NAMES) in text
+    assert "unknown method 'dqn'; valid: ppo, blendrl_ppo" in text
+    assert "unknown method 'cql'; valid: iql, blendrl_iql" in text
+    assert "ONLINE_STEPS must be a positive whole number, got 0" in text
+    assert "EVAL_EPISODES must be a positive whole number, got -1" in text
+    assert "SEEDS lists a seed twice" in text
+    assert "LARGE_DATASET_PATH is empty" in text
+    assert len(e.value.problems) == 8
+
+
+@pytest.mark.parametrize("exp_id", ["a b", "x;rm -rf", "-x", "", "a/b", "é", "x" * 65, "$(id)"])
+def test_unsafe_experiment_ids_are_refused(tmp_path, exp_id):
+    with pytest.raises(ConfigError, match="EXPERIMENT_ID"):
+        config(tmp_path, experiment_id=exp_id)
+
+
+def test_pass_through_args_may_not_set_the_managed_flags(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        config(tmp_path, online_extra_args="--learning_rate 1e-3 --run-id x",
+               offline_extra_args="--epochs=3", cluster_extra="--qos=short stray")
+    text = str(e.value)
+    assert "ONLINE_EXTRA_ARGS: --run-id is set by the launcher" in text
+    assert "OFFLINE_EXTRA_ARGS: --epochs is set by the launcher" in text
+    assert "CLUSTER_EXTRA: 'stray' is not an sbatch option" in text
+    ok = config(tmp_path, online_extra_args="--learning_rate 1e-3 --hidden 32")
+    assert ok.online_extra_args == ("--learning_rate", "1e-3", "--hidden", "32")
+
+
+def test_unbalanced_quotes_in_pass_through_args(tmp_path):
+    with pytest.raises(ConfigError, match="ONLINE_EXTRA_ARGS: cannot split"):
+        config(tmp_path, online_extra_args="--x 'unclosed")
+
+
+def test_offline_methods_need_a_dataset_source_and_something_must_run(tmp_path):
+    with pytest.raises(ConfigError, match="OFFLINE_DATASETS is empty"):
+        config(tmp_path, offline_datasets=())
+    with pytest.raises(ConfigError, match="both empty"):
+        config(tmp_path, online_methods=(), offline_methods=())
+
+
+@pytest.mark.parametrize("text,seconds", [("5", 300), ("1:30", 90), ("2:00:05", 7205),
+                                          ("1-2", 93600), ("1-0:10", 87000), ("1-1:1:1", 90061)])
+def test_slurm_time_formats(text, seconds):
+    assert slurm_time_seconds(text) == seconds
+
+
+def test_signal_margin_must_fit_in_the_time_limit(tmp_path):
+    with pytest.raises(ConfigError, match="CLUSTER_SIGNAL_MARGIN 60 s is not shorter than CLUSTER_TIME 1 "):
+        config(tmp_path, cluster_time="1", cluster_signal_margin=60)
+    with pytest.raises(ConfigError, match="CLUSTER_TIME: invalid time '1h'"):
+        config(tmp_path, cluster_time="1h")
+    assert config(tmp_path, cluster_time="1", cluster_signal_margin=50).slurm.signal_margin == 50
+
+
+@pytest.mark.parametrize("cores,setting,expected", [
+    (2, 0, (2, 1)), (8, 2, (2, 4)), (8, 3, (3, 2)), (16, 1, (1, 16)), (2, 5, (2, 1)), (1, 0, (1, 1))])
+def test_local_parallelism_never_oversubscribes(cores, setting, expected):
+    parallel, threads, note = local_parallelism(cores, setting)
+    assert (parallel, threads) == expected
+    assert parallel * threads <= cores
+    assert (note is not None) == (setting > cores)
+
+
+# --------------------------------------------------------------------------- the plan
+
+def test_plan_run_ids_commands_and_dependencies(tmp_path):
+    cfg = config(tmp_path, experiment_id="e", seeds=(0, 1), online_methods=("ppo",),
+                 offline_methods=("iql", "blendrl_iql"), offline_datasets=("ppo",),
+                 online_steps=4096, offline_epochs=3, intervals_count=2, eval_episodes=7,
+                 online_extra_args="--hidden 32")
+    plan = build_plan(cfg, threads=2, decide=lambda job, paths: pytest.fail("nothing exists"))
+    names = [j.name for j in plan.jobs]
+    assert names == ["e_ppo_cartpole_s0", "e_ppo_cartpole_s1",
+                     "e_iql_on_ppo_cartpole_s0", "e_iql_on_ppo_cartpole_s1",
+                     "e_blendrl_iql_on_ppo_cartpole_s0", "e_blendrl_iql_on_ppo_cartpole_s1", PLOT_JOB]
+    online, offline, plot = plan.jobs[0], plan.jobs[3], plan.jobs[-1]
+    assert online.command == [
+        "/usr/bin/python3", str(tmp_path / "scripts" / "train_neuralppo.py"), "--env", "cartpole",
+        "--total_timesteps", "4096", "--seed", "0", "--run_id", "e_ppo_cartpole_s0",
+        "--exp_id", "e", "--save_dataset", "--dataset_dir", "offline_dataset",
+        "--runs_dir", "out/runs", "--intervals", "2", "--eval_episodes", "7", "--threads", "2",
+        "--hidden", "32"]
+    assert offline.command == [
+        "/usr/bin/python3", str(tmp_path / "scripts" / "train_iql.py"),
+        "--dataset_run_id", "e_ppo_cartpole_s1", "--dataset_dir", "offline_dataset",
+        "--env", "cartpole", "--run_id", "e_iql_on_ppo_cartpole_s1", "--exp_id", "e",
+        "--epochs", "3", "--intervals", "2", "--eval_episodes", "7", "--seed", "1",
+        "--threads", "2", "--runs_dir", "out/runs"]
+    assert offline.depends_on == ["e_ppo_cartpole_s1"] and offline.dependency == "afterok"
+    assert online.depends_on == []
+    assert plot.command[2:] == ["e", "--runs_dir", "out/runs", "--output_dir", "plots"]
+    assert plot.dependency == AFTERANY and plot.depends_on == names[:-1]
+    assert not plan.skipped and not plan.remove
+
+
+def test_plan_datasets_outside_the_work_dir_are_absolute(tmp_path):
+    cfg = config(tmp_path, use_large_dataset_path=True, large_dataset_path="/big/ds")
+    job = build_plan(cfg, 1, lambda j, p: False).jobs[0]
+    assert job.command[job.command.index("--dataset_dir") + 1] == "/big/ds"
+    assert job.dataset_dir == "/big/ds/default_cartpole_ppo_cartpole_s0"
+
+
+def _mkrun(path: Path, manifest: bool = False) -> None:
+    path.mkdir(parents=True)
+    (path / ("manifest.json" if manifest else "run.json")).write_text("{}")
+
+
+def test_plan_offline_source_on_disk_planned_or_missing(tmp_path):
+    work = tmp_path / "work"
+    # blendrl_ppo's dataset of seed 0 exists from an earlier run; seed 1's does not.
+    _mkrun(work / "offline_dataset" / "e_blendrl_ppo_cartpole_s0", manifest=True)
+    cfg = config(tmp_path, experiment_id="e", seeds=(0, 1), online_methods=("ppo",),
+                 offline_methods=("iql",), offline_datasets=("ppo", "blendrl_ppo"))
+    plan = build_plan(cfg, 1, lambda j, p: pytest.fail("nothing exists"))
+    jobs = {j.name: j for j in plan.jobs}
+    assert jobs["e_iql_on_ppo_cartpole_s0"].depends_on == ["e_ppo_cartpole_s0"]
+    assert jobs["e_iql_on_blendrl_ppo_cartpole_s0"].depends_on == []  # on disk: no dependency
+    assert "e_iql_on_blendrl_ppo_cartpole_s1" not in jobs
+    (name, reason), = plan.skipped
+    assert name == "e_iql_on_blendrl_ppo_cartpole_s1"
+    assert "neither exists nor is produced by this plan" in reason and "blendrl_ppo" in reason
+
+
+def test_plan_existing_runs_overwrite_or_skip(tmp_path):
+    work = tmp_path / "work"
+    _mkrun(work / "out" / "runs" / "e_ppo_cartpole_s0")
+    _mkrun(work / "offline_dataset" / "e_ppo_cartpole_s0", manifest=True)
+    _mkrun(work / "out" / "runs" / "e_iql_on_ppo_cartpole_s0")
+    cfg = config(tmp_path, experiment_id="e", online_methods=("ppo",), offline_methods=("iql",),
+                 offline_datasets=("ppo",))
+    asked = []
+
+    def overwrite(job, paths):
+        asked.append((job.name, paths))
+        return True
+
+    plan = build_plan(cfg, 1, overwrite)
+    assert asked == [("e_ppo_cartpole_s0", [work / "out/runs/e_ppo_cartpole_s0",
+                                            work / "offline_dataset/e_ppo_cartpole_s0"]),
+                     ("e_iql_on_ppo_cartpole_s0", [work / "out/runs/e_iql_on_ppo_cartpole_s0"])]
+    # overwriting the online run replaces its dataset too; the offline job now waits for it
+    assert plan.remove == [work / "out/runs/e_ppo_cartpole_s0",
+                           work / "offline_dataset/e_ppo_cartpole_s0",
+                           work / "out/runs/e_iql_on_ppo_cartpole_s0"]
+    assert [j.depends_on for j in plan.training_jobs] == [[], ["e_ppo_cartpole_s0"]]
+
+    # skipping the online run: the offline job uses the dataset on disk, without dependency
+    plan = build_plan(cfg, 1, lambda job, paths: job.kind == "offline")
+    assert [j.name for j in plan.jobs] == ["e_iql_on_ppo_cartpole_s0", PLOT_JOB]
+    assert plan.jobs[0].depends_on == []
+    assert plan.skipped[0][0] == "e_ppo_cartpole_s0" and not plan.remove[1:]
+
+    # skipping everything: nothing to run, not even the plots
+    plan = build_plan(cfg, 1, lambda job, paths: False)
+    assert plan.jobs == [] and len(plan.skipped) == 2
+
+
+def test_interactive_decider_asks_until_it_gets_y_or_n(tmp_path):
+    answers = iter(["maybe", "Y"])
+    out = io.StringIO()
+    console = cli.Console(out=out, interactive=True, ask=lambda prompt: next(answers))
+    decide = cli._decider(values(), console)
+    job = build_plan(config(tmp_path), 1, lambda j, p: False).jobs[0]
+    assert decide(job, [Path("/x")]) is True
+    assert "please answer y or n" in out.getvalue()
+
+    def eof(prompt):
+        raise EOFError
+    assert cli._decider(values(), cli.Console(out=out, interactive=True, ask=eof))(job, []) is False
+    quiet = cli.Console(out=out, interactive=False, ask=lambda p: pytest.fail("must not ask"))
+    assert cli._decider(values(), quiet)(job, [Path("/x")]) is False
+    assert "no terminal to ask" in out.getvalue()
+    assert cli._decider(values(overwrite=True), quiet)(job, [Path("/x")]) is True
+
+
+# --------------------------------------------------------------------------- the registry
+
+def _entries(*specs) -> list[dict]:
+    """``(name, depends_on, dependency)`` -> registry entries."""
+    return [new_job_entry({"name": n, "kind": "online", "command": ["true"], "depends_on": d,
+                           "dependency": dep}, Path(f"/logs/{n}.log")) for n, d, dep in specs]
+
+
+def test_registry_round_trip_archive_and_unchanged_updates_do_not_write(tmp_path):
+    reg = Registry(tmp_path / "logs" / "e")
+    with pytest.raises(RegistryError, match="no job registry"):
+        reg.read()
+    reg.create({"exp_id": "e", "mode": "local", "jobs": _entries(("a", [], "afterok"))})
+    first = reg.read()
+    assert first["format_version"] == 1 and first["jobs"][0]["state"] == PENDING
+    mtime = reg.path.stat().st_mtime_ns
+    with reg.update() as data:
+        pass
+    assert reg.path.stat().st_mtime_ns == mtime
+    with reg.update() as data:
+        data["jobs"][0]["state"] = DONE
+    assert reg.read()["jobs"][0]["state"] == DONE
+    reg.create({"exp_id": "e", "mode": "local", "jobs": []})
+    archived = list(reg.dir.glob("registry.*.json"))
+    assert len(archived) == 1 and json.loads(archived[0].read_text())["jobs"][0]["state"] == DONE
+    assert [p.name for p in reg.dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_registry_refuses_a_foreign_file(tmp_path):
+    reg = Registry(tmp_path)
+    reg.path.write_text('{"jobs": []}')
+    with pytest.raises(RegistryError, match="not a job registry"):
+        reg.read()
+    reg.path.write_text('{"jobs": [')
+    with pytest.raises(RegistryError, match="cannot read"):
+        reg.read()
+
+
+def test_concurrent_updates_from_processes_lose_nothing(tmp_path):
+    reg = Registry(tmp_path)
+    reg.create({"exp_id": "e", "mode": "local", "jobs": [], "counter": 0})
+    code = ("import sys; from blendrl.launch.registry import Registry\n"
+            "r = Registry(sys.argv[1])\n"
+            "for _ in range(25):\n"
+            "    with r.update() as d: d['counter'] += 1\n")
+    ps = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=str(ROOT))
+          for _ in range(4)]
+    assert [p.wait(timeout=60) for p in ps] == [0] * 4
+    assert reg.read()["counter"] == 100
+
+
+def test_cancellation_propagates_through_afterok_only():
+    data = {"jobs": _entries(("on", [], "afterok"), ("off", ["on"], "afterok"),
+                             ("off2", ["off"], "afterok"), ("other", [], "afterok"),
+                             ("plots", ["on", "off", "off2", "other"], "afterany"))}
+    assert [j["name"] for j in ready_jobs(data)] == ["on", "other"]
+    finish_job(data["jobs"][0], FAILED, 3, "exit 3")
+    assert propagate_cancellations(data) == ["off", "off2"]
+    off2 = data["jobs"][2]
+    assert off2["state"] == CANCELLED and off2["reason"] == "upstream off cancelled"
+    assert data["jobs"][1]["reason"] == "upstream on failed (exit 3)"
+    assert ready_jobs(data) == [data["jobs"][3]]  # plots waits for 'other' to end
+    finish_job(data["jobs"][3], DONE, 0, None)
+    assert [j["name"] for j in ready_jobs(data)] == ["plots"]
+
+
+def test_a_cancelled_job_stays_cancelled_when_its_exit_arrives():
+    job = _entries(("a", [], "afterok"))[0]
+    job["state"] = RUNNING
+    finish_job(job, CANCELLED, None, "killed")
+    finish_job(job, FAILED, 75, "exit 75")
+    assert (job["state"], job["exit_code"], job["reason"]) == (CANCELLED, 75, "killed")
+
+
+# --------------------------------------------------------------------------- process identity
+
+def test_process_identity_needs_pid_and_start_time():
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], process_group=0)
+    try:
+        start = procs.start_time(p.pid)
+        assert start is not None and procs.is_alive(p.pid, start)
+        assert not procs.is_alive(p.pid, start + 1)  # same pid, other start: not ours
+        assert not procs.signal_group(p.pid, start + 1, signal.SIGTERM)
+        time.sleep(0.2)
+        assert p.poll() is None  # it was not signalled
+        assert procs.group_members(p.pid) == [p.pid]
+        assert procs.signal_group(p.pid, start, signal.SIGTERM)
+        p.wait(timeout=10)
+        assert not procs.is_alive(p.pid, start) and not procs.group_alive(p.pid)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_a_zombie_is_not_alive():
+    p = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while (procs._stat_fields(p.pid) or ["?"])[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert procs._stat_fields(p.pid)[0] == "Z"  # exited, not reaped yet
+    assert not procs.is_alive(p.pid)
+    p.wait()
+
+
+def test_terminate_groups_escalates_to_sigkill():
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time, sys\n"
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)\n"
+         "time.sleep(60)"], process_group=0, stdout=subprocess.PIPE, text=True)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True);"
+                               " time.sleep(60)"], process_group=0, stdout=subprocess.PIPE, text=True)
+    try:
+        assert stubborn.stdout.readline().strip() == "ready" == polite.stdout.readline().strip()
+        killed = procs.terminate_groups([(stubborn.pid, procs.start_time(stubborn.pid)),
+                                         (polite.pid, procs.start_time(polite.pid))], grace=1.0)
+        assert killed == [stubborn.pid]
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+        assert polite.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        for p in (stubborn, polite):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+# --------------------------------------------------------------------------- SLURM scripts and states
+
+def _job(resumable=True, **over) -> dict:
+    job = {"name": "e_ppo_cartpole_s0", "kind": "online", "command": ["/py", "train.py", "--x", "a b"],
+           "depends_on": [], "dependency": "afterok", "resumable": resumable, "threads": 3,
+           "run_dir": "/w/out/runs/e_ppo_cartpole_s0"}
+    job.update(over)
+    return job
+
+
+def test_sbatch_script_directives_and_syntax(tmp_path):
+    opts = SlurmOptions(partition="gpu", time="1:00:00", cpus=3, mem="8G", gpus="a100:1",
+                        account="lab", extra=("--qos=short",), signal_margin=120)
+    text = slurm.render_script(_job(), exp_id="e", work_dir=Path("/w"), log=Path("/w/logs/e/j.log"),
+                               opts=opts, venv_activate=Path("/w/.venv/bin/activate"))
+    directives = re.findall(r"^#SBATCH (\S+)$", text, re.M)
+    assert directives == ["--job-name=e.e_ppo_cartpole_s0", "--output=/w/logs/e/j.log",
+                          "--error=/w/logs/e/j.log", "--open-mode=append", "--chdir=/w",
+                          "--ntasks=1", "--cpus-per-task=3", "--time=1:00:00", "--partition=gpu",
+                          "--account=lab", "--mem=8G", "--gpus=a100:1", "--requeue",
+                          "--signal=B:USR1@120", "--qos=short"]
+    assert "/py train.py --x 'a b' \"${resume[@]}\" &" in text
+    assert "export OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in text
+    assert "scontrol requeue \"$SLURM_JOB_ID\"" in text
+    assert ". /w/.venv/bin/activate" in text
+    (tmp_path / "j.sbatch").write_text(text)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "j.sbatch")]).returncode == 0
+    plot = slurm.render_script(_job(resumable=False, kind="plot", run_dir=None), exp_id="e",
+                               work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts, venv_activate=None)
+    assert "--requeue" not in plot and "--signal" not in plot and "scontrol requeue" not in plot
+
+
+def test_sbatch_submission_commands():
+    s = Path("/w/logs/e/x.sbatch")
+    assert slurm.submit_command(s, [], "afterok") == ["sbatch", "--parsable", str(s)]
+    assert slurm.submit_command(s, ["12"], "afterok") == [
+        "sbatch", "--parsable", "--dependency=afterok:12", "--kill-on-invalid-dep=yes", str(s)]
+    assert slurm.submit_command(s, ["12", "13"], "afterany") == [
+        "sbatch", "--parsable", "--dependency=afterany:12:13", str(s)]
+
+
+SHOW_JOB = ("JobId=41 JobName=e.x UserId=root(0) GroupId=root(0) Priority=1 Nice=0 Account=(null) "
+            "QOS=(null) JobState={state} Reason={reason} Dependency=(null) Requeue=1 Restarts={restarts} "
+            "BatchFlag=1 Reboot=0 ExitCode={code} RunTime=00:00:03 TimeLimit=00:01:00 "
+            "StartTime=2026-11-24T08:00:00 EndTime=2026-11-24T08:00:03 WorkDir=/w")
+
+
+@pytest.mark.parametrize("state,reason,code,restarts,expected", [
+    ("PENDING", "Dependency", "0:0", "0", (PENDING, None, "PENDING (Dependency)", 0)),
+    ("REQUEUED", "None", "0:0", "1", (PENDING, None, "REQUEUED", 1)),
+    ("RUNNING", "None", "0:0", "1", (RUNNING, None, None, 1)),
+    ("COMPLETED", "None", "0:0", "2", (DONE, 0, None, 2)),
+    ("FAILED", "NonZeroExitCode", "3:0", "0", (FAILED, 3, "FAILED (NonZeroExitCode)", 0)),
+    ("CANCELLED", "DependencyNeverSatisfied", "0:0", "0",
+     (CANCELLED, 0, "CANCELLED (DependencyNeverSatisfied)", 0)),
+    ("TIMEOUT", "TimeLimit", "0:15", "0", (FAILED, -15, "TIMEOUT (TimeLimit)", 0)),
+])
+def test_slurm_states_in_registry_words(state, reason, code, restarts, expected):
+    info = slurm.parse_show_job(SHOW_JOB.format(state=state, reason=reason, code=code,
+                                                restarts=restarts))
+    assert info["JobId"] == "41" and info["WorkDir"] == "/w"
+    assert slurm.job_state(info) == expected
+
+
+# --------------------------------------------------------------------------- the command line
+
+def _main(tmp_path, **over):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(values(work_dir=str(tmp_path / "work"), scripts_dir=str(tmp_path / "scripts"),
+                           **over), project_root=ROOT, cwd=tmp_path, python=sys.executable,
+                    env_names=ENV_NAMES, console=cli.Console(out=out, err=err, interactive=False))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_refuses_bad_input_before_any_work(tmp_path):
+    code, _, err = _main(tmp_path, overwrite=True, skip_existing=True)
+    assert code == 2 and "contradict" in err
+    code, _, err = _main(tmp_path, environment="pong")
+    assert code == 2 and "unknown environment 'pong'" in err and "nothing was started" in err
+    code, _, err = _main(tmp_path)  # no scripts in scripts_dir
+    assert code == 2 and "train_neuralppo.py does not exist" in err
+    code, _, err = _main(tmp_path, status="nope")
+    assert code == 1 and "no experiment 'nope'" in err
+    code, _, err = _main(tmp_path, status="a;b")
+    assert code == 2
+    assert not (tmp_path / "work").exists()  # nothing was created
+
+
+def test_cli_cluster_mode_needs_sbatch(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
+    for name in ("train_neuralppo.py", "train_blenderl.py", "train_iql.py", "train_blendrl_iql.py",
+                 "plot_results.py"):
+        (tmp_path / "scripts").mkdir(exist_ok=True)
+        (tmp_path / "scripts" / name).write_text("")
+    code, _, err = _main(tmp_path, local=False)
+    assert code == 2 and "sbatch/scontrol/scancel are not on PATH" in err
+    code, out, _ = _main(tmp_path, local=False, dry_run=True)  # a dry run prints the scripts
+    assert code == 0 and out.count("#SBATCH --requeue") == 6 and "dry run: nothing was started" in out
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("env,local,expected", [
+    ("cartpole", True, "local: 2 job(s) at once, 1 thread(s) each (8 cores)"),
+    ("seaquest", True, "local: 2 job(s) at once, 4 thread(s) each (8 cores)"),
+    ("seaquest", False, "SLURM: 4 CPU(s) per job, 4 thread(s)"),
+    ("mountaincar", False, "SLURM: 4 CPU(s) per job, 1 thread(s)")])
+def test_threads_per_job(tmp_path, env, local, expected):
+    (tmp_path / "scripts").mkdir()
+    for name in ("train_neuralppo.py", "train_blenderl.py", "train_iql.py", "train_blendrl_iql.py",
+                 "plot_results.py"):
+        (tmp_path / "scripts" / name).write_text("")
+    out = io.StringIO()
+    code = cli.main(values(work_dir=str(tmp_path / "w"), scripts_dir=str(tmp_path / "scripts"),
+                           environment=env, local=local, max_parallel=2, dry_run=True),
+                    project_root=ROOT, cwd=tmp_path, python=sys.executable, env_names=ENV_NAMES,
+                    vector_envs=("cartpole", "mountaincar"),
+                    console=cli.Console(out=out, interactive=False), cores=8)
+    assert code == 0 and expected in out.getvalue()
+    if not local:
+        threads = expected.split(", ")[1].split()[0]
+        assert out.getvalue().count(f"--threads {threads} ") == 6
+        assert out.getvalue().count("#SBATCH --cpus-per-task=4") == 6
+
+
+def test_run_full_cycle_exits_2_on_bad_environment_variables():
+    env = {k: v for k, v in os.environ.items() if k not in {kn.env_var for kn in KNOBS}}
+    env["INTERVALS_COUNT"] = "many"
+    res = subprocess.run([sys.executable, str(ROOT / "run_full_cycle.py"), "--dry_run"], env=env,
+                         capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert res.returncode == 2
+    assert "INTERVALS_COUNT: expected a whole number, got 'many'" in res.stderr
+
+
+# --------------------------------------------------------------------------- status and waiting
+
+def test_status_of_a_cluster_experiment_away_from_the_cluster_keeps_the_last_states(tmp_path,
+                                                                                     monkeypatch):
+    reg = Registry(tmp_path / "logs" / "e")
+    entries = _entries(("a", [], "afterok"))
+    entries[0].update(slurm_id="5", state=RUNNING)
+    reg.create({"exp_id": "e", "mode": "slurm", "work_dir": "/w", "jobs": entries})
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol here (e.g. after sync_logs.sh)
+    data = monitor.refresh(reg)
+    assert data["jobs"][0]["state"] == RUNNING
+    text = monitor.status_text(data)
+    assert "experiment e (slurm mode" in text and re.search(r"a\s+online\s+running\s+slurm 5", text)
+
+
+def test_wait_gives_up_when_the_local_runner_is_gone(tmp_path):
+    reg = Registry(tmp_path / "logs" / "e")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    reg.create({"exp_id": "e", "mode": "local", "work_dir": str(tmp_path), "max_parallel": 1,
+                "runner": {"pid": dead.pid, "start_time": None, "state": RUNNING},
+                "jobs": _entries(("a", [], "afterok"))})
+    out = io.StringIO()
+    assert monitor.wait(reg, out, poll=0.05, timeout=20) == 1
+    text = out.getvalue()
+    assert "the local runner is no longer running" in text
+    assert "it stopped unexpectedly" in text and "not every job is done" in text
