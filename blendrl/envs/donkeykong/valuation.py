@@ -1,0 +1,97 @@
+"""Valuation functions of Donkey Kong (object rows ``(visible, x, y, w, h, value)``, pixels).
+
+Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1], exactly 0
+where an argument's slot is empty. Registered explicitly in :data:`VALUATIONS` (name = predicate).
+Calibrated on real states: Mario starts at (45, 176) and waits there until a button press starts
+the game (no barrel rolls before); the girders slope, so a standing Mario's feet (y + h) are 0-5
+pixels below the foot (y + h) of a ladder on his girder; he climbs when his centre is within a
+pixel of the ladder's centre, and a climb ends with his feet 5-8 pixels above the ladder's top.
+On a ladder, the diagonal actions (upleft, upright) climb; on a girder they walk.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from blendrl.logic.geometry import bottom, distance, gate, greater, near, offset_x, proximity, top
+
+START = (45.0, 176.0)
+"""Mario's (x, y) at the start of a life."""
+
+LADDER_FOOT_OFFSET = 2.5
+"""Typical offset of Mario's feet below a ladder's foot on the same girder (pixels)."""
+
+FLOOR_TOLERANCE = 7.0
+"""A ladder stands on Mario's girder while his feet are within this of its foot + the offset."""
+
+TOP_MARGIN = 4.5
+"""Mario counts as on a ladder while his feet are below the ladder's top minus this (a climb ends
+4.5 to 8 pixels above the top, depending on the girders' slope; see the rule set for why ending
+early is harmless)."""
+
+ALIGN_TOLERANCE = 1.5
+"""Horizontal offset of centres (pixels) within which the player is aligned with a ladder (the
+game lets it climb from an offset of up to 1 pixel)."""
+
+ALIGN_SCALE = 0.25
+
+NEAREST_SCALE = 100.0
+"""Walking to a ladder is ``exp(-distance / this)`` true, so the nearest ladder wins the soft OR."""
+
+DANGER_RADIUS = 28.0
+"""Distance of centres (pixels) within which a barrel is close."""
+
+
+def at_start(player: torch.Tensor) -> torch.Tensor:
+    """Mario stands at his start position."""
+    return gate(near(player[..., 1], torch.full_like(player[..., 1], START[0]), 1.5, 0.3)
+                * near(player[..., 2], torch.full_like(player[..., 2], START[1]), 1.5, 0.3), player)
+
+
+def barrel_visible(barrel: torch.Tensor) -> torch.Tensor:
+    """This barrel slot holds a rolling barrel (the game is running)."""
+    return gate(torch.ones_like(barrel[..., 0]), barrel)
+
+
+def ladder_on_floor(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder stands on Mario's girder (it leads up from where he stands)."""
+    foot = bottom(ladder) + LADDER_FOOT_OFFSET
+    return gate(near(bottom(player), foot, FLOOR_TOLERANCE, 1.5), player, ladder)
+
+
+def on_ladder(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """Mario is at (aligned with) the ladder and below its top: pressing up climbs."""
+    aligned = near(offset_x(player, ladder), 0.0, ALIGN_TOLERANCE, ALIGN_SCALE)
+    below_top = greater(bottom(player), top(ladder) - TOP_MARGIN, 0.25)
+    above_foot = greater(bottom(ladder) + LADDER_FOOT_OFFSET + FLOOR_TOLERANCE, bottom(player), 1.5)
+    return gate(aligned * below_top * above_foot, player, ladder)
+
+
+def ladder_left(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder is to the left of Mario (the nearer, the truer)."""
+    gap = offset_x(player, ladder)
+    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
+
+
+def ladder_right(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder is to the right of Mario (the nearer, the truer)."""
+    gap = offset_x(ladder, player)
+    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
+
+
+def close_by_barrel(player: torch.Tensor, barrel: torch.Tensor) -> torch.Tensor:
+    """A barrel is within 28 pixels of Mario."""
+    return gate(torch.sigmoid((DANGER_RADIUS - distance(player, barrel)) / 3.0), player, barrel)
+
+
+VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "at_start": at_start,
+    "barrel_visible": barrel_visible,
+    "ladder_on_floor": ladder_on_floor,
+    "on_ladder": on_ladder,
+    "ladder_left": ladder_left,
+    "ladder_right": ladder_right,
+    "close_by_barrel": close_by_barrel,
+}

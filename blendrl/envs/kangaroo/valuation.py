@@ -1,0 +1,96 @@
+"""Valuation functions of Kangaroo (object rows ``(visible, x, y, w, h, value)``, pixels).
+
+Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1], exactly 0
+where an argument's slot is empty. Registered explicitly in :data:`VALUATIONS` (name = predicate).
+Calibrated on real states of level 1: floors (platforms) at y = 172, 124, 76, 28; a standing
+player's feet (y + h) are at the floor's y; a ladder's foot (y + h) is 4-5 pixels above the floor it
+stands on and its top 8 pixels below the feet of a player who has climbed it; the player climbs when
+its centre is within about a pixel of the ladder's centre.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from blendrl.logic.geometry import bottom, distance, gate, greater, near, offset_x, proximity, top
+
+LADDER_FOOT_OFFSET = 2.5
+"""Typical floor-to-ladder-foot offset (pixels): a ladder stands on the player's floor when the
+player's feet are within :data:`FLOOR_TOLERANCE` of its foot + this."""
+
+FLOOR_TOLERANCE = 7.0
+
+TOP_MARGIN = 6.0
+"""The player is still on a ladder while its feet are below the ladder's top minus this."""
+
+ALIGN_TOLERANCE = 1.5
+"""Horizontal offset of centres (pixels) within which the player is aligned with a ladder (the
+game lets it climb from an offset of up to 1 pixel)."""
+
+ALIGN_SCALE = 0.25
+
+NEAREST_SCALE = 200.0
+"""Walking to a ladder is ``exp(-distance / this)`` true, so the nearest ladder wins the soft OR."""
+
+DANGER_RADIUS = 32.0
+"""Distance of centres (pixels) within which a monkey or a coconut is close."""
+
+
+def ladder_on_floor(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder stands on the player's floor (it leads up from where the player stands)."""
+    foot = bottom(ladder) + LADDER_FOOT_OFFSET
+    return gate(near(bottom(player), foot, FLOOR_TOLERANCE, 1.5), player, ladder)
+
+
+def on_ladder(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The player is at (aligned with) the ladder and below its top: pressing up climbs."""
+    aligned = near(offset_x(player, ladder), 0.0, ALIGN_TOLERANCE, ALIGN_SCALE)
+    below_top = greater(bottom(player), top(ladder) - TOP_MARGIN, 0.7)
+    above_foot = greater(bottom(ladder) + LADDER_FOOT_OFFSET + FLOOR_TOLERANCE, bottom(player), 1.5)
+    return gate(aligned * below_top * above_foot, player, ladder)
+
+
+def ladder_left(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder is to the left of the player (the nearer, the truer)."""
+    gap = offset_x(player, ladder)
+    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
+
+
+def ladder_right(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    """The ladder is to the right of the player (the nearer, the truer)."""
+    gap = offset_x(ladder, player)
+    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
+
+
+def child_on_floor(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+    """The joey is on the player's floor (the top floor)."""
+    return gate(near(bottom(player), bottom(child), FLOOR_TOLERANCE, 1.5), player, child)
+
+
+def child_left(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+    """The joey is to the left of the player."""
+    return gate(greater(offset_x(player, child), 2.0, 1.0), player, child)
+
+
+def child_right(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
+    """The joey is to the right of the player."""
+    return gate(greater(offset_x(child, player), 2.0, 1.0), player, child)
+
+
+def close_by_threat(player: torch.Tensor, threat: torch.Tensor) -> torch.Tensor:
+    """A monkey or a coconut (thrown or falling) is within 32 pixels of the player."""
+    return gate(torch.sigmoid((DANGER_RADIUS - distance(player, threat)) / 3.0), player, threat)
+
+
+VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "ladder_on_floor": ladder_on_floor,
+    "on_ladder": on_ladder,
+    "ladder_left": ladder_left,
+    "ladder_right": ladder_right,
+    "child_on_floor": child_on_floor,
+    "child_left": child_left,
+    "child_right": child_right,
+    "close_by_threat": close_by_threat,
+}

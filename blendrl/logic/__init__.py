@@ -1,0 +1,21 @@
+"""Differentiable logic: rule files, validation, grounding and the batched forward reasoner.
+
+    from blendrl.logic import load_rule_set, LogicActor, LogicBlender
+    rs = load_rule_set("seaquest")           # or load_rule_set("mountaincar", "no_left"), or a folder
+    probs = LogicActor(rs)(logic_state)      # [B, n_actions]
+    v = LogicBlender(rs)(logic_state)        # [B, 2] (neural_agent, logic_agent)
+
+Modules: :mod:`~blendrl.logic.syntax` (the language and its parser), :mod:`~blendrl.logic.ruleset`
+(loading and validation), :mod:`~blendrl.logic.grounding` (clauses -> index tensors),
+:mod:`~blendrl.logic.reasoner` (forward chaining), :mod:`~blendrl.logic.actors` (actor, blender).
+"""
+
+from blendrl.logic.actors import ACTION_EPS, NO_RULE_LOGIT, LogicActor, LogicBlender
+from blendrl.logic.reasoner import ForwardReasoner, soft_or
+from blendrl.logic.ruleset import (BLENDER_HEADS, RuleSet, action_of_predicate, build_rule_set,
+                                   load_rule_set)
+from blendrl.logic.syntax import RuleSetError
+
+__all__ = ["load_rule_set", "build_rule_set", "RuleSet", "RuleSetError", "LogicActor", "LogicBlender",
+           "ForwardReasoner", "soft_or", "action_of_predicate", "BLENDER_HEADS", "ACTION_EPS",
+           "NO_RULE_LOGIT"]

@@ -1,0 +1,83 @@
+"""Soft geometric comparisons of Atari object rows, the building blocks of Atari valuation functions.
+
+An Atari object row has the features ``(visible, x, y, w, h, value)`` (see
+:data:`blendrl.envs.atari.FEATURES`): ``x``, ``y`` the top-left pixel, ``w``, ``h`` the size, on the
+210x160 screen (``y`` grows downwards). Every function takes rows ``[..., 6]`` and returns ``[...]``.
+The comparisons are sigmoids of scaled differences; :func:`gate` multiplies a truth value by the
+objects' ``visible`` flags so that anything about an absent object is exactly 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VISIBLE, X, Y, W, H, VALUE = 0, 1, 2, 3, 4, 5
+"""Columns of an Atari object row (checked against ``blendrl.envs.atari.FEATURES`` in the tests)."""
+
+
+def visible(obj: torch.Tensor) -> torch.Tensor:
+    """1 for a present object, 0 for an empty slot."""
+    return obj[..., VISIBLE]
+
+
+def center_x(obj: torch.Tensor) -> torch.Tensor:
+    return torch.add(obj[..., X], obj[..., W], alpha=0.5)
+
+
+def center_y(obj: torch.Tensor) -> torch.Tensor:
+    return torch.add(obj[..., Y], obj[..., H], alpha=0.5)
+
+
+def top(obj: torch.Tensor) -> torch.Tensor:
+    return obj[..., Y]
+
+
+def bottom(obj: torch.Tensor) -> torch.Tensor:
+    """The lowest pixel row (feet of a character, foot of a ladder)."""
+    return obj[..., Y] + obj[..., H]
+
+
+def value(obj: torch.Tensor) -> torch.Tensor:
+    return obj[..., VALUE]
+
+
+def offset_x(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``center_x(a) - center_x(b)`` (one subtraction of the rows, then one fused add)."""
+    diff = a - b
+    return torch.add(diff[..., X], diff[..., W], alpha=0.5)
+
+
+def offset_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``center_y(a) - center_y(b)`` (positive when ``a`` is lower on the screen)."""
+    diff = a - b
+    return torch.add(diff[..., Y], diff[..., H], alpha=0.5)
+
+
+def greater(a: torch.Tensor, b: torch.Tensor | float, scale: float) -> torch.Tensor:
+    """Soft ``a > b``: ``sigmoid((a - b) / scale)``."""
+    return torch.sigmoid((a - b) / scale)
+
+
+def near(a: torch.Tensor, b: torch.Tensor | float, radius: float, scale: float) -> torch.Tensor:
+    """Soft ``|a - b| < radius``: ``sigmoid((radius - |a - b|) / scale)``."""
+    return torch.sigmoid((radius - (a - b).abs()) / scale)
+
+
+def proximity(gap: torch.Tensor, scale: float) -> torch.Tensor:
+    """``exp(-|gap| / scale)``: 1 for no gap, smaller the farther; multiplying a truth value by it
+    makes the soft OR over several objects prefer the nearest one."""
+    return torch.exp(gap.abs() * (-1.0 / scale))
+
+
+def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of the two objects' centres, in pixels."""
+    diff = a - b
+    return torch.hypot(torch.add(diff[..., X], diff[..., W], alpha=0.5),
+                       torch.add(diff[..., Y], diff[..., H], alpha=0.5))
+
+
+def gate(truth: torch.Tensor, *objects: torch.Tensor) -> torch.Tensor:
+    """``truth`` times the ``visible`` flag of each object (0 where any is absent)."""
+    for obj in objects:
+        truth = obj[..., VISIBLE] * truth
+    return truth

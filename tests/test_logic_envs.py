@@ -1,0 +1,178 @@
+"""The default rule sets of all five environments on real environment states.
+
+Greedy (argmax) logic actors with untrained weights: the CartPole rules hold the pole and the
+MountainCar rules reach the flag; every default rule set builds and runs on real states, and the
+Atari rules really fire there (the blender hands control to the neural actor near enemies).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from blendrl.envs import ATARI_ENVS, ENV_NAMES, get_spec, make_vec_env
+from blendrl.envs.atari import FEATURES
+from blendrl.envs.cartpole import valuation as cartpole_valuation
+from blendrl.envs.donkeykong import valuation as donkeykong_valuation
+from blendrl.envs.kangaroo import valuation as kangaroo_valuation
+from blendrl.envs.mountaincar import valuation as mountaincar_valuation
+from blendrl.envs.seaquest import valuation as seaquest_valuation
+from blendrl.logic import LogicActor, LogicBlender, geometry, load_rule_set
+
+ATARI_VALUATIONS = {"seaquest": seaquest_valuation, "kangaroo": kangaroo_valuation,
+                    "donkeykong": donkeykong_valuation}
+
+
+def _greedy_returns(env: str, rules: str, n_episodes: int, seed: int) -> np.ndarray:
+    """The first episode's return of each of ``n_episodes`` parallel copies, actions = argmax pi_l."""
+    torch.set_num_threads(1)
+    actor = LogicActor(load_rule_set(env, rules))
+    vec = make_vec_env(env, n_episodes)
+    logic, _ = vec.reset(seed=seed)
+    returns = np.full(n_episodes, np.nan)
+    while np.isnan(returns).any():
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(logic)).argmax(dim=1).numpy()
+        step = vec.step(actions)
+        first = step.done & np.isnan(returns)
+        returns[first] = step.episode_return[first]
+        logic = step.obs_logic
+    vec.close()
+    return returns
+
+
+def test_cartpole_default_rules_hold_the_pole():
+    returns = _greedy_returns("cartpole", "default", 20, seed=1000)
+    assert returns.mean() > 150, returns
+
+
+def test_mountaincar_default_rules_reach_the_flag():
+    returns = _greedy_returns("mountaincar", "default", 20, seed=2000)
+    assert returns.mean() > -140, returns
+    assert (returns > -200).all(), returns  # every episode reaches the flag
+
+
+def test_mountaincar_without_the_left_rule_is_a_different_policy():
+    state = torch.tensor([[[-0.5, -0.02]]])  # moving left
+    default = LogicActor(load_rule_set("mountaincar"))
+    no_left = LogicActor(load_rule_set("mountaincar", "no_left"))
+    assert default(state).argmax().item() == 0  # left
+    assert no_left.action_values(state).max() < 0.01  # no rule argues for anything
+    assert torch.allclose(no_left(state), torch.full((1, 3), 1 / 3), atol=1e-3)
+
+
+def test_feature_columns_of_the_valuation_functions_match_the_specs():
+    for module, env in ((cartpole_valuation, "cartpole"), (mountaincar_valuation, "mountaincar")):
+        spec = get_spec(env)
+        assert (module.POS, module.VEL) == (spec.feature_index("pos"), spec.feature_index("vel"))
+    assert (geometry.VISIBLE, geometry.X, geometry.Y, geometry.W, geometry.H, geometry.VALUE) == \
+        tuple(FEATURES.index(f) for f in ("visible", "x", "y", "w", "h", "value"))
+    for env in ATARI_ENVS:
+        assert get_spec(env).features == FEATURES
+
+
+@pytest.mark.parametrize("env", ATARI_ENVS)
+def test_atari_valuations_are_zero_for_empty_slots(env):
+    """Every Atari valuation function is exactly 0 when its objects' slots are empty."""
+    empty = torch.zeros(4, len(FEATURES))
+    for name, fn in ATARI_VALUATIONS[env].VALUATIONS.items():
+        rule_set = load_rule_set(env)
+        out = fn(*([empty] * rule_set.declarations[name].arity))
+        assert torch.equal(out, torch.zeros(4)), name
+
+
+def test_cartpole_valuations_and_blender_by_hand():
+    rule_set = load_rule_set("cartpole")
+    actor, blender = LogicActor(rule_set), LogicBlender(rule_set)
+    # pole angle 0.02 rad, angular velocity -0.02 rad/s -> heading 0.02 - 0.01 = 0.01 -> sigmoid(0.5)
+    state = torch.tensor([[[0.0, 0.0], [0.02, -0.02]], [[2.0, 0.0], [-0.05, 0.0]]])
+    right = 0.99 * torch.sigmoid(torch.tensor(0.5))
+    left = 0.99 * torch.sigmoid(torch.tensor(-0.5))
+    assert torch.allclose(actor.action_values(state)[0], torch.stack([left, right]), atol=1e-6)
+    assert actor(state).argmax(1).tolist() == [1, 0]
+    edge = torch.sigmoid(torch.tensor([(0.0 - 1.5) / 0.15, (2.0 - 1.5) / 0.15]))
+    assert torch.allclose(blender(state), 0.99 * torch.stack([edge, 1 - edge], dim=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("env,rules", [(e, "default") for e in ENV_NAMES] + [("mountaincar", "no_left")])
+def test_every_default_rule_set_builds_with_a_blender(env, rules):
+    rule_set = load_rule_set(env, rules)
+    assert rule_set.has_blender
+    assert LogicActor(rule_set).program_text().count("\n") + 1 == len(rule_set.actor_clauses)
+    assert LogicBlender(rule_set).program_text().startswith("0.990 ")
+
+
+def _real_states(env: str, steps: int, seed: int) -> torch.Tensor:
+    """Logic states of a reset and ``steps`` random steps of two parallel copies."""
+    rng = np.random.default_rng(seed)
+    vec = make_vec_env(env, 2)
+    logic, _ = vec.reset(seed=seed)
+    states = [logic]
+    for _ in range(steps):
+        states.append(vec.step(rng.integers(vec.spec.n_actions, size=2)).obs_logic)
+    vec.close()
+    return torch.as_tensor(np.concatenate(states))
+
+
+def _check_outputs(actor: LogicActor, blender: LogicBlender, states: torch.Tensor):
+    with torch.no_grad():
+        probs, values, blend = actor(states), actor.action_values(states), blender(states)
+    assert probs.shape == (len(states), actor.rule_set.spec.n_actions)
+    assert torch.isfinite(probs).all() and (probs > 0).all()
+    assert torch.allclose(probs.sum(1), torch.ones(len(states)), atol=1e-5)
+    assert ((values >= 0) & (values <= 1)).all() and ((blend >= 0) & (blend <= 1)).all()
+    return probs, values, blend
+
+
+@pytest.mark.parametrize("env", ["cartpole", "mountaincar"])
+def test_classic_default_rules_run_on_real_states(env):
+    states = _real_states(env, 20, seed=3)
+    rule_set = load_rule_set(env)
+    probs, values, _ = _check_outputs(LogicActor(rule_set), LogicBlender(rule_set), states)
+    assert values.max() > 0.5  # some rule is true on these states
+
+
+@pytest.mark.parametrize("env", ATARI_ENVS)
+def test_atari_default_rules_fire_on_real_states(env):
+    """300 random steps of two copies: the rules run, and both blender heads and an action fire."""
+    torch.set_num_threads(1)
+    states = _real_states(env, 300, seed=0)
+    rule_set = load_rule_set(env)
+    actor = LogicActor(rule_set)
+    probs, values, blend = _check_outputs(actor, LogicBlender(rule_set), states)
+    assert blend[:, 0].max() > 0.9, "the neural_agent (danger) rule never fired"
+    assert blend[:, 1].max() > 0.9, "the logic_agent rule never fired"
+    spec = rule_set.spec
+    names = spec.action_names
+    greedy = probs.argmax(1)
+    player = states[:, spec.objects.index("player")]
+    if env == "seaquest":
+        oxygen = states[:, spec.objects.index("oxygenbar")]
+        low = (oxygen[:, 0] == 1) & (oxygen[:, 5] < 10) & (player[:, 0] == 1)
+        assert low.any()
+        assert all(names[a] == "up" for a in greedy[low]), "low oxygen: surface"
+        by_name = dict(zip(actor.action_predicates, values.max(0).values))
+        assert by_name["down_to_diver"] > 0.5 and by_name["up_to_diver"] > 0.5
+    elif env == "kangaroo":
+        # at the reset the player stands left of the first ladder: walk right
+        assert names[greedy[0]] == "right" and names[greedy[1]] == "right"
+    else:
+        # at the reset Mario waits at the start: press fire to start, then walk to the ladder
+        assert names[greedy[0]] == "fire" and names[greedy[1]] == "fire"
+        assert (greedy[2:] != names.index("fire")).any()
+
+
+def test_seaquest_six_divers_aboard_means_surface_before_any_diver():
+    """Hand-made Seaquest state: a diver below the player; with six divers aboard, surface instead."""
+    spec = get_spec("seaquest")
+    actor = LogicActor(load_rule_set("seaquest"))
+    state = torch.zeros(2, *spec.logic_shape)
+    rows = {"player": [1, 76, 80, 16, 11, 0], "diver1": [1, 80, 117, 8, 11, 0],
+            "oxygenbar": [1, 49, 170, 50, 5, 50]}
+    for name, row in rows.items():
+        state[:, spec.objects.index(name)] = torch.tensor(row, dtype=torch.float32)
+    for k in range(1, 7):
+        state[1, spec.objects.index(f"collecteddiver{k}")] = torch.tensor([1, 50 + 8 * k, 178, 8, 9, 0.0])
+    greedy = [spec.action_names[a] for a in actor(state).argmax(1)]
+    assert greedy == ["down", "up"]
