@@ -5,7 +5,6 @@ helpers every training script shares (device, threads, seeding, interruption by 
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import json
 import math
@@ -15,7 +14,6 @@ import platform
 import random
 import re
 import signal
-import tempfile
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -24,12 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-RUN_FORMAT_VERSION = 1
+from blendrl.contract import (EXIT_INTERRUPTED, METHODS, RUN_FORMAT_VERSION, FileFormatError,  # noqa: F401 (re-exported)
+                              _json_default, atomic_write_bytes, atomic_write_json,
+                              load_training_log, now_iso, read_json)
 CHECKPOINT_FORMAT_VERSION = 1
-EXIT_INTERRUPTED = 75
-"""Exit status of a training script stopped by SIGTERM/SIGUSR1 after checkpointing: rerun with --resume."""
-
-METHODS = {"ppo": "online", "blendrl_ppo": "online", "iql": "offline", "blendrl_iql": "offline"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -45,51 +41,6 @@ def interval_marks(total: int, intervals: int) -> list[int]:
     """Evenly spaced transition counts: ceil(k * total / K), k = 1..K (online evaluation marks,
     and the offline data limits of a dataset that has no marks)."""
     return [math.ceil(k * total / intervals) for k in range(1, intervals + 1)]
-
-
-# --------------------------------------------------------------------------- small file helpers
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def args_to_dict(args: Any) -> dict:
@@ -110,35 +61,6 @@ def versions() -> dict[str, str]:
     import gymnasium
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "gymnasium": gymnasium.__version__}
-
-
-# --------------------------------------------------------------------------- restricted loading
-
-_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool",
-                  "bytes", "complex"}
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Admits only plain containers and scalars: loading never runs code from the file."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SAFE_BUILTINS:
-            import builtins
-            return getattr(builtins, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only plain containers allowed")
-
-
-def load_training_log(path: Path) -> dict:
-    """Read a ``training_log.pkl`` with a restricted unpickler (plain containers only)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        obj = _PlainUnpickler(io.BytesIO(data)).load()
-    except Exception as e:  # noqa: BLE001 - any failure is a bad file
-        raise RunError(f"{path}: not a readable training log ({e})") from e
-    if not isinstance(obj, dict):
-        raise RunError(f"{path}: a training log is a dict, found {type(obj).__name__}")
-    return obj
 
 
 def _plain(obj: Any) -> Any:

@@ -24,14 +24,14 @@ attempt, as ``scontrol show job`` reported it when the job was last seen.
 
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
+
+from blendrl.contract import atomic_write_json, now_iso
 
 FORMAT_VERSION = 1
 FILE_NAME = "registry.json"
@@ -47,27 +47,6 @@ TERMINAL = frozenset({DONE, FAILED, CANCELLED})
 
 class RegistryError(RuntimeError):
     """A registry that is missing or unreadable."""
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Registry:

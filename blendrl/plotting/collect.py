@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blendrl.runs import METHODS, load_training_log
+from blendrl.contract import METHODS, load_training_log
 
 METHOD_LABELS: dict[str, str] = {
     "ppo": "PPO",
@@ -240,7 +240,7 @@ def read_training_curves(path: Path, warnings: list[str]) -> TrainingCurves | No
         return None
     try:
         log = load_training_log(path)
-    except (OSError, ValueError) as e:  # RunError is a ValueError
+    except (OSError, ValueError) as e:  # FileFormatError is a ValueError
         warnings.append(f"{path}: unreadable training log ({e}); ignoring it")
         return None
     return parse_training_log(log, str(path), warnings)

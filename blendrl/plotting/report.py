@@ -19,7 +19,7 @@ from blendrl.plotting.collect import Collection, RunRecord, collect_runs
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
                                       plot_online_returns, save_figure)
 from blendrl.plotting.timing import run_timings, timing_csv, timing_markdown
-from blendrl.runs import atomic_write_bytes
+from blendrl.contract import atomic_write_bytes
 
 EXIT_OK = 0
 EXIT_NO_RUNS = 1
