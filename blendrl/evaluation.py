@@ -49,6 +49,18 @@ class EvalResult(NamedTuple):
         return float(np.std(self.returns))
 
 
+def result_entry(res: EvalResult, *, interval: int, data_limit: int, train_seconds: float,
+                 eval_seconds: float, **extra) -> dict:
+    """One ``results.json`` object (docs/FORMATS.md), the same schema for all four methods."""
+    entry = {"interval": interval, "data_limit": data_limit, "mean_return": res.mean,
+             "std_return": res.std, "episodes": len(res.returns), "returns": res.returns.tolist(),
+             "lengths": res.lengths.tolist(), "train_seconds": train_seconds,
+             "eval_seconds": eval_seconds, **extra}
+    if res.logic_weight is not None:
+        entry["logic_weight"] = res.logic_weight
+    return entry
+
+
 def episode_quotas(n_episodes: int, num_envs: int) -> np.ndarray:
     """How many episodes each parallel copy runs (fixed in advance)."""
     k = min(num_envs, n_episodes)

@@ -34,7 +34,7 @@ from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
 from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
-from blendrl.evaluation import evaluate
+from blendrl.evaluation import evaluate, result_entry
 from blendrl.runs import UsageError, interval_marks
 from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, args_to_dict,
                           default_threads, load_checkpoint, new_training_log, resolve_device,
@@ -474,12 +474,9 @@ class OfflineLoop:
                        num_envs=a.eval_envs)
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds
-        entry = {"interval": k + 1, "data_limit": limit, "mean_return": res.mean,
-                 "std_return": res.std, "episodes": len(res.returns), "returns": res.returns.tolist(),
-                 "lengths": res.lengths.tolist(), "grad_steps": st["step_in_interval"],
-                 "train_seconds": st["interval_train_seconds"], "eval_seconds": eval_seconds}
-        if res.logic_weight is not None:
-            entry["logic_weight"] = res.logic_weight
+        entry = result_entry(res, interval=k + 1, data_limit=limit,
+                             train_seconds=st["interval_train_seconds"], eval_seconds=eval_seconds,
+                             grad_steps=st["step_in_interval"])
         st["results"].append(entry)
         st["interval"] += 1
         st["step_in_interval"] = 0

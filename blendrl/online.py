@@ -25,7 +25,7 @@ from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
 from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
-from blendrl.evaluation import evaluate, to_tensor
+from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, UsageError,
                           default_threads, interval_marks, load_checkpoint, new_training_log,
                           resolve_device, rng_state, save_checkpoint, seed_everything,
@@ -368,14 +368,9 @@ class _OnlineLoop:
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds
         previous_train = sum(r["train_seconds"] for r in st["results"])
-        entry = {"interval": len(st["results"]) + 1, "data_limit": st["global_step"],
-                 "global_step": st["global_step"], "mean_return": res.mean, "std_return": res.std,
-                 "episodes": len(res.returns), "returns": res.returns.tolist(),
-                 "lengths": res.lengths.tolist(),
-                 "train_seconds": self.timer.train_seconds - previous_train,
-                 "eval_seconds": eval_seconds}
-        if res.logic_weight is not None:
-            entry["logic_weight"] = res.logic_weight
+        entry = result_entry(res, interval=len(st["results"]) + 1, data_limit=st["global_step"],
+                             train_seconds=self.timer.train_seconds - previous_train,
+                             eval_seconds=eval_seconds, global_step=st["global_step"])
         st["results"].append(entry)
         while st["next_mark"] < len(self.marks) and st["global_step"] >= self.marks[st["next_mark"]]:
             st["next_mark"] += 1

@@ -9,6 +9,8 @@ objects' ``visible`` flags so that anything about an absent object is exactly 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 VISIBLE, X, Y, W, H, VALUE = 0, 1, 2, 3, 4, 5
@@ -81,3 +83,48 @@ def gate(truth: torch.Tensor, *objects: torch.Tensor) -> torch.Tensor:
     for obj in objects:
         truth = obj[..., VISIBLE] * truth
     return truth
+
+
+@dataclass(frozen=True)
+class Ladders:
+    """The soft ladder predicates of the climbing games (Kangaroo, Donkey Kong), one set of
+    calibration constants per game. Each method takes ``(player, ladder)`` rows and is registered
+    by the game's ``valuation.py`` under its predicate name."""
+
+    foot_offset: float
+    """Floor-to-ladder-foot offset (pixels): a ladder stands on the player's floor when the player's
+    feet are within ``floor_tolerance`` of its foot + this."""
+    floor_tolerance: float
+    top_margin: float
+    """The player is still on a ladder while its feet are below the ladder's top minus this."""
+    top_scale: float
+    """Softness (pixels) of "below the ladder's top"."""
+    align_tolerance: float
+    """Horizontal offset of centres (pixels) within which the player is aligned with a ladder."""
+    align_scale: float
+    nearest_scale: float
+    """Walking to a ladder is ``exp(-distance / this)`` true, so the nearest ladder wins the soft OR."""
+
+    def on_floor(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+        """The ladder stands on the player's floor (it leads up from where the player stands)."""
+        foot = bottom(ladder) + self.foot_offset
+        return gate(near(bottom(player), foot, self.floor_tolerance, 1.5), player, ladder)
+
+    def on_ladder(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+        """The player is at (aligned with) the ladder and below its top: pressing up climbs."""
+        aligned = near(offset_x(player, ladder), 0.0, self.align_tolerance, self.align_scale)
+        below_top = greater(bottom(player), top(ladder) - self.top_margin, self.top_scale)
+        above_foot = greater(bottom(ladder) + self.foot_offset + self.floor_tolerance, bottom(player), 1.5)
+        return gate(aligned * below_top * above_foot, player, ladder)
+
+    def left(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+        """The ladder is to the left of the player (the nearer, the truer)."""
+        return self._toward(offset_x(player, ladder), player, ladder)
+
+    def right(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+        """The ladder is to the right of the player (the nearer, the truer)."""
+        return self._toward(offset_x(ladder, player), player, ladder)
+
+    def _toward(self, gap: torch.Tensor, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+        beyond = greater(gap, self.align_tolerance, self.align_scale)
+        return gate(beyond * proximity(gap, self.nearest_scale), player, ladder)

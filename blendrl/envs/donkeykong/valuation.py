@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import bottom, distance, gate, greater, near, offset_x, proximity, top
+from blendrl.logic.geometry import Ladders, distance, gate, near
 
 START = (45.0, 176.0)
 """Mario's (x, y) at the start of a life."""
@@ -44,6 +44,12 @@ DANGER_RADIUS = 28.0
 """Distance of centres (pixels) within which a barrel is close."""
 
 
+LADDERS = Ladders(foot_offset=LADDER_FOOT_OFFSET, floor_tolerance=FLOOR_TOLERANCE,
+                  top_margin=TOP_MARGIN, top_scale=0.25, align_tolerance=ALIGN_TOLERANCE,
+                  align_scale=ALIGN_SCALE, nearest_scale=NEAREST_SCALE)
+"""The ladder predicates (``ladder_on_floor``, ``on_ladder``, ``ladder_left``, ``ladder_right``)."""
+
+
 def at_start(player: torch.Tensor) -> torch.Tensor:
     """Mario stands at his start position."""
     return gate(near(player[..., 1], torch.full_like(player[..., 1], START[0]), 1.5, 0.3)
@@ -55,32 +61,6 @@ def barrel_visible(barrel: torch.Tensor) -> torch.Tensor:
     return gate(torch.ones_like(barrel[..., 0]), barrel)
 
 
-def ladder_on_floor(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder stands on Mario's girder (it leads up from where he stands)."""
-    foot = bottom(ladder) + LADDER_FOOT_OFFSET
-    return gate(near(bottom(player), foot, FLOOR_TOLERANCE, 1.5), player, ladder)
-
-
-def on_ladder(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """Mario is at (aligned with) the ladder and below its top: pressing up climbs."""
-    aligned = near(offset_x(player, ladder), 0.0, ALIGN_TOLERANCE, ALIGN_SCALE)
-    below_top = greater(bottom(player), top(ladder) - TOP_MARGIN, 0.25)
-    above_foot = greater(bottom(ladder) + LADDER_FOOT_OFFSET + FLOOR_TOLERANCE, bottom(player), 1.5)
-    return gate(aligned * below_top * above_foot, player, ladder)
-
-
-def ladder_left(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder is to the left of Mario (the nearer, the truer)."""
-    gap = offset_x(player, ladder)
-    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
-
-
-def ladder_right(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder is to the right of Mario (the nearer, the truer)."""
-    gap = offset_x(ladder, player)
-    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
-
-
 def close_by_barrel(player: torch.Tensor, barrel: torch.Tensor) -> torch.Tensor:
     """A barrel is within 28 pixels of Mario."""
     return gate(torch.sigmoid((DANGER_RADIUS - distance(player, barrel)) / 3.0), player, barrel)
@@ -89,9 +69,9 @@ def close_by_barrel(player: torch.Tensor, barrel: torch.Tensor) -> torch.Tensor:
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "at_start": at_start,
     "barrel_visible": barrel_visible,
-    "ladder_on_floor": ladder_on_floor,
-    "on_ladder": on_ladder,
-    "ladder_left": ladder_left,
-    "ladder_right": ladder_right,
+    "ladder_on_floor": LADDERS.on_floor,
+    "on_ladder": LADDERS.on_ladder,
+    "ladder_left": LADDERS.left,
+    "ladder_right": LADDERS.right,
     "close_by_barrel": close_by_barrel,
 }

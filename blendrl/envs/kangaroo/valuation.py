@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import bottom, distance, gate, greater, near, offset_x, proximity, top
+from blendrl.logic.geometry import Ladders, bottom, distance, gate, greater, near, offset_x
 
 LADDER_FOOT_OFFSET = 2.5
 """Typical floor-to-ladder-foot offset (pixels): a ladder stands on the player's floor when the
@@ -38,30 +38,10 @@ DANGER_RADIUS = 32.0
 """Distance of centres (pixels) within which a monkey or a coconut is close."""
 
 
-def ladder_on_floor(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder stands on the player's floor (it leads up from where the player stands)."""
-    foot = bottom(ladder) + LADDER_FOOT_OFFSET
-    return gate(near(bottom(player), foot, FLOOR_TOLERANCE, 1.5), player, ladder)
-
-
-def on_ladder(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The player is at (aligned with) the ladder and below its top: pressing up climbs."""
-    aligned = near(offset_x(player, ladder), 0.0, ALIGN_TOLERANCE, ALIGN_SCALE)
-    below_top = greater(bottom(player), top(ladder) - TOP_MARGIN, 0.7)
-    above_foot = greater(bottom(ladder) + LADDER_FOOT_OFFSET + FLOOR_TOLERANCE, bottom(player), 1.5)
-    return gate(aligned * below_top * above_foot, player, ladder)
-
-
-def ladder_left(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder is to the left of the player (the nearer, the truer)."""
-    gap = offset_x(player, ladder)
-    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
-
-
-def ladder_right(player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
-    """The ladder is to the right of the player (the nearer, the truer)."""
-    gap = offset_x(ladder, player)
-    return gate(greater(gap, ALIGN_TOLERANCE, ALIGN_SCALE) * proximity(gap, NEAREST_SCALE), player, ladder)
+LADDERS = Ladders(foot_offset=LADDER_FOOT_OFFSET, floor_tolerance=FLOOR_TOLERANCE,
+                  top_margin=TOP_MARGIN, top_scale=0.7, align_tolerance=ALIGN_TOLERANCE,
+                  align_scale=ALIGN_SCALE, nearest_scale=NEAREST_SCALE)
+"""The ladder predicates (``ladder_on_floor``, ``on_ladder``, ``ladder_left``, ``ladder_right``)."""
 
 
 def child_on_floor(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
@@ -85,10 +65,10 @@ def close_by_threat(player: torch.Tensor, threat: torch.Tensor) -> torch.Tensor:
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "ladder_on_floor": ladder_on_floor,
-    "on_ladder": on_ladder,
-    "ladder_left": ladder_left,
-    "ladder_right": ladder_right,
+    "ladder_on_floor": LADDERS.on_floor,
+    "on_ladder": LADDERS.on_ladder,
+    "ladder_left": LADDERS.left,
+    "ladder_right": LADDERS.right,
     "child_on_floor": child_on_floor,
     "child_left": child_left,
     "child_right": child_right,
