@@ -3,11 +3,11 @@
 ``evaluate`` runs ``n_episodes`` full episodes of the agent in fresh parallel copies of the live
 environment and returns every episode's return and length:
 
-- **unbiased**: which episodes count is fixed in advance — copy ``i`` of ``k`` runs exactly its
-  share (``n // k``, one more for the first ``n % k`` copies) of consecutive episodes; never "the
-  first n to finish", which would favour short episodes;
-- **different starts, disjoint seeds**: copy ``i`` is reset with ``eval_seed(seed) + i`` and later
-  episodes continue its RNG; ``eval_seed`` lies far from the training seeds (``seed + i``);
+- **unbiased**: which episodes count is fixed in advance — episode ``j`` (``0 <= j < n``) runs on
+  copy ``j % k``; never "the first n to finish", which would favour short episodes;
+- **different starts, disjoint seeds**: episode ``j`` starts from a reset with seed
+  ``eval_seed(seed) + j``, far from the training seeds (``seed + i``); the returns are listed in
+  episode order, so the result does not depend on the number of parallel copies;
 - the same seeds at every evaluation of a run and for every method with the same ``seed``, so
   online and offline points at the same x are paired comparisons;
 - actions are the policy's most probable action by default (``deterministic=True``) for every
@@ -82,15 +82,16 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
         raise ValueError(f"n_episodes must be positive, got {n_episodes}")
     quotas = episode_quotas(n_episodes, num_envs)
     k = len(quotas)
+    base = eval_seed(seed)
     done_count = np.zeros(k, dtype=np.int64)
-    returns: list[list[float]] = [[] for _ in range(k)]
-    lengths: list[list[int]] = [[] for _ in range(k)]
+    returns = np.zeros(n_episodes, dtype=np.float64)
+    lengths = np.zeros(n_episodes, dtype=np.int64)
     weight_sum, weight_n = 0.0, 0
     was_training = agent.training
     agent.eval()
     env = make_vec_env(env_name, k)
     try:
-        logic, neural = env.reset(seed=eval_seed(seed))
+        logic, neural = env.reset(seed=base)  # copy i starts episode i
         while (done_count < quotas).any():
             active = done_count < quotas
             action, logic_weight = agent.act(to_tensor(logic, device), to_tensor(neural, device),
@@ -100,14 +101,19 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
                 weight_sum += float(w.sum())
                 weight_n += int(w.size)
             step = env.step(action.cpu().numpy())
-            for i in np.flatnonzero(step.done & active):
-                returns[i].append(float(step.episode_return[i]))
-                lengths[i].append(int(step.episode_length[i]))
-                done_count[i] += 1
             logic, neural = step.obs_logic, step.obs_neural
+            finished = np.flatnonzero(step.done & active)
+            for i in finished:
+                episode = i + k * done_count[i]
+                returns[episode] = step.episode_return[i]
+                lengths[episode] = step.episode_length[i]
+                done_count[i] += 1
+            again = np.zeros(k, dtype=bool)
+            again[finished] = done_count[finished] < quotas[finished]
+            if again.any():  # start each copy's next episode from that episode's own seed
+                seeds = [int(base + i + k * done_count[i]) if again[i] else None for i in range(k)]
+                logic, neural = env.reset_copies(again, seeds)
     finally:
         env.close()
         agent.train(was_training)
-    flat_returns = np.array([r for per_env in returns for r in per_env], dtype=np.float64)
-    flat_lengths = np.array([n for per_env in lengths for n in per_env], dtype=np.int64)
-    return EvalResult(flat_returns, flat_lengths, weight_sum / weight_n if weight_n else None)
+    return EvalResult(returns, lengths, weight_sum / weight_n if weight_n else None)

@@ -470,7 +470,10 @@ class OfflineLoop:
     def evaluate_interval(self, k: int, limit: int) -> None:
         a, st = self.args, self.state
         t0 = time.perf_counter()
-        res = evaluate(self.trainer.actor, self.info.env, a.eval_episodes, a.seed, self.device,
+        # Evaluation seeds of the ONLINE run whose data this is: its point at the same x saw the
+        # very same episode starts (a paired comparison); --seed only seeds training here.
+        online_seed = int(self.info.metadata.get("seed", a.seed))
+        res = evaluate(self.trainer.actor, self.info.env, a.eval_episodes, online_seed, self.device,
                        num_envs=a.eval_envs)
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds

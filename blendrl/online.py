@@ -141,13 +141,22 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
             f"--intervals {args.intervals} too many: marks every {args.total_timesteps / args.intervals:.0f} "
             f"transitions, but one PPO iteration collects {batch} (num_envs x num_steps); "
             "use fewer intervals or more total_timesteps")
-    if batch < args.num_minibatches:
-        raise UsageError("--num_minibatches exceeds the batch size")
+    if batch % args.num_minibatches:
+        raise UsageError(f"--num_minibatches {args.num_minibatches} does not divide the batch of "
+                         f"{batch} transitions (num_envs x num_steps)")
     return args
 
 
 def _default(value, default):
     return default if value is None else value
+
+
+RESUME_FIXED = ("exp_id", "total_timesteps", "num_envs", "num_steps", "seed", "save_dataset",
+                "intervals", "eval_episodes", "learning_rate", "anneal_lr", "gamma", "gae_lambda",
+                "num_minibatches", "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef",
+                "vf_coef", "max_grad_norm", "target_kl", "hidden", "rules", "actor_mode",
+                "blender_mode", "blend_function", "logic_lr", "blender_lr", "blend_ent_coef")
+"""Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 
 class _Progress:
@@ -208,6 +217,11 @@ def run_online(args: OnlineArgs, method: str) -> int:
         if ckpt.get("method") != method or ckpt.get("env") != args.env:
             raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
                              f"{ckpt.get('env')}, not {method} on {args.env}")
+        now = _args_dict(args)
+        changed = [f"--{k} {ckpt['args'].get(k)!r} -> {now[k]!r}" for k in RESUME_FIXED
+                   if k in now and ckpt["args"].get(k) != now[k]]
+        if changed:
+            raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
         agent.load_state_dict(ckpt["agent"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -262,12 +276,12 @@ class _OnlineLoop:
         storage = RolloutStorage(a.num_steps, a.num_envs, self.spec.logic_shape, self.spec.neural_shape,
                                  torch.from_numpy(np.zeros(0, dtype=self.spec.neural_dtype)).dtype,
                                  self.device)
-        envs = make_vec_env(a.env, a.num_envs)
-        # A resumed run restarts its episodes from fresh states with a seed of its own.
-        logic, neural = envs.reset(seed=a.seed + 1_000_003 * st["iteration"])
         progress = _Progress(a.run_id, self.num_iterations * a.num_envs * a.num_steps, a.progress_seconds)
-        try:
-            with Interrupt() as interrupt:
+        with Interrupt() as interrupt:  # installed before the env workers are forked
+            envs = make_vec_env(a.env, a.num_envs)
+            try:
+                # A resumed run restarts its episodes from fresh states with a seed of its own.
+                logic, neural = envs.reset(seed=a.seed + 1_000_003 * st["iteration"])
                 while st["iteration"] < self.num_iterations:
                     if interrupt.requested:
                         self.checkpoint()
@@ -292,8 +306,8 @@ class _OnlineLoop:
                         self.checkpoint()
                     elif time.perf_counter() - self.last_checkpoint > a.checkpoint_seconds:
                         self.checkpoint()
-        finally:
-            envs.close()
+            finally:
+                _close_quietly(envs)
         self.checkpoint(finished=True)
         progress.maybe_print(st["global_step"], self.log["episode_returns"], force=True)
         return 0
@@ -401,6 +415,15 @@ class _OnlineLoop:
         self.timer.save(finished=finished)
         self.tb.flush()
         self.last_checkpoint = time.perf_counter()
+
+
+def _close_quietly(envs) -> None:
+    """Close the env workers; a worker already gone (e.g. killed with its process group) must not
+    turn a run that has checkpointed into a failure."""
+    try:
+        envs.close()
+    except (OSError, EOFError) as e:
+        print(f"warning: closing the environments failed: {e!r}", file=sys.stderr)
 
 
 def _args_dict(args) -> dict:

@@ -139,3 +139,36 @@ def test_sigterm_then_resume_continues_dataset_exactly(tmp_path):
         assert len(step_rows) == 1  # all at one step: the checkpoint the run resumed from
         boundary = (breaks[0] // num_envs + 1) * num_envs
         assert boundary % (num_envs * 128) == 0  # an iteration boundary
+
+
+def test_resume_refuses_to_change_what_the_run_computes(tmp_path):
+    args = ["--total_timesteps", "1024", "--intervals", "1", "--eval_episodes", "1", *common(tmp_path, "c1")]
+    assert run_script("train_neuralppo.py", *args).returncode == 0
+    r = run_script("train_neuralppo.py", *args, "--resume", "--learning_rate", "0.1")
+    assert r.returncode == 2 and "--learning_rate" in r.stderr and "cannot change" in r.stderr
+
+
+def test_minibatches_must_divide_the_batch(tmp_path):
+    r = run_script("train_neuralppo.py", "--num_minibatches", "3", *common(tmp_path, "m1"))
+    assert r.returncode == 2 and "does not divide" in r.stderr
+
+
+def test_sigterm_to_the_process_group_with_atari_workers_checkpoints(tmp_path):
+    """kill_experiments.sh and SLURM signal the whole process group, env workers included: the
+    workers must survive it so the training process can checkpoint and exit 75."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train_neuralppo.py"), "--env", "seaquest", "--num_envs", "2",
+         "--num_steps", "16", "--total_timesteps", "1000000", "--intervals", "1", "--threads", "1",
+         "--progress_seconds", "0", *common(tmp_path, "pg1")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:  # the first progress line: the workers run and one update is done
+        if " SPS " in line:
+            break
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert (tmp_path / "runs" / "pg1" / "checkpoints" / "latest.pt").exists()

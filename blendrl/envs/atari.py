@@ -37,8 +37,10 @@ when a ``SPEC`` is read.
 from __future__ import annotations
 
 import functools
+import signal
 import importlib
-from typing import Any, Sequence
+import multiprocessing
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -306,6 +308,17 @@ def _split(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return obs["logic"], obs["neural"]
 
 
+def _in_worker(factory: Callable[[], gym.Env]) -> gym.Env:
+    """Build the env inside an AsyncVectorEnv worker, which ignores SIGTERM/SIGUSR1/SIGINT:
+    a signal to the job's process group is for the training process, which checkpoints and then
+    closes its workers; a worker that died first would break that checkpoint. (AsyncVectorEnv
+    also calls this once in the parent, to read the spaces: the parent keeps its handlers.)"""
+    if multiprocessing.parent_process() is not None:
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+    return factory()
+
+
 def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectorization: str = "async",
                    repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
                    detect_every_frame: bool = False, extract_objects: bool = True) -> VecEnv:
@@ -330,7 +343,8 @@ def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectoriza
         # Import OCAtari in this process first: forked workers then inherit it instead of each
         # paying the import (seconds).
         import ocatari.core  # noqa: F401
-        vec = AsyncVectorEnv(fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP)
+        worker_fns = [functools.partial(_in_worker, factory)] * int(num_envs)
+        vec = AsyncVectorEnv(worker_fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     return VecEnv(spec, vec, _split, _split)

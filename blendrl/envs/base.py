@@ -125,6 +125,15 @@ class VecEnv:
         self._ep_length[:] = 0
         return self._split(obs)
 
+    def reset_copies(self, mask: np.ndarray, seeds: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Reset only the copies where ``mask`` is true, copy ``i`` with ``seeds[i]``; the others
+        keep their state. Returns the states of all copies."""
+        mask = np.asarray(mask, dtype=bool)
+        obs, _ = self.vec.reset(seed=list(seeds), options={"reset_mask": mask})
+        self._ep_return[mask] = 0.0
+        self._ep_length[mask] = 0
+        return self._split(obs)
+
     def step(self, actions: np.ndarray) -> StepBatch:
         obs, reward, terminated, truncated, info = self.vec.step(np.asarray(actions))
         logic, neural = self._split(obs)
