@@ -88,11 +88,9 @@ class BlendRLAgent(Agent):
             log_probs = torch.log(self.logic_actor(logic).clamp_min(1e-12))
         else:
             weights = self.blend_weights(logic)
-            neural_lp = torch.log_softmax(self.net.logits(neural), dim=1)
-            logic_lp = torch.log(self.logic_actor(logic).clamp_min(1e-12))
-            log_w = torch.log(weights.clamp_min(1e-12))
-            log_probs = torch.logsumexp(
-                torch.stack([log_w[:, :1] + neural_lp, log_w[:, 1:] + logic_lp]), dim=0)
+            probs = torch.addcmul(weights[:, 1:] * self.logic_actor(logic), weights[:, :1],
+                                  torch.softmax(self.net.logits(neural), dim=1))
+            log_probs = torch.log(probs.clamp_min(1e-12))
         blend_entropy = -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=1)
         return Policy(log_probs, weights[:, 1], blend_entropy)
 
