@@ -27,6 +27,7 @@ from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, UsageError,
+                          args_to_dict,
                           default_threads, interval_marks, load_checkpoint, new_training_log,
                           resolve_device, rng_state, save_checkpoint, seed_everything,
                           set_rng_state, validate_run_id)
@@ -217,7 +218,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
         if ckpt.get("method") != method or ckpt.get("env") != args.env:
             raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
                              f"{ckpt.get('env')}, not {method} on {args.env}")
-        now = _args_dict(args)
+        now = args_to_dict(args)
         changed = [f"--{k} {ckpt['args'].get(k)!r} -> {now[k]!r}" for k in RESUME_FIXED
                    if k in now and ckpt["args"].get(k) != now[k]]
         if changed:
@@ -401,7 +402,7 @@ class _OnlineLoop:
     # -- persistence ------------------------------------------------------------------------
     def payload(self) -> dict:
         self.state["timing"] = self.timer.state()
-        return {"method": self.method, "env": self.args.env, "args": _args_dict(self.args),
+        return {"method": self.method, "env": self.args.env, "args": args_to_dict(self.args),
                 "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": rng_state(), **self.state}
 
@@ -424,11 +425,6 @@ def _close_quietly(envs) -> None:
         envs.close()
     except (OSError, EOFError) as e:
         print(f"warning: closing the environments failed: {e!r}", file=sys.stderr)
-
-
-def _args_dict(args) -> dict:
-    from blendrl.runs import args_to_dict
-    return args_to_dict(args)
 
 
 def main(args: OnlineArgs, method: str) -> int:
