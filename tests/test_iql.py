@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from torch import nn
 
 from blendrl.algos.iql import (METRIC_KEYS, IQLConfig, IQLTrainer, awr_weights, expectile_loss,
                                polyak_update, td_targets)
+from dataset_utils import Batch  # the dataset's batch record, filled with tensors here
 
 
 @pytest.fixture(autouse=True)
@@ -23,19 +23,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-class Batch(NamedTuple):
-    """Same fields as dataset_utils.Batch (already torch tensors)."""
-
-    logic_state: torch.Tensor
-    neural_state: torch.Tensor
-    action: torch.Tensor
-    reward: torch.Tensor
-    next_logic_state: torch.Tensor
-    next_neural_state: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
 
 
 class TwoGroupActor(nn.Module):
