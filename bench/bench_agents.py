@@ -5,8 +5,11 @@
 
 For each environment and batch size: the median time of one ``agent.get_action_and_value`` call
 (sampling, log-probability, entropy, value — what a PPO rollout step does) under ``torch.no_grad``
-on real states from the environment, with 1 torch thread. Goals: BlendRL within 3x of neural on
-classic control, within 1.5x on Atari (where the CNN dominates).
+on real states from the environment, with 1 torch thread; the agents' calls alternate, so
+that both see the same machine load (this 2-core machine is noisy) and neither runs with its
+weights alone in the cache, as neither does in a rollout, where the environments step in between. Goals: BlendRL within 3x of neural on
+classic control, within 1.5x on Atari (where the CNN dominates). The last two columns are the
+BlendRL agent with ``compile_logic`` (its logic part through torch.compile).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ class Args:
     batches: list[int] = field(default_factory=lambda: [1, 16, 256])
     """batch sizes"""
     seconds: float = 1.0
-    """measuring time per configuration"""
+    """measuring time per agent and configuration"""
+    compiled: bool = True
+    """also measure the BlendRL agent with ``compile_logic`` (torch.compile of the logic part; the
+    first calls compile, which takes tens of seconds per environment)"""
 
 
 def states(env: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,30 +58,39 @@ def states(env: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def median_call_seconds(agent, logic, neural, seconds: float) -> float:
-    for _ in range(3):
-        agent.get_action_and_value(logic, neural)
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 5:
-        t0 = time.perf_counter()
-        agent.get_action_and_value(logic, neural)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def median_call_seconds(agents, logic, neural, seconds: float) -> list[float]:
+    """Median seconds of one call for each agent, the calls of the agents interleaved so that every
+    agent sees the same machine load and the same cache state (the others' weights in between)."""
+    for agent in agents:
+        for _ in range(3):
+            agent.get_action_and_value(logic, neural)
+    times: list[list[float]] = [[] for _ in agents]
+    end = time.perf_counter() + seconds * len(agents)
+    while time.perf_counter() < end or len(times[0]) < 5:
+        for agent, agent_times in zip(agents, times):
+            t0 = time.perf_counter()
+            agent.get_action_and_value(logic, neural)
+            agent_times.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def main(args: Args) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    print(f"{'env':12s} {'batch':>5s} {'neural ms':>10s} {'blendrl ms':>11s} {'ratio':>6s}")
+    header = f"{'env':12s} {'batch':>5s} {'neural ms':>10s} {'blendrl ms':>11s} {'ratio':>6s}"
+    print(header + (f" {'compiled ms':>12s} {'ratio':>6s}" if args.compiled else ""))
     for env in args.envs:
+        torch._dynamo.reset()  # compiled code is cached per function, up to 8 variants in all
         spec = get_spec(env)
-        neural_agent, blend_agent = NeuralAgent(spec), BlendRLAgent(spec)
+        agents = [NeuralAgent(spec), BlendRLAgent(spec)]
+        if args.compiled:
+            agents.append(BlendRLAgent(spec, compile_logic=True))
+            agents[2].load_state_dict(agents[1].state_dict())
         for batch in args.batches:
             logic, neural = states(env, batch)
-            tn = median_call_seconds(neural_agent, logic, neural, args.seconds)
-            tb = median_call_seconds(blend_agent, logic, neural, args.seconds)
-            print(f"{env:12s} {batch:5d} {1e3 * tn:10.3f} {1e3 * tb:11.3f} {tb / tn:5.2f}x", flush=True)
+            tn, *tb = median_call_seconds(agents, logic, neural, args.seconds)
+            print(f"{env:12s} {batch:5d} {1e3 * tn:10.3f}"
+                  + "".join(f" {1e3 * t:11.3f} {t / tn:5.2f}x" for t in tb), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Agents: the blended distribution is exactly w_n * pi_n + w_l * pi_l, modes, groups, log-probs."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -83,3 +85,56 @@ def test_neural_agent_frames_are_uint8_scaled():
     step = agent.get_action_and_value(torch.zeros(2, *spec.logic_shape), frames)
     assert step.action.shape == (2,) and step.value.shape == (2,)
     assert agent.action_probs(torch.zeros(2, *spec.logic_shape), frames).shape == (2, spec.n_actions)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "seaquest"])
+def test_action_and_value_match_torch_categorical_and_one_trunk_pass(env):
+    """``get_action_and_value`` gives what ``torch.distributions.Categorical`` gives (same samples
+    from the same seed, log-probabilities, entropies) and the value of ``get_value``."""
+    torch.manual_seed(0)
+    spec = get_spec(env)
+    logic, neural = real_states(env, 4)
+    for agent in (NeuralAgent(spec), BlendRLAgent(spec)):
+        with torch.no_grad():
+            log_probs = agent.policy(logic, neural).log_probs
+            dist = torch.distributions.Categorical(logits=log_probs)
+            torch.manual_seed(1)
+            expected = dist.sample()
+            torch.manual_seed(1)
+            step = agent.get_action_and_value(logic, neural)
+            assert torch.equal(step.action, expected)
+            assert torch.allclose(step.log_prob, dist.log_prob(expected), atol=1e-6)
+            assert torch.allclose(step.entropy, dist.entropy(), atol=1e-6)
+            assert torch.allclose(step.value, agent.get_value(logic, neural), atol=1e-6)
+            given = torch.arange(4) % spec.n_actions
+            scored = agent.get_action_and_value(logic, neural, given)
+            assert torch.equal(scored.action, given)
+            assert torch.allclose(scored.log_prob, dist.log_prob(given), atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile needs a C++ compiler")
+def test_compiled_logic_gives_the_eager_results_and_gradients():
+    """``compile_logic`` (torch.compile of the logic actor, blender and mixture) changes nothing but
+    speed: the same distribution, blend statistics and gradients as the eager agent, at batch 1 and
+    at another batch size, with and without gradients."""
+    torch._dynamo.reset()
+    spec = get_spec("seaquest")
+    eager = BlendRLAgent(spec)
+    compiled = BlendRLAgent(spec, compile_logic=True)
+    compiled.load_state_dict(eager.state_dict())
+    logic, neural = real_states("seaquest", 5)
+    with torch.no_grad():
+        for batch in (1, 5):
+            a, b = eager.policy(logic[:batch], neural[:batch]), compiled.policy(logic[:batch], neural[:batch])
+            for x, y in zip(a, b):
+                assert torch.allclose(x, y, atol=1e-5)
+    actions = torch.tensor([0, 2, 5, 1, 17])
+    for agent in (eager, compiled):
+        agent.log_prob(logic, neural, actions).sum().backward()
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+    with pytest.raises(ValueError, match="logic state must have shape"):
+        compiled.policy(logic[:, :3], neural)

@@ -183,7 +183,7 @@ def test_gradients_reach_every_clause_weight_and_training_changes_the_text(tmp_p
     state = toy_state(STATES)
     loss = -torch.log(actor(state)[:, 2]).mean()  # make "flee" more likely
     loss.backward()
-    grad = actor.reasoner.raw_weights.grad
+    grad = actor.reasoner.raw_weights[0].grad
     assert grad is not None and torch.isfinite(grad).all() and (grad != 0).all()
     assert grad[1] < 0 < grad[0]  # raise the flee clause's weight, lower the grab clause's
     before = actor.program_text()
@@ -199,10 +199,11 @@ def test_gradients_reach_every_clause_weight_and_training_changes_the_text(tmp_p
 def test_parameters_are_the_clause_weights_only_and_state_dict_round_trips(tmp_path):
     rule_set = toy_rule_set(tmp_path / "rs")
     actor = LogicActor(rule_set)
-    assert [name for name, _ in actor.named_parameters()] == ["reasoner.raw_weights"]
-    assert list(actor.state_dict()) == ["reasoner.raw_weights"]
+    assert [name for name, _ in actor.named_parameters()] == ["reasoner.raw_weights.0"]
+    assert list(actor.state_dict()) == ["reasoner.raw_weights.0"]
+    assert actor.actor_parameters() == [actor.reasoner.raw_weights[0]] and actor.blender_parameters() == []
     with torch.no_grad():
-        actor.reasoner.raw_weights.copy_(torch.tensor([0.3, -1.2]))
+        actor.reasoner.raw_weights[0].copy_(torch.tensor([0.3, -1.2]))
     clone = LogicActor(rule_set)
     clone.load_state_dict(actor.state_dict())
     state = toy_state(STATES)
@@ -236,6 +237,42 @@ def test_blender_needs_blender_clauses(tmp_path):
     assert not rule_set.has_blender
     with pytest.raises(RuleSetError, match="no blender clauses"):
         LogicBlender(rule_set)
+
+
+def test_actor_and_blender_in_one_pass_share_atoms_but_not_helpers(tmp_path):
+    """Both files define a helper ``lit`` with different meanings: the joint pass keeps them apart,
+    computes the ``shiny`` atoms both files use once, and sends each file's gradient to its own
+    weights only."""
+    calls = []
+
+    def counted_shiny(gem):
+        calls.append(gem.shape)
+        return shiny(gem)
+
+    files = {
+        "preds.txt": "grab_gem:0\n",
+        "helper_preds.txt": "lit:0\n",
+        "clauses.txt": "lit :- shiny(G).\ngrab_gem :- lit.\n",
+        "blender_clauses.txt": ("lit :- near(A, G), shiny(gem2).\n"
+                                "neural_agent :- lit.\nlogic_agent :- not lit.\n"),
+    }
+    rule_set = toy_rule_set(tmp_path / "rs", files, {"shiny": counted_shiny, "near": near})
+    joint = LogicActor(rule_set, temperature=0.1, init_weight=0.9, with_blender=True)
+    state = toy_state(STATES)
+    calls.clear()
+    probs, blend = joint.with_blend_values(state)
+    assert calls == [torch.Size([2, 2, 2])]  # one call, on the rows of gem1 and gem2
+    assert torch.allclose(probs, LogicActor(rule_set, temperature=0.1, init_weight=0.9)(state), atol=1e-6)
+    assert torch.allclose(blend, LogicBlender(rule_set, temperature=0.1, init_weight=0.9)(state), atol=1e-6)
+    for b, ((ax, _), (x1, s1), (x2, s2)) in enumerate(STATES):  # by hand
+        lit = _boltzmann([0.9 * max(0.0, 1 - abs(ax - x1)) * s2, 0.9 * max(0.0, 1 - abs(ax - x2)) * s2], 0.1)
+        assert torch.allclose(blend[b], torch.tensor([0.9 * lit, 0.9 * (1 - lit)]), atol=1e-6)
+    blend[:, 0].sum().backward()
+    actor_w, blender_w = joint.reasoner.raw_weights
+    assert actor_w.grad is None or torch.all(actor_w.grad == 0)
+    assert blender_w.grad is not None and blender_w.grad[0] != 0 and blender_w.grad[1] != 0
+    with pytest.raises(RuntimeError, match="with_blender=False"):
+        LogicActor(rule_set).with_blend_values(state)
 
 
 def test_constants_in_clauses_and_a_union_type_from_consts(tmp_path):

@@ -73,13 +73,53 @@ def test_feature_columns_of_the_valuation_functions_match_the_specs():
 
 
 @pytest.mark.parametrize("env", ATARI_ENVS)
-def test_atari_valuations_are_zero_for_empty_slots(env):
-    """Every Atari valuation function is exactly 0 when its objects' slots are empty."""
-    empty = torch.zeros(4, len(FEATURES))
-    for name, fn in ATARI_VALUATIONS[env].VALUATIONS.items():
-        rule_set = load_rule_set(env)
-        out = fn(*([empty] * rule_set.declarations[name].arity))
-        assert torch.equal(out, torch.zeros(4)), name
+def test_atari_atoms_about_empty_slots_are_exactly_zero(env):
+    """The reasoner's presence gate: on real states whose slots are emptied at random (``visible``
+    set to 0, the stale coordinates left in place), every valuation atom about an empty slot is
+    exactly 0 and every other atom is its valuation function's own value."""
+    torch.set_num_threads(1)
+    states = _real_states(env, 30, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    emptied = states.clone()
+    emptied[:, :, 0] *= (torch.rand(states.shape[:2], generator=generator) > 0.3).float()
+    reasoner = LogicActor(load_rule_set(env), with_blender=True).reasoner
+    with torch.no_grad():
+        atoms = reasoner.valuate(emptied)[:, 2:]
+    position = 0
+    for call in reasoner.joint.valuation_calls:
+        args = [emptied[:, list(slots)] for slots in call.arg_slots]
+        raw = call.fn(*args)
+        present = torch.stack([a[..., 0] for a in args]).prod(0)
+        width = raw.shape[1]
+        got = atoms[:, position:position + width]
+        assert torch.equal(got[present == 0], torch.zeros(int((present == 0).sum()))), call.predicate
+        assert torch.equal(got[present == 1], raw[present == 1]), call.predicate
+        position += width
+    assert position == atoms.shape[1]
+    assert (atoms == 0).any() and (atoms > 0.5).any()  # both cases occur
+
+
+@pytest.mark.parametrize("env", ENV_NAMES)
+def test_actor_and_blender_in_one_pass_equal_the_separate_programs(env):
+    """``LogicActor(with_blender=True)`` (what the BlendRL agent uses) gives exactly what a separate
+    actor and blender give, on real states, and keeps the two programs' weights apart."""
+    torch.set_num_threads(1)
+    rule_set = load_rule_set(env)
+    states = _real_states(env, 20, seed=2)
+    joint, actor, blender = LogicActor(rule_set, with_blender=True), LogicActor(rule_set), LogicBlender(rule_set)
+    with torch.no_grad():
+        for module, scale in ((actor, 0.3), (blender, -0.2), (joint, 0.0)):
+            for w in module.reasoner.raw_weights:  # distinct weights, so a mix-up would show
+                w.add_(torch.linspace(-1, 1, len(w)) * scale)
+        joint.reasoner.raw_weights[0].copy_(actor.reasoner.raw_weights[0])
+        joint.reasoner.raw_weights[1].copy_(blender.reasoner.raw_weights[0])
+        probs, blend = joint.with_blend_values(states)
+        assert torch.allclose(probs, actor(states), atol=1e-6)
+        assert torch.allclose(blend, blender(states), atol=1e-6)
+    assert joint.program_text() == actor.program_text()
+    assert joint.blender_program_text() == blender.program_text()
+    assert joint.actor_parameters() == [joint.reasoner.raw_weights[0]]
+    assert joint.blender_parameters() == [joint.reasoner.raw_weights[1]]
 
 
 def test_cartpole_valuations_and_blender_by_hand():

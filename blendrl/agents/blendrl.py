@@ -4,10 +4,14 @@
 - pi_l: a :class:`~blendrl.logic.LogicActor` on the logic state (rules with learnable clause weights);
 - (w_n, w_l): the blender. ``logic`` (default): the rule set's blender clauses give soft truth
   values v of ``neural_agent`` / ``logic_agent``, turned into logits ``logit(clip(v, 0.01, 0.99))``
-  (as in the BlendRL reference implementation); ``neural``: a small MLP on the logic state gives
+  (as in the BlendRL reference implementation); they are evaluated in the logic actor's forward
+  pass (one reasoner over both clause files, valuation atoms computed once); ``neural``: a small MLP on the logic state gives
   the two logits. ``blend_function`` softmax (default) or gumbel_softmax turns logits into weights.
 - ``actor_mode``: ``hybrid`` blends; ``logic`` / ``neural`` use one actor alone (w fixed to 1).
 - The critic is the neural critic on the neural state.
+- ``compile_logic``: run everything but the neural network (logic actor, blender, mixture) through
+  ``torch.compile``: its many small ops become a few fused kernels. The first calls compile (tens
+  of seconds, a C++ compiler needed); worth it for long runs at small batches.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ class NeuralBlender(nn.Module):
 class BlendRLAgent(Agent):
     def __init__(self, spec: EnvSpec, rules: str = "default", actor_mode: str = "hybrid",
                  blender_mode: str = "logic", blend_function: str = "softmax", hidden: int = 64,
-                 reasoner_temperature: float = 0.01):
+                 reasoner_temperature: float = 0.01, compile_logic: bool = False):
         super().__init__()
-        from blendrl.logic import LogicActor, LogicBlender, load_rule_set
+        from blendrl.logic import LogicActor, load_rule_set
 
         for name, value, valid in (("actor_mode", actor_mode, ACTOR_MODES),
                                    ("blender_mode", blender_mode, BLENDER_MODES),
@@ -58,51 +62,79 @@ class BlendRLAgent(Agent):
         self.blend_function = blend_function
         self.net = ActorCriticNet(spec, hidden)
         self.rule_set = load_rule_set(spec.name, rules)
-        self.logic_actor = LogicActor(self.rule_set, temperature=reasoner_temperature)
-        if blender_mode == "logic":
-            self.blender = LogicBlender(self.rule_set, temperature=reasoner_temperature)
-        else:
-            self.blender = NeuralBlender(spec, hidden)
+        # a logic blender's clauses are evaluated in the logic actor's forward pass (shared atoms)
+        self.logic_actor = LogicActor(self.rule_set, temperature=reasoner_temperature,
+                                      with_blender=blender_mode == "logic")
+        self.blender = NeuralBlender(spec, hidden) if blender_mode == "neural" else None
+        # everything of the policy but the neural network: compiled, it is a few fused kernels
+        self._compiled_mix = torch.compile(self._mix, dynamic=True) if compile_logic else None
+
+    def actor_and_blend_logits(self, logic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pi_l ``[B, A]``, the blend logits ``[B, 2]`` of (neural, logic)); unchecked shape."""
+        probs, values = self.logic_actor.outputs(logic)
+        if self.blender is None:
+            return probs, torch.logit(values.clamp(_LOGIT_EPS, 1.0 - _LOGIT_EPS))
+        return probs, self.blender(logic)
 
     def blend_logits(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, 2] logits of (neural, logic)."""
-        out = self.blender(logic)
-        if self.blender_mode == "logic":
-            return torch.logit(out.clamp(_LOGIT_EPS, 1.0 - _LOGIT_EPS))
-        return out
+        self.logic_actor.check_state(logic)
+        return self.actor_and_blend_logits(logic)[1]
 
     def blend_weights(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, 2] weights (w_neural, w_logic) summing to 1."""
-        logits = self.blend_logits(logic)
+        return self._weights(self.blend_logits(logic))
+
+    def _weights(self, logits: torch.Tensor) -> torch.Tensor:
         if self.blend_function == "gumbel_softmax" and self.training:
             return F.gumbel_softmax(logits, tau=1.0, dim=1)
         return torch.softmax(logits, dim=1)
 
     def policy(self, logic: torch.Tensor, neural: torch.Tensor) -> Policy:
-        batch = logic.shape[0]
-        if self.actor_mode == "neural":
-            weights = logic.new_tensor([1.0, 0.0]).expand(batch, 2)
-            log_probs = torch.log_softmax(self.net.logits(neural), dim=1)
-        elif self.actor_mode == "logic":
-            weights = logic.new_tensor([0.0, 1.0]).expand(batch, 2)
-            log_probs = torch.log(self.logic_actor(logic).clamp_min(1e-12))
-        else:
-            weights = self.blend_weights(logic)
-            probs = torch.addcmul(weights[:, 1:] * self.logic_actor(logic), weights[:, :1],
-                                  torch.softmax(self.net.logits(neural), dim=1))
-            log_probs = torch.log(probs.clamp_min(1e-12))
-        blend_entropy = -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=1)
-        return Policy(log_probs, weights[:, 1], blend_entropy)
+        if self.actor_mode == "logic":
+            return self._policy(logic, None)
+        return self._policy(logic, self.net.logits(neural))
 
     def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
         return self.net.value(neural)
+
+    def policy_and_value(self, logic: torch.Tensor, neural: torch.Tensor) -> tuple[Policy, torch.Tensor]:
+        if self.actor_mode == "logic":
+            return self._policy(logic, None), self.net.value(neural)
+        logits, value = self.net(neural)
+        return self._policy(logic, logits), value
+
+    def _policy(self, logic: torch.Tensor, neural_logits: torch.Tensor | None) -> Policy:
+        """The blended policy given the neural actor's logits (None in ``logic`` actor mode)."""
+        self.logic_actor.check_state(logic)
+        return Policy(*(self._compiled_mix or self._mix)(logic, neural_logits))
+
+    def _mix(self, logic: torch.Tensor, neural_logits: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log pi, w_logic, blend entropy): the logic actor, the blender and the mixture."""
+        batch = logic.shape[0]
+        if self.actor_mode == "neural":
+            weights = logic.new_tensor([1.0, 0.0]).expand(batch, 2)
+            log_probs = torch.log_softmax(neural_logits, dim=1)
+        elif self.actor_mode == "logic":
+            weights = logic.new_tensor([0.0, 1.0]).expand(batch, 2)
+            log_probs = torch.log(self.logic_actor.outputs(logic)[0].clamp_min(1e-12))
+        else:
+            logic_probs, blend_logits = self.actor_and_blend_logits(logic)
+            weights = self._weights(blend_logits)
+            probs = torch.addcmul(weights[:, 1:] * logic_probs, weights[:, :1],
+                                  torch.softmax(neural_logits, dim=1))
+            log_probs = torch.log(probs.clamp_min(1e-12))
+        blend_entropy = torch.special.entr(weights).sum(dim=1)  # -w log w, 0 at w = 0
+        return log_probs, weights[:, 1], blend_entropy
 
     def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]:
         """Groups: ``neural`` (neural actor + critic), ``logic`` (clause weights), ``blender``."""
         groups = [
             {"params": list(self.net.parameters()), "lr": lrs["neural"], "name": "neural"},
-            {"params": list(self.logic_actor.parameters()), "lr": lrs["logic"], "name": "logic"},
-            {"params": list(self.blender.parameters()), "lr": lrs["blender"], "name": "blender"},
+            {"params": self.logic_actor.actor_parameters(), "lr": lrs["logic"], "name": "logic"},
+            {"params": self.logic_actor.blender_parameters() if self.blender is None
+             else list(self.blender.parameters()), "lr": lrs["blender"], "name": "blender"},
         ]
         return [g for g in groups if g["params"]]
 
@@ -110,5 +142,5 @@ class BlendRLAgent(Agent):
         """The learned program: actor and blender clauses with their current weights."""
         text = "# actor\n" + self.logic_actor.program_text()
         if self.blender_mode == "logic":
-            text += "\n# blender\n" + self.blender.program_text()
+            text += "\n# blender\n" + self.logic_actor.blender_program_text()
         return text

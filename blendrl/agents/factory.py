@@ -27,6 +27,10 @@ class BlendRLFields:
     """learning rate of the logic actor's clause weights (BlendRL's default)"""
     blender_lr: float = 2.5e-4
     """learning rate of the blender (BlendRL's default)"""
+    compile_logic: bool = False
+    """run the logic actor and blender through torch.compile: several times faster at small batches
+    (the many tiny ops of the valuation functions fuse), but the first calls compile for tens of
+    seconds and need a C++ compiler; worth it for long (Atari) runs"""
 
 
 def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) -> Agent:
@@ -35,7 +39,7 @@ def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) ->
         return NeuralAgent(spec, hidden)
     return BlendRLAgent(spec, rules=blend.rules, actor_mode=blend.actor_mode,
                         blender_mode=blend.blender_mode, blend_function=blend.blend_function,
-                        hidden=hidden)
+                        hidden=hidden, compile_logic=blend.compile_logic)
 
 
 def learning_rates(neural_lr: float, blend: BlendRLFields | None) -> dict[str, float]:

@@ -28,6 +28,13 @@ class ActorCriticNet(nn.Module):
             self.actor = Head(make_encoder(spec, hidden), spec.n_actions, std=0.01)
             self.critic = Head(make_encoder(spec, hidden), 1, std=1.0)
 
+    def forward(self, neural: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actor logits ``[B, A]``, value ``[B]``), running a shared trunk once."""
+        if self.shared:
+            features = self.trunk(neural)
+            return self.actor_head(features), self.critic_head(features).squeeze(-1)
+        return self.actor(neural), self.critic(neural).squeeze(-1)
+
     def logits(self, neural: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return self.actor_head(self.trunk(neural))
@@ -52,6 +59,10 @@ class NeuralAgent(Agent):
 
     def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
         return self.net.value(neural)
+
+    def policy_and_value(self, logic: torch.Tensor, neural: torch.Tensor) -> tuple[Policy, torch.Tensor]:
+        logits, value = self.net(neural)
+        return Policy(torch.log_softmax(logits, dim=1), None, None), value
 
     def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]:
         return [{"params": list(self.parameters()), "lr": lrs["neural"], "name": "neural"}]

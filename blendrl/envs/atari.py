@@ -112,6 +112,7 @@ def atari_spec(name: str, gym_id: str, counts: Sequence[tuple[str, int]],
         neural_dtype=np.dtype(np.uint8),
         action_names=action_names,
         max_episode_steps=MAX_EPISODE_STEPS,
+        presence_feature="visible",
     )
 
 

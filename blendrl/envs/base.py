@@ -48,6 +48,10 @@ class EnvSpec:
     """Logic-level name of each environment action; index ``i`` is environment action id ``i``."""
     max_episode_steps: int
     """Agent steps after which an episode is truncated."""
+    presence_feature: str | None = None
+    """The feature that is 1 where an object slot holds an object and 0 where it is empty (Atari:
+    ``visible``); None where every slot always holds its object (classic control). The logic
+    reasoner makes every valuation atom about an empty slot exactly 0 (false)."""
 
     @property
     def logic_shape(self) -> tuple[int, int]:

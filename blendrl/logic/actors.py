@@ -20,8 +20,8 @@ import math
 import torch
 from torch import nn
 
-from blendrl.logic.grounding import FALSE_INDEX, GroundProgram, as_index_tensor, ground_program
-from blendrl.logic.reasoner import DEFAULT_INIT_WEIGHT, DEFAULT_TEMPERATURE, ForwardReasoner, soft_or
+from blendrl.logic.grounding import FALSE_INDEX, GroundProgram, ground_program
+from blendrl.logic.reasoner import DEFAULT_INIT_WEIGHT, DEFAULT_TEMPERATURE, ForwardReasoner, SoftOrGroups
 from blendrl.logic.ruleset import BLENDER_HEADS, RuleSet
 from blendrl.logic.syntax import RuleSetError
 
@@ -32,23 +32,6 @@ NO_RULE_LOGIT = math.log(ACTION_EPS / (1.0 - ACTION_EPS))
 """The fixed logit of an env action that no action predicate maps to (= a false rule's)."""
 
 
-class _SoftOrGroups(nn.Module):
-    """Soft OR over ragged groups of columns: ``[B, n] -> [B, n_groups]`` (a plain gather if 1 each)."""
-
-    def __init__(self, groups: list[list[int]], temperature: float):
-        super().__init__()
-        index, mask = as_index_tensor(groups, pad=groups[0][0])  # pads point at a real column, masked
-        self.temperature = temperature
-        self._single = index.shape[1] == 1
-        self.register_buffer("_index", index[:, 0].contiguous() if self._single else index, persistent=False)
-        self.register_buffer("_padding", ~mask, persistent=False)
-
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        if self._single:
-            return values[:, self._index]
-        return soft_or(values[:, self._index], self.temperature, self._padding)
-
-
 def _check_state(logic: torch.Tensor, rule_set: RuleSet) -> None:
     expected = rule_set.spec.logic_shape
     if logic.dim() != 3 or tuple(logic.shape[1:]) != expected:
@@ -56,24 +39,62 @@ def _check_state(logic: torch.Tensor, rule_set: RuleSet) -> None:
                          f"{rule_set.spec.name}, got {list(logic.shape)}")
 
 
+def presence_feature(rule_set: RuleSet) -> int | None:
+    """The logic-state column that says whether an object slot is filled (None: always filled)."""
+    spec = rule_set.spec
+    return None if spec.presence_feature is None else spec.feature_index(spec.presence_feature)
+
+
+def _blender_program(rule_set: RuleSet) -> GroundProgram:
+    if not rule_set.has_blender:
+        raise RuleSetError("this rule set has no blender clauses (blender_clauses.txt); use a "
+                           "neural blender or add the file", rule_set.folder)
+    return ground_program(rule_set, rule_set.blender_clauses)
+
+
 class LogicActor(nn.Module):
-    """pi_l(a|s): the rule set's actor clauses as a distribution over the env's actions."""
+    """pi_l(a|s): the rule set's actor clauses as a distribution over the env's actions.
+
+    With ``with_blender=True`` the reasoner also holds the blender clauses (program 1), so that
+    :meth:`with_blend_values` gives the action distribution and the blender's values from one
+    forward pass (valuation atoms shared, one forward chaining) -- what the BlendRL agent uses.
+    The actor's and the blender's clause weights stay separate parameters
+    (:meth:`actor_parameters`, :meth:`blender_parameters`).
+    """
 
     def __init__(self, rule_set: RuleSet, temperature: float = DEFAULT_TEMPERATURE,
-                 infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT):
+                 infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT,
+                 with_blender: bool = False):
         """``infer_steps`` defaults to the program's depth (the fewest steps that are exact)."""
         super().__init__()
         self.rule_set = rule_set
         self.program: GroundProgram = ground_program(rule_set, rule_set.actor_clauses)
-        self.reasoner = ForwardReasoner(self.program, temperature, infer_steps, init_weight)
+        programs = [self.program, _blender_program(rule_set)] if with_blender else [self.program]
+        self.with_blender = with_blender
+        self.reasoner = ForwardReasoner(programs, temperature, infer_steps, init_weight,
+                                        presence_feature(rule_set))
         self.action_predicates = tuple(d.name for d in rule_set.actions)
-        atoms = [self.program.atoms_of(p) for p in self.action_predicates]
-        self._predicates = _SoftOrGroups(atoms, temperature)
+        atoms = [self.reasoner.atoms_of(0, p) for p in self.action_predicates]
+        self._predicates = SoftOrGroups(atoms, temperature)
         # env action a: every ground atom of the action predicates of a; the constant-false atom for
         # an action without rules (its logit is then logit(eps) = NO_RULE_LOGIT)
         per_action = [[i for k, a in enumerate(rule_set.action_ids) if a == action for i in atoms[k]]
                       or [FALSE_INDEX] for action in range(rule_set.spec.n_actions)]
-        self._actions = _SoftOrGroups(per_action, temperature)
+        self._actions = SoftOrGroups(per_action, temperature)
+        if with_blender:
+            heads = [self.reasoner.index_of(1, (head, ())) for head in BLENDER_HEADS]
+            self.register_buffer("_blender_heads", torch.tensor(heads, dtype=torch.long), persistent=False)
+
+    def check_state(self, logic: torch.Tensor) -> None:
+        """Raise ValueError unless ``logic`` is a batch of this environment's logic states."""
+        _check_state(logic, self.rule_set)
+
+    def outputs(self, logic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the action distribution, the blender values or None) from one reasoner pass, without
+        checking the state's shape (see :meth:`check_state`); a pure tensor function."""
+        values = self.reasoner(logic)
+        probs = torch.softmax(self._logits(values), dim=1)
+        return probs, values.index_select(1, self._blender_heads) if self.with_blender else None
 
     def action_values(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_action_predicates] soft truth values of the action predicates (declaration order)."""
@@ -83,31 +104,56 @@ class LogicActor(nn.Module):
     def action_logits(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_actions] the logits whose softmax is the action distribution."""
         _check_state(logic, self.rule_set)
-        scores = self._actions(self.reasoner(logic))
+        return self._logits(self.reasoner(logic))
+
+    def _logits(self, values: torch.Tensor) -> torch.Tensor:
+        scores = self._actions(values)
         return torch.logit(scores.clamp(ACTION_EPS, 1.0 - ACTION_EPS))
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_actions] a probability distribution over the env's actions."""
-        return torch.softmax(self.action_logits(logic), dim=1)
+        _check_state(logic, self.rule_set)
+        return self.outputs(logic)[0]
+
+    def with_blend_values(self, logic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``forward(logic)``, the blender's ``[B, 2]`` values of ``(neural_agent, logic_agent)``)
+        from one pass; needs ``with_blender=True``."""
+        if not self.with_blender:
+            raise RuntimeError("this LogicActor was built without the blender clauses (with_blender=False)")
+        _check_state(logic, self.rule_set)
+        return self.outputs(logic)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """The actor clauses' weights."""
+        return [self.reasoner.raw_weights[0]]
+
+    def blender_parameters(self) -> list[nn.Parameter]:
+        """The blender clauses' weights (none without ``with_blender``)."""
+        return [self.reasoner.raw_weights[1]] if self.with_blender else []
 
     def program_text(self) -> str:
         """Each actor clause with its current weight, one per line."""
-        return self.reasoner.program_text()
+        return self.reasoner.program_text(0)
+
+    def blender_program_text(self) -> str:
+        """Each blender clause with its current weight, one per line (needs ``with_blender``)."""
+        return self.reasoner.program_text(1)
 
 
 class LogicBlender(nn.Module):
-    """The rule set's blender clauses: ``[B, 2]`` soft truth of ``(neural_agent, logic_agent)``."""
+    """The rule set's blender clauses alone: ``[B, 2]`` soft truth of ``(neural_agent, logic_agent)``.
+
+    (The BlendRL agent evaluates them together with the actor: ``LogicActor(with_blender=True)``.)
+    """
 
     def __init__(self, rule_set: RuleSet, temperature: float = DEFAULT_TEMPERATURE,
                  infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT):
         super().__init__()
-        if not rule_set.has_blender:
-            raise RuleSetError("this rule set has no blender clauses (blender_clauses.txt); use a "
-                               "neural blender or add the file", rule_set.folder)
         self.rule_set = rule_set
-        self.program = ground_program(rule_set, rule_set.blender_clauses)
-        self.reasoner = ForwardReasoner(self.program, temperature, infer_steps, init_weight)
-        heads = [self.program.index_of((head, ())) for head in BLENDER_HEADS]
+        self.program = _blender_program(rule_set)
+        self.reasoner = ForwardReasoner(self.program, temperature, infer_steps, init_weight,
+                                        presence_feature(rule_set))
+        heads = [self.reasoner.index_of(0, (head, ())) for head in BLENDER_HEADS]
         self.register_buffer("_heads", torch.tensor(heads, dtype=torch.long), persistent=False)
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,11 @@
 An Atari object row has the features ``(visible, x, y, w, h, value)`` (see
 :data:`blendrl.envs.atari.FEATURES`): ``x``, ``y`` the top-left pixel, ``w``, ``h`` the size, on the
 210x160 screen (``y`` grows downwards). Every function takes rows ``[..., 6]`` and returns ``[...]``.
-The comparisons are sigmoids of scaled differences; :func:`gate` multiplies a truth value by the
-objects' ``visible`` flags so that anything about an absent object is exactly 0.
+The comparisons are sigmoids of scaled differences. None of them looks at ``visible``: the reasoner
+multiplies every valuation atom by its objects' presence flags (``EnvSpec.presence_feature``), so
+anything about an empty slot is exactly 0 without each function checking it. The soft comparisons
+themselves (``greater``, ``near``, ``within``, ``proximity``, ``constant``) live in
+:mod:`blendrl.logic.soft` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from blendrl.logic.soft import constant, greater, near, proximity, within
+
+__all__ = ["VISIBLE", "X", "Y", "W", "H", "VALUE", "visible", "center_x", "center_y", "top", "bottom",
+           "value", "offset_x", "offset_y", "distance", "Ladders", "constant", "greater", "near",
+           "within", "proximity"]
 
 VISIBLE, X, Y, W, H, VALUE = 0, 1, 2, 3, 4, 5
 """Columns of an Atari object row (checked against ``blendrl.envs.atari.FEATURES`` in the tests)."""
@@ -55,22 +64,6 @@ def offset_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.add(diff[..., Y], diff[..., H], alpha=0.5)
 
 
-def greater(a: torch.Tensor, b: torch.Tensor | float, scale: float) -> torch.Tensor:
-    """Soft ``a > b``: ``sigmoid((a - b) / scale)``."""
-    return torch.sigmoid((a - b) / scale)
-
-
-def near(a: torch.Tensor, b: torch.Tensor | float, radius: float, scale: float) -> torch.Tensor:
-    """Soft ``|a - b| < radius``: ``sigmoid((radius - |a - b|) / scale)``."""
-    return torch.sigmoid((radius - (a - b).abs()) / scale)
-
-
-def proximity(gap: torch.Tensor, scale: float) -> torch.Tensor:
-    """``exp(-|gap| / scale)``: 1 for no gap, smaller the farther; multiplying a truth value by it
-    makes the soft OR over several objects prefer the nearest one."""
-    return torch.exp(gap.abs() * (-1.0 / scale))
-
-
 def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Euclidean distance of the two objects' centres, in pixels."""
     diff = a - b
@@ -78,11 +71,6 @@ def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                        torch.add(diff[..., Y], diff[..., H], alpha=0.5))
 
 
-def gate(truth: torch.Tensor, *objects: torch.Tensor) -> torch.Tensor:
-    """``truth`` times the ``visible`` flag of each object (0 where any is absent)."""
-    for obj in objects:
-        truth = obj[..., VISIBLE] * truth
-    return truth
 
 
 @dataclass(frozen=True)
@@ -107,15 +95,15 @@ class Ladders:
 
     def on_floor(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The ladder stands on the player's floor (it leads up from where the player stands)."""
-        foot = bottom(ladder) + self.foot_offset
-        return gate(near(bottom(player), foot, self.floor_tolerance, 1.5), player, ladder)
+        return near(bottom(player) - bottom(ladder), self.foot_offset, self.floor_tolerance, 1.5)
 
     def on_ladder(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The player is at (aligned with) the ladder and below its top: pressing up climbs."""
-        aligned = near(offset_x(player, ladder), 0.0, self.align_tolerance, self.align_scale)
-        below_top = greater(bottom(player), top(ladder) - self.top_margin, self.top_scale)
-        above_foot = greater(bottom(ladder) + self.foot_offset + self.floor_tolerance, bottom(player), 1.5)
-        return gate(aligned * below_top * above_foot, player, ladder)
+        aligned = within(offset_x(player, ladder), self.align_tolerance, self.align_scale)
+        feet = bottom(player)
+        below_top = greater(feet - top(ladder), -self.top_margin, self.top_scale)
+        above_foot = greater(self.foot_offset + self.floor_tolerance, feet - bottom(ladder), 1.5)
+        return aligned * below_top * above_foot
 
     def left(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The ladder is to the left of the player (the nearer, the truer)."""
@@ -127,4 +115,4 @@ class Ladders:
 
     def _toward(self, gap: torch.Tensor, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         beyond = greater(gap, self.align_tolerance, self.align_scale)
-        return gate(beyond * proximity(gap, self.nearest_scale), player, ladder)
+        return beyond * proximity(gap, self.nearest_scale)

@@ -161,3 +161,96 @@ def as_index_tensor(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tens
         index[i, :len(row)] = torch.tensor(row, dtype=torch.long)
         mask[i, :len(row)] = True
     return index, mask
+
+
+@dataclass(frozen=True)
+class JointProgram:
+    """Several programs of one rule set (the actor's and the blender's clause files) in one
+    valuation vector, so that one forward pass evaluates them all.
+
+    Layout: the constants, then the **union** of the programs' valuation atoms (an atom used by two
+    programs is computed once), then the derived atoms of program 0, of program 1, ... -- kept
+    apart, because each clause file defines its own helpers (``danger`` of one file is not
+    ``danger`` of another). Clauses are numbered program after program.
+    """
+
+    parts: tuple[GroundProgram, ...]
+    valuation_calls: tuple[ValuationCall, ...]
+    valuation_slots: tuple[tuple[int, ...], ...]
+    """Per valuation atom (in layout order), the object slots of its arguments."""
+    n_derived: int
+    body_index: tuple[tuple[int, ...], ...]
+    """Per grounding, its body literals as indices into ``cat(V, 1 - V)`` of the joint vector."""
+    clause_of_grounding: tuple[int, ...]
+    head_groundings: tuple[tuple[int, ...], ...]
+    atom_maps: tuple[tuple[int, ...], ...]
+    """Per program, its atom index (as in :class:`GroundProgram`) -> the joint index."""
+    depth: int
+
+    @property
+    def n_valuation_atoms(self) -> int:
+        return len(self.valuation_slots)
+
+    @property
+    def n_atoms(self) -> int:
+        return N_CONSTANT_ATOMS + self.n_valuation_atoms + self.n_derived
+
+    @property
+    def has_negation(self) -> bool:
+        return any(p.has_negation for p in self.parts)
+
+
+def _valuation_atoms(program: GroundProgram):
+    """(call, atom, slots) for every valuation atom of ``program``, in its layout order."""
+    position = 0
+    for call in program.valuation_calls:
+        n = len(call.arg_slots[0]) if call.arg_slots else 1
+        for j in range(n):
+            yield call, program.atoms[position], tuple(slots[j] for slots in call.arg_slots)
+            position += 1
+
+
+def join_programs(programs: Sequence[GroundProgram]) -> JointProgram:
+    """Lay ``programs`` (grounded from one rule set) out in one valuation vector; see :class:`JointProgram`."""
+    if not programs:
+        raise ValueError("join_programs needs at least one program")
+    # the union of the valuation atoms, grouped by predicate in order of first appearance
+    by_predicate: dict[str, tuple[ValuationCall, dict[tuple[str, ...], tuple[int, ...]]]] = {}
+    for program in programs:
+        for call, (predicate, args), slots in _valuation_atoms(program):
+            by_predicate.setdefault(predicate, (call, {}))[1].setdefault(args, slots)
+    calls, valuation_slots, valuation_index = [], [], {}
+    for predicate, (call, atoms) in by_predicate.items():
+        arity = len(call.arg_slots)
+        calls.append(ValuationCall(predicate, call.fn,
+                                   tuple(tuple(s[k] for s in atoms.values()) for k in range(arity))))
+        for args, slots in atoms.items():
+            valuation_index[(predicate, args)] = N_CONSTANT_ATOMS + len(valuation_slots)
+            valuation_slots.append(slots)
+    n_fixed = N_CONSTANT_ATOMS + len(valuation_slots)
+    n_atoms = n_fixed + sum(p.n_derived for p in programs)
+    width = max(len(row) for p in programs for row in p.body_index)
+
+    atom_maps, body_index, clause_of_grounding, head_groundings = [], [], [], []
+    derived_offset, clause_offset = n_fixed, 0
+    for program in programs:
+        mapping = list(range(N_CONSTANT_ATOMS))
+        mapping += [valuation_index[atom] for atom in program.atoms[:program.n_valuation_atoms]]
+        mapping += range(derived_offset, derived_offset + program.n_derived)
+
+        def joint(i: int, mapping=mapping, own=program.n_atoms) -> int:
+            return mapping[i - own] + n_atoms if i >= own else mapping[i]
+
+        grounding_offset = len(body_index)
+        for row in program.body_index:
+            body_index.append(tuple(joint(i) for i in row) + (TRUE_INDEX,) * (width - len(row)))
+        clause_of_grounding += [clause_offset + c for c in program.clause_of_grounding]
+        head_groundings += [tuple(grounding_offset + g for g in gs) for gs in program.head_groundings]
+        atom_maps.append(tuple(mapping))
+        derived_offset += program.n_derived
+        clause_offset += len(program.clauses)
+    return JointProgram(
+        parts=tuple(programs), valuation_calls=tuple(calls), valuation_slots=tuple(valuation_slots),
+        n_derived=n_atoms - n_fixed, body_index=tuple(body_index),
+        clause_of_grounding=tuple(clause_of_grounding), head_groundings=tuple(head_groundings),
+        atom_maps=tuple(atom_maps), depth=max(p.depth for p in programs))

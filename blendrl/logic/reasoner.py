@@ -2,7 +2,8 @@
 
 Semantics (``T`` = the temperature, ``w_c = sigmoid(theta_c)`` the learnable weight of clause ``c``):
 
-* a valuation atom's value is its valuation function's output;
+* a valuation atom's value is its valuation function's output -- times the presence flag of each
+  of its objects where the environment has one (an atom about an empty slot is exactly 0);
 * soft NOT: ``1 - v``; soft AND over a clause body: the product of its literals (1 for a fact);
 * a derived atom ``h`` is the soft OR of ``w_c * body(c, g)`` over every clause ``c`` with head
   predicate of ``h`` and every grounding ``g`` of ``c`` that derives ``h`` -- body-only
@@ -16,17 +17,21 @@ Semantics (``T`` = the temperature, ``w_c = sigmoid(theta_c)`` the learnable wei
   predicates + 1) the values are final; more steps change nothing.
 
 The forward pass is a fixed sequence of tensor ops on index tensors built once: one call per
-valuation predicate, then per step one gather, a product, a gather and a masked softmax.
+valuation predicate (shared by the programs evaluated together), then per step one gather, a
+product, a gather and a masked softmax.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from blendrl.logic.grounding import GroundProgram, as_index_tensor
+from blendrl.logic.grounding import (N_CONSTANT_ATOMS, GroundAtom, GroundProgram, as_index_tensor,
+                                     join_programs)
 
 DEFAULT_TEMPERATURE = 0.01
 DEFAULT_INIT_WEIGHT = 0.99
@@ -41,88 +46,143 @@ def soft_or(x: torch.Tensor, temperature: float, padding: torch.Tensor | None = 
     return (torch.softmax(logits, dim=-1) * x).sum(dim=-1)
 
 
-class ForwardReasoner(nn.Module):
-    """Forward chaining over one ground program with one learnable weight per clause."""
+class SoftOrGroups(nn.Module):
+    """Soft OR over ragged groups of columns: ``[B, n] -> [B, n_groups]``, group ``g`` being the
+    :func:`soft_or` of the columns ``groups[g]`` -- a plain gather where every group has one column
+    (nothing at all where that gather is the identity on ``n_columns`` columns).
 
-    def __init__(self, program: GroundProgram, temperature: float = DEFAULT_TEMPERATURE,
-                 infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT):
+    The padding of short groups is an additive ``-inf`` bias of the scaled logits (one fused op
+    instead of a division and a masked fill; the same numbers as :func:`soft_or`).
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]], temperature: float, n_columns: int | None = None):
+        super().__init__()
+        index, mask = as_index_tensor(groups, pad=groups[0][0])  # pads point at a real column, masked
+        self._shape = tuple(index.shape)
+        self._inv_temperature = 1.0 / temperature
+        self._single = self._shape[1] == 1
+        self._identity = self._single and n_columns == len(groups) and \
+            torch.equal(index[:, 0], torch.arange(len(groups)))
+        self.register_buffer("_index", index.flatten(), persistent=False)
+        bias = torch.zeros(self._shape).masked_fill(~mask, float("-inf"))
+        self.register_buffer("_bias", bias, persistent=False)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        if self._identity:
+            return values
+        x = values.index_select(1, self._index)
+        if self._single:
+            return x
+        x = x.view(values.shape[0], *self._shape)
+        logits = torch.add(self._bias, x, alpha=self._inv_temperature)
+        return (torch.softmax(logits, dim=-1) * x).sum(dim=-1)
+
+
+class ForwardReasoner(nn.Module):
+    """Forward chaining over one or several ground programs of a rule set, with one learnable weight
+    per clause (one parameter per program, so that each can have its own learning rate).
+
+    Several programs (the actor's and the blender's) are evaluated in one pass over a
+    :class:`~blendrl.logic.grounding.JointProgram`: their shared valuation atoms are computed once.
+    ``presence_feature`` (a column of the logic state, 1 for an object, 0 for an empty slot) makes
+    every valuation atom about an empty slot exactly 0, whatever its valuation function returns.
+    """
+
+    def __init__(self, programs: GroundProgram | Sequence[GroundProgram],
+                 temperature: float = DEFAULT_TEMPERATURE, infer_steps: int | None = None,
+                 init_weight: float = DEFAULT_INIT_WEIGHT, presence_feature: int | None = None):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if not 0.0 < init_weight < 1.0:
             raise ValueError(f"init_weight must lie strictly between 0 and 1, got {init_weight}")
-        steps = program.depth if infer_steps is None else int(infer_steps)
-        if steps < program.depth:
-            raise ValueError(f"infer_steps={infer_steps} is fewer than the {program.depth} steps this "
+        joint = join_programs([programs] if isinstance(programs, GroundProgram) else list(programs))
+        steps = joint.depth if infer_steps is None else int(infer_steps)
+        if steps < joint.depth:
+            raise ValueError(f"infer_steps={infer_steps} is fewer than the {joint.depth} steps this "
                              "program needs (its helper predicates chain that deep)")
-        self.program = program
+        self.joint = joint
+        self.programs = joint.parts
         self.temperature = float(temperature)
         self.infer_steps = steps
-        n_clauses = len(program.clauses)
-        self.raw_weights = nn.Parameter(torch.full((n_clauses,), math.log(init_weight / (1 - init_weight))))
+        raw = math.log(init_weight / (1 - init_weight))
+        self.raw_weights = nn.ParameterList(
+            [nn.Parameter(torch.full((len(p.clauses),), raw)) for p in joint.parts])
         # valuation calls: the rows of each argument position are gathered once per distinct slot list
-        self._calls = [call.fn for call in program.valuation_calls]
+        self._calls = [call.fn for call in joint.valuation_calls]
         gathers: dict[tuple[int, ...], int] = {}
         self._call_args = [[gathers.setdefault(slots, len(gathers)) for slots in call.arg_slots]
-                           for call in program.valuation_calls]
+                           for call in joint.valuation_calls]
         for k, slots in enumerate(gathers):
             self.register_buffer(f"_gather_{k}", torch.tensor(slots, dtype=torch.long), persistent=False)
         self._n_gathers = len(gathers)
-        n_groundings = len(program.body_index)
-        width = len(program.body_index[0]) if n_groundings else 0
-        body = torch.tensor(program.body_index, dtype=torch.long).reshape(n_groundings, width)
-        self.register_buffer("_body_index", body, persistent=False)
-        self.register_buffer("_clause_of_grounding",
-                             torch.tensor(program.clause_of_grounding, dtype=torch.long), persistent=False)
-        # pads point at grounding 0 and are masked out of the soft OR
-        head_index, head_mask = as_index_tensor(program.head_groundings, pad=0)
-        # fast path: every derived atom has exactly one grounding
-        self._single = bool(head_mask.all()) and head_index.shape[1] == 1
-        self.register_buffer("_head_index", head_index[:, 0].contiguous() if self._single else head_index,
-                             persistent=False)
-        self.register_buffer("_head_padding", ~head_mask, persistent=False)
-        self._identity_heads = self._single and torch.equal(self._head_index, torch.arange(n_groundings))
-        self._negation = program.has_negation
         self.register_buffer("_constants", torch.tensor([0.0, 1.0]), persistent=False)
+        self.register_buffer("_one", torch.tensor(1.0), persistent=False)
+        # presence gate: per fixed atom, the slots of its objects, padded with the extra column
+        # (index = n_objects) that holds 1; the constants have no object
+        self._presence = presence_feature
+        if presence_feature is not None:
+            n_objects = 1 + max((s for slots in joint.valuation_slots for s in slots), default=-1)
+            gate_rows = [()] * N_CONSTANT_ATOMS + list(joint.valuation_slots)
+            gate, _ = as_index_tensor([list(r) for r in gate_rows], pad=-1)
+            gate[gate < 0] = n_objects
+            self.register_buffer("_gate_index", gate, persistent=False)
+            self._n_objects = n_objects
+        n_groundings = len(joint.body_index)
+        width = len(joint.body_index[0])
+        self._body_shape = (n_groundings, width)
+        self.register_buffer("_body_index", torch.tensor(joint.body_index, dtype=torch.long).flatten(),
+                             persistent=False)
+        self.register_buffer("_clause_of_grounding",
+                             torch.tensor(joint.clause_of_grounding, dtype=torch.long), persistent=False)
+        self._heads = SoftOrGroups(joint.head_groundings, temperature, n_columns=n_groundings)
+        self._negation = joint.has_negation
+
+    # -- atoms of one program -------------------------------------------------------------------
+    def index_of(self, part: int, atom: GroundAtom) -> int:
+        """Index in the output of ground atom ``atom`` of program ``part``."""
+        return self.joint.atom_maps[part][self.programs[part].index_of(atom)]
+
+    def atoms_of(self, part: int, predicate: str) -> list[int]:
+        """Indices in the output of every ground atom of ``predicate`` in program ``part``."""
+        return [self.joint.atom_maps[part][i] for i in self.programs[part].atoms_of(predicate)]
 
     # -- weights --------------------------------------------------------------------------------
-    def clause_weights(self) -> torch.Tensor:
-        """[n_clauses] the clause weights in (0, 1)."""
-        return torch.sigmoid(self.raw_weights)
+    def clause_weights(self, part: int = 0) -> torch.Tensor:
+        """[n_clauses of program ``part``] its clause weights in (0, 1)."""
+        return torch.sigmoid(self.raw_weights[part])
 
     # -- forward --------------------------------------------------------------------------------
     def valuate(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, 2 + n_valuation_atoms]: the constants and every valuation atom's value."""
         batch = logic.shape[0]
         rows = [logic.index_select(1, getattr(self, f"_gather_{k}")) for k in range(self._n_gathers)]
-        parts = [self._constants.to(logic.dtype).expand(batch, 2)]
+        parts = [self._constants.expand(batch, 2)]
         for fn, args in zip(self._calls, self._call_args):
             parts.append(fn(*(rows[k] for k in args)))
-        return torch.cat(parts, dim=1)
+        values = torch.cat(parts, dim=1)
+        if self._presence is None:
+            return values
+        present = F.pad(logic[:, :self._n_objects, self._presence], (0, 1), value=1.0)
+        return values * present[:, self._gate_index].prod(dim=2)
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_atoms] the value of every ground atom after ``infer_steps`` steps."""
         fixed = self.valuate(logic)
-        weights = self.clause_weights()[self._clause_of_grounding]
-        derived = fixed.new_zeros(fixed.shape[0], self.program.n_derived)
+        raw = self.raw_weights[0] if len(self.raw_weights) == 1 else torch.cat(tuple(self.raw_weights))
+        weights = torch.sigmoid(raw).index_select(0, self._clause_of_grounding)
+        batch = fixed.shape[0]
+        derived = fixed.new_zeros(batch, self.joint.n_derived)
         for _ in range(self.infer_steps):
             values = torch.cat([fixed, derived], dim=1)
             if self._negation:
-                values = torch.cat([values, 1.0 - values], dim=1)
-            grounded = values[:, self._body_index].prod(dim=2) * weights
-            derived = self._heads(grounded)
+                values = torch.cat([values, torch.sub(self._one, values)], dim=1)
+            body = values.index_select(1, self._body_index).view(batch, *self._body_shape)
+            derived = self._heads(body.prod(dim=2) * weights)
         return torch.cat([fixed, derived], dim=1)
 
-    def _heads(self, grounded: torch.Tensor) -> torch.Tensor:
-        """[B, n_groundings] -> [B, n_derived] by the soft OR over each head's groundings."""
-        if self._identity_heads:
-            return grounded
-        if self._single:
-            return grounded[:, self._head_index]
-        return soft_or(grounded[:, self._head_index], self.temperature, self._head_padding)
-
     # -- text -----------------------------------------------------------------------------------
-    def program_text(self) -> str:
-        """Each clause with its current weight, one per line: ``0.990 head :- body.``."""
-        weights = self.clause_weights().detach().cpu().tolist()
-        return "\n".join(f"{w:.3f} {clause}" for w, clause in zip(weights, self.program.clauses))
+    def program_text(self, part: int = 0) -> str:
+        """Each clause of program ``part`` with its current weight, one per line: ``0.990 head :- body.``."""
+        weights = self.clause_weights(part).detach().cpu().tolist()
+        return "\n".join(f"{w:.3f} {clause}" for w, clause in zip(weights, self.programs[part].clauses))

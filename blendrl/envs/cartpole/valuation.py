@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from blendrl.logic.soft import greater
+
 POS, VEL = 0, 1
 """Columns of the features ``pos`` and ``vel`` (checked against ``SPEC.features`` in the tests)."""
 
@@ -27,22 +29,22 @@ EDGE_SCALE = 0.15
 
 
 def _heading(pole: torch.Tensor) -> torch.Tensor:
-    return pole[..., POS] + FALL_VELOCITY_WEIGHT * pole[..., VEL]
+    return torch.add(pole[..., POS], pole[..., VEL], alpha=FALL_VELOCITY_WEIGHT)
 
 
 def pole_falling_right(pole: torch.Tensor) -> torch.Tensor:
     """The pole is tilted / turning to the right (positive angle + 0.5 x angular velocity)."""
-    return torch.sigmoid(_heading(pole) / FALL_SCALE)
+    return greater(_heading(pole), 0.0, FALL_SCALE)
 
 
 def pole_falling_left(pole: torch.Tensor) -> torch.Tensor:
     """The pole is tilted / turning to the left."""
-    return torch.sigmoid(-_heading(pole) / FALL_SCALE)
+    return greater(0.0, _heading(pole), FALL_SCALE)
 
 
 def cart_near_edge(cart: torch.Tensor) -> torch.Tensor:
     """The cart is far from the centre of the track (|position| beyond about 1.5)."""
-    return torch.sigmoid((cart[..., POS].abs() - EDGE_DISTANCE) / EDGE_SCALE)
+    return greater(cart[..., POS].abs(), EDGE_DISTANCE, EDGE_SCALE)
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {

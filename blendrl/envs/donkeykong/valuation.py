@@ -1,7 +1,9 @@
 """Valuation functions of Donkey Kong (object rows ``(visible, x, y, w, h, value)``, pixels).
 
-Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1], exactly 0
-where an argument's slot is empty. Registered explicitly in :data:`VALUATIONS` (name = predicate).
+Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1] as if its
+objects were present: the reasoner multiplies every atom by its objects' ``visible`` flags (the
+spec's presence feature), so an atom about an empty slot is exactly 0. Registered explicitly in
+:data:`VALUATIONS` (name = predicate).
 Calibrated on real states: Mario starts at (45, 176) and waits there until a button press starts
 the game (no barrel rolls before); the girders slope, so a standing Mario's feet (y + h) are 0-5
 pixels below the foot (y + h) of a ladder on his girder; he climbs when his centre is within a
@@ -15,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import Ladders, distance, gate, near
+from blendrl.logic.geometry import X, Y, Ladders, distance, greater, near
 
 START = (45.0, 176.0)
 """Mario's (x, y) at the start of a life."""
@@ -52,18 +54,18 @@ LADDERS = Ladders(foot_offset=LADDER_FOOT_OFFSET, floor_tolerance=FLOOR_TOLERANC
 
 def at_start(player: torch.Tensor) -> torch.Tensor:
     """Mario stands at his start position."""
-    return gate(near(player[..., 1], torch.full_like(player[..., 1], START[0]), 1.5, 0.3)
-                * near(player[..., 2], torch.full_like(player[..., 2], START[1]), 1.5, 0.3), player)
+    return near(player[..., X], START[0], 1.5, 0.3) * near(player[..., Y], START[1], 1.5, 0.3)
 
 
 def barrel_visible(barrel: torch.Tensor) -> torch.Tensor:
-    """This barrel slot holds a rolling barrel (the game is running)."""
-    return gate(torch.ones_like(barrel[..., 0]), barrel)
+    """This barrel slot holds a rolling barrel (the game is running): 1 here, and the reasoner's
+    presence gate makes it 0 for an empty slot."""
+    return torch.ones_like(barrel[..., 0])
 
 
 def close_by_barrel(player: torch.Tensor, barrel: torch.Tensor) -> torch.Tensor:
     """A barrel is within 28 pixels of Mario."""
-    return gate(torch.sigmoid((DANGER_RADIUS - distance(player, barrel)) / 3.0), player, barrel)
+    return greater(DANGER_RADIUS, distance(player, barrel), 3.0)
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {

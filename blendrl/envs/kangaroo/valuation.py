@@ -1,7 +1,9 @@
 """Valuation functions of Kangaroo (object rows ``(visible, x, y, w, h, value)``, pixels).
 
-Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1], exactly 0
-where an argument's slot is empty. Registered explicitly in :data:`VALUATIONS` (name = predicate).
+Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1] as if its
+objects were present: the reasoner multiplies every atom by its objects' ``visible`` flags (the
+spec's presence feature), so an atom about an empty slot is exactly 0. Registered explicitly in
+:data:`VALUATIONS` (name = predicate).
 Calibrated on real states of level 1: floors (platforms) at y = 172, 124, 76, 28; a standing
 player's feet (y + h) are at the floor's y; a ladder's foot (y + h) is 4-5 pixels above the floor it
 stands on and its top 8 pixels below the feet of a player who has climbed it; the player climbs when
@@ -14,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import Ladders, bottom, distance, gate, greater, near, offset_x
+from blendrl.logic.geometry import Ladders, bottom, distance, greater, near, offset_x
 
 LADDER_FOOT_OFFSET = 2.5
 """Typical floor-to-ladder-foot offset (pixels): a ladder stands on the player's floor when the
@@ -46,22 +48,22 @@ LADDERS = Ladders(foot_offset=LADDER_FOOT_OFFSET, floor_tolerance=FLOOR_TOLERANC
 
 def child_on_floor(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
     """The joey is on the player's floor (the top floor)."""
-    return gate(near(bottom(player), bottom(child), FLOOR_TOLERANCE, 1.5), player, child)
+    return near(bottom(player), bottom(child), FLOOR_TOLERANCE, 1.5)
 
 
 def child_left(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
     """The joey is to the left of the player."""
-    return gate(greater(offset_x(player, child), 2.0, 1.0), player, child)
+    return greater(offset_x(player, child), 2.0, 1.0)
 
 
 def child_right(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
     """The joey is to the right of the player."""
-    return gate(greater(offset_x(child, player), 2.0, 1.0), player, child)
+    return greater(offset_x(child, player), 2.0, 1.0)
 
 
 def close_by_threat(player: torch.Tensor, threat: torch.Tensor) -> torch.Tensor:
     """A monkey or a coconut (thrown or falling) is within 32 pixels of the player."""
-    return gate(torch.sigmoid((DANGER_RADIUS - distance(player, threat)) / 3.0), player, threat)
+    return greater(DANGER_RADIUS, distance(player, threat), 3.0)
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {

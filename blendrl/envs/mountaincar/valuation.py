@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 
+from blendrl.logic.soft import constant, greater, within
+
 POS, VEL = 0, 1
 """Columns of the features ``pos`` and ``vel`` (checked against ``SPEC.features`` in the tests)."""
 
@@ -29,22 +31,22 @@ SLOW_SCALE = 0.001
 
 def moving_right(car: torch.Tensor) -> torch.Tensor:
     """The car moves to the right (positive velocity)."""
-    return torch.sigmoid(car[..., VEL] / MOVING_SCALE)
+    return greater(car[..., VEL], 0.0, MOVING_SCALE)
 
 
 def moving_left(car: torch.Tensor) -> torch.Tensor:
     """The car moves to the left (negative velocity)."""
-    return torch.sigmoid(-car[..., VEL] / MOVING_SCALE)
+    return greater(0.0, car[..., VEL], MOVING_SCALE)
 
 
 def at_rest(car: torch.Tensor) -> torch.Tensor:
     """The car stands still (as after a reset)."""
-    return torch.exp(-torch.square(car[..., VEL] / REST_SCALE))
+    return torch.exp(torch.square(car[..., VEL]) * constant(-1.0 / REST_SCALE ** 2))
 
 
 def slow(car: torch.Tensor) -> torch.Tensor:
     """The car barely moves (|velocity| below about 0.005)."""
-    return torch.sigmoid((SLOW_SPEED - car[..., VEL].abs()) / SLOW_SCALE)
+    return within(car[..., VEL], SLOW_SPEED, SLOW_SCALE)
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {

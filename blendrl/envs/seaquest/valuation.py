@@ -1,7 +1,9 @@
 """Valuation functions of Seaquest (object rows ``(visible, x, y, w, h, value)``, pixels).
 
-Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1], exactly 0
-where an argument's slot is empty. Registered explicitly in :data:`VALUATIONS` (name = predicate).
+Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1] as if its
+objects were present: the reasoner multiplies every atom by its objects' ``visible`` flags (the
+spec's presence feature), so an atom about an empty slot is exactly 0. Registered explicitly in
+:data:`VALUATIONS` (name = predicate).
 Calibrated on real states: the surface is at player y = 46, the diver lanes are 24 pixels apart
 (diver centres y = 74.5, 98.5, ...), the oxygen level runs from 64 (full) down to 0.
 """
@@ -12,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import distance, gate, greater, near, offset_x, offset_y, proximity, value
+from blendrl.logic.geometry import distance, greater, offset_x, offset_y, proximity, value, within
 
 OXYGEN_LOW = 16.0
 """Oxygen level (of 64) below which the oxygen is "low"."""
@@ -32,46 +34,47 @@ DANGER_RADIUS = 32.0
 
 def oxygen_low(bar: torch.Tensor) -> torch.Tensor:
     """The oxygen level is below 16 of 64."""
-    return gate(torch.sigmoid((OXYGEN_LOW - value(bar)) / 2.0), bar)
+    return greater(OXYGEN_LOW, value(bar), 2.0)
 
 
 def diver_collected(slot: torch.Tensor) -> torch.Tensor:
-    """This collected-diver slot is filled (``collecteddiver6``: six divers aboard)."""
-    return gate(torch.ones_like(slot[..., 0]), slot)
+    """This collected-diver slot is filled (``collecteddiver6``: six divers aboard): 1 here, and the
+    reasoner's presence gate makes it 0 for an empty slot."""
+    return torch.ones_like(slot[..., 0])
 
 
 def diver_above(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver swims higher than the player (the player is deeper); the nearer, the truer."""
     gap = offset_y(player, diver)
-    return gate(greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE), player, diver)
+    return greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE)
 
 
 def diver_below(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver swims deeper than the player; the nearer, the truer."""
     gap = offset_y(diver, player)
-    return gate(greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE), player, diver)
+    return greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE)
 
 
 def diver_left(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver is to the left of the player; the nearer, the truer."""
     gap = offset_x(player, diver)
-    return gate(greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE), player, diver)
+    return greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE)
 
 
 def diver_right(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver is to the right of the player; the nearer, the truer."""
     gap = offset_x(diver, player)
-    return gate(greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE), player, diver)
+    return greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE)
 
 
 def same_depth(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver is in the player's lane."""
-    return gate(near(offset_y(player, diver), 0.0, LANE_TOLERANCE, 1.5), player, diver)
+    return within(offset_y(player, diver), LANE_TOLERANCE, 1.5)
 
 
 def close_by_enemy(player: torch.Tensor, enemy: torch.Tensor) -> torch.Tensor:
     """An enemy (shark, submarine, torpedo) is within 32 pixels of the player."""
-    return gate(torch.sigmoid((DANGER_RADIUS - distance(player, enemy)) / 4.0), player, enemy)
+    return greater(DANGER_RADIUS, distance(player, enemy), 4.0)
 
 
 VALUATIONS: dict[str, Callable[..., torch.Tensor]] = {
