@@ -167,6 +167,27 @@ def test_soft_or_properties():
     assert torch.equal(soft_or(x, 0.01, padding), x[:, 0])  # a single entry is itself
 
 
+def test_soft_comparisons_are_their_formulas():
+    """blendrl.logic.soft computes with cached 0-dim constants and fused ops; the values are the
+    documented formulas, for float32 and float64, with gradients."""
+    from blendrl.logic.soft import constant, greater, near, proximity, within
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 4) * 10, torch.randn(3, 4) * 10
+    for x, y in ((a, b), (a.double(), b.double())):
+        assert torch.allclose(greater(x, 2.0, 3.0), torch.sigmoid((x - 2.0) / 3.0), atol=1e-6)
+        assert torch.allclose(greater(2.0, x, 3.0), torch.sigmoid((2.0 - x) / 3.0), atol=1e-6)
+        assert torch.allclose(greater(x, y, 0.5), torch.sigmoid((x - y) / 0.5), atol=1e-6)
+        assert torch.allclose(within(x, 2.0, 0.5), torch.sigmoid((2.0 - x.abs()) / 0.5), atol=1e-6)
+        assert torch.allclose(near(x, y, 2.0, 0.5), torch.sigmoid((2.0 - (x - y).abs()) / 0.5), atol=1e-6)
+        assert torch.allclose(proximity(x, 100.0), torch.exp(-x.abs() / 100.0), atol=1e-6)
+        assert greater(x, 1.0, 1.0).dtype == x.dtype
+    assert constant(0.25) is constant(0.25) and constant(0.25).shape == ()
+    x = a.clone().requires_grad_()
+    greater(x, 1.0, 2.0).sum().backward()
+    s = torch.sigmoid((a - 1.0) / 2.0)
+    assert torch.allclose(x.grad, s * (1 - s) / 2.0, atol=1e-6)
+
+
 def test_distribution_is_proper_without_zeros_on_random_states(tmp_path):
     actor = LogicActor(toy_rule_set(tmp_path / "rs"))
     torch.manual_seed(0)

@@ -122,8 +122,8 @@ class BlendRLAgent(Agent):
         else:
             logic_probs, blend_logits = self.actor_and_blend_logits(logic)
             weights = self._weights(blend_logits)
-            probs = torch.addcmul(weights[:, 1:] * logic_probs, weights[:, :1],
-                                  torch.softmax(neural_logits, dim=1))
+            # w_n pi_n + w_l pi_l = pi_n + w_l (pi_l - pi_n), as w_n + w_l = 1
+            probs = torch.lerp(torch.softmax(neural_logits, dim=1), logic_probs, weights[:, 1:])
             log_probs = torch.log(probs.clamp_min(1e-12))
         blend_entropy = torch.special.entr(weights).sum(dim=1)  # -w log w, 0 at w = 0
         return log_probs, weights[:, 1], blend_entropy

@@ -12,6 +12,7 @@ themselves (``greater``, ``near``, ``within``, ``proximity``, ``constant``) live
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +32,44 @@ def visible(obj: torch.Tensor) -> torch.Tensor:
     return obj[..., VISIBLE]
 
 
+_COMBINATIONS = {  # feature weights of the linear functions of a row used below
+    "center_x": {X: 1.0, W: 0.5},
+    "center_y": {Y: 1.0, H: 0.5},
+    "bottom": {Y: 1.0, H: 1.0},
+}
+
+
+def _weights(names: tuple[str, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``[6]`` (one name) or ``[6, k]``: the feature weights of ``names``, as one matrix so that a
+    single matmul computes them (cheaper on CPU than selecting and adding columns)."""
+    if torch.compiler.is_compiling():
+        return _make_weights(names).to(dtype=dtype, device=device)
+    return _cached_weights(names, dtype, device)
+
+
+def _make_weights(names: tuple[str, ...]) -> torch.Tensor:
+    matrix = torch.zeros(6, len(names))
+    for k, name in enumerate(names):
+        for column, weight in _COMBINATIONS[name].items():
+            matrix[column, k] = weight
+    return matrix[:, 0] if len(names) == 1 else matrix
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_weights(names: tuple[str, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return _make_weights(names).to(dtype=dtype, device=device)
+
+
+def _combine(rows: torch.Tensor, *names: str) -> torch.Tensor:
+    return rows @ _weights(names, rows.dtype, rows.device)
+
+
 def center_x(obj: torch.Tensor) -> torch.Tensor:
-    return torch.add(obj[..., X], obj[..., W], alpha=0.5)
+    return _combine(obj, "center_x")
 
 
 def center_y(obj: torch.Tensor) -> torch.Tensor:
-    return torch.add(obj[..., Y], obj[..., H], alpha=0.5)
+    return _combine(obj, "center_y")
 
 
 def top(obj: torch.Tensor) -> torch.Tensor:
@@ -44,8 +77,8 @@ def top(obj: torch.Tensor) -> torch.Tensor:
 
 
 def bottom(obj: torch.Tensor) -> torch.Tensor:
-    """The lowest pixel row (feet of a character, foot of a ladder)."""
-    return obj[..., Y] + obj[..., H]
+    """The lowest pixel row (feet of a character, foot of a ladder): ``y + h``."""
+    return _combine(obj, "bottom")
 
 
 def value(obj: torch.Tensor) -> torch.Tensor:
@@ -53,24 +86,18 @@ def value(obj: torch.Tensor) -> torch.Tensor:
 
 
 def offset_x(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``center_x(a) - center_x(b)`` (one subtraction of the rows, then one fused add)."""
-    diff = a - b
-    return torch.add(diff[..., X], diff[..., W], alpha=0.5)
+    """``center_x(a) - center_x(b)``."""
+    return _combine(a - b, "center_x")
 
 
 def offset_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``center_y(a) - center_y(b)`` (positive when ``a`` is lower on the screen)."""
-    diff = a - b
-    return torch.add(diff[..., Y], diff[..., H], alpha=0.5)
+    return _combine(a - b, "center_y")
 
 
 def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Euclidean distance of the two objects' centres, in pixels."""
-    diff = a - b
-    return torch.hypot(torch.add(diff[..., X], diff[..., W], alpha=0.5),
-                       torch.add(diff[..., Y], diff[..., H], alpha=0.5))
-
-
+    return torch.linalg.vector_norm(_combine(a - b, "center_x", "center_y"), dim=-1)
 
 
 @dataclass(frozen=True)

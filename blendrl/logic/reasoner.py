@@ -27,11 +27,9 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from blendrl.logic.grounding import (N_CONSTANT_ATOMS, GroundAtom, GroundProgram, as_index_tensor,
-                                     join_programs)
+from blendrl.logic.grounding import GroundAtom, GroundProgram, as_index_tensor, join_programs
 
 DEFAULT_TEMPERATURE = 0.01
 DEFAULT_INIT_WEIGHT = 0.99
@@ -113,21 +111,24 @@ class ForwardReasoner(nn.Module):
         gathers: dict[tuple[int, ...], int] = {}
         self._call_args = [[gathers.setdefault(slots, len(gathers)) for slots in call.arg_slots]
                            for call in joint.valuation_calls]
-        for k, slots in enumerate(gathers):
-            self.register_buffer(f"_gather_{k}", torch.tensor(slots, dtype=torch.long), persistent=False)
-        self._n_gathers = len(gathers)
+        # (one index_select each: contiguous rows, on which the geometry's matmuls stay single ops)
+        self._gather_names = [f"_gather_{k}" for k in range(len(gathers))]
+        for name, slots in zip(self._gather_names, gathers):
+            self.register_buffer(name, torch.tensor(slots, dtype=torch.long), persistent=False)
         self.register_buffer("_constants", torch.tensor([0.0, 1.0]), persistent=False)
         self.register_buffer("_one", torch.tensor(1.0), persistent=False)
-        # presence gate: per fixed atom, the slots of its objects, padded with the extra column
-        # (index = n_objects) that holds 1; the constants have no object
+        # presence gate: per valuation atom, the slots of its objects, padded by repeating its
+        # first slot (presence is 0 or 1, so p * p = p)
         self._presence = presence_feature
         if presence_feature is not None:
-            n_objects = 1 + max((s for slots in joint.valuation_slots for s in slots), default=-1)
-            gate_rows = [()] * N_CONSTANT_ATOMS + list(joint.valuation_slots)
-            gate, _ = as_index_tensor([list(r) for r in gate_rows], pad=-1)
-            gate[gate < 0] = n_objects
-            self.register_buffer("_gate_index", gate, persistent=False)
-            self._n_objects = n_objects
+            slots = joint.valuation_slots
+            if any(not s for s in slots):
+                raise ValueError("a presence gate needs every valuation atom to be about an object")
+            arity = max(len(s) for s in slots)
+            gate = [list(s) + [s[0]] * (arity - len(s)) for s in slots]
+            self.register_buffer("_gate_index", torch.tensor(gate, dtype=torch.long).flatten(),
+                                 persistent=False)
+            self._gate_shape = (len(slots), arity)
         n_groundings = len(joint.body_index)
         width = len(joint.body_index[0])
         self._body_shape = (n_groundings, width)
@@ -156,15 +157,16 @@ class ForwardReasoner(nn.Module):
     def valuate(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, 2 + n_valuation_atoms]: the constants and every valuation atom's value."""
         batch = logic.shape[0]
-        rows = [logic.index_select(1, getattr(self, f"_gather_{k}")) for k in range(self._n_gathers)]
-        parts = [self._constants.expand(batch, 2)]
-        for fn, args in zip(self._calls, self._call_args):
-            parts.append(fn(*(rows[k] for k in args)))
-        values = torch.cat(parts, dim=1)
-        if self._presence is None:
-            return values
-        present = F.pad(logic[:, :self._n_objects, self._presence], (0, 1), value=1.0)
-        return values * present[:, self._gate_index].prod(dim=2)
+        buffers = self._buffers
+        rows = [logic.index_select(1, buffers[name]) for name in self._gather_names]
+        values = torch.cat([fn(*(rows[k] for k in args)) for fn, args in zip(self._calls, self._call_args)],
+                           dim=1)
+        if self._presence is not None:
+            present = logic.select(2, self._presence).index_select(1, self._gate_index)
+            if self._gate_shape[1] > 1:
+                present = present.view(batch, *self._gate_shape).prod(dim=2)
+            values = values * present
+        return torch.cat([self._constants.expand(batch, 2), values], dim=1)
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_atoms] the value of every ground atom after ``infer_steps`` steps."""

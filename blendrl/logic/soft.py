@@ -34,18 +34,16 @@ def _tensor(x: torch.Tensor | Number) -> torch.Tensor:
 
 def greater(a: torch.Tensor | Number, b: torch.Tensor | Number, scale: float) -> torch.Tensor:
     """Soft ``a > b``: ``sigmoid((a - b) / scale)``; either side may be a number."""
-    if isinstance(b, Number) and b == 0:
-        diff = _tensor(a)
-    elif isinstance(a, Number) and a == 0:
-        diff = -b
-    else:
-        diff = _tensor(a) - _tensor(b)
-    return torch.sigmoid(diff * constant(1.0 / scale))
+    if isinstance(b, Number):  # a / scale - b / scale in one fused op
+        return torch.sigmoid(torch.addcmul(constant(-b / scale), a, constant(1.0 / scale)))
+    if isinstance(a, Number):
+        return torch.sigmoid(torch.addcmul(constant(a / scale), b, constant(-1.0 / scale)))
+    return torch.sigmoid((a - b) * constant(1.0 / scale))
 
 
 def within(gap: torch.Tensor, radius: float, scale: float) -> torch.Tensor:
     """Soft ``|gap| < radius``: ``sigmoid((radius - |gap|) / scale)``."""
-    return torch.sigmoid((constant(radius) - gap.abs()) * constant(1.0 / scale))
+    return torch.sigmoid(torch.addcmul(constant(radius / scale), gap.abs(), constant(-1.0 / scale)))
 
 
 def near(a: torch.Tensor, b: torch.Tensor | Number, radius: float, scale: float) -> torch.Tensor:
