@@ -60,8 +60,20 @@ def _cached_weights(names: tuple[str, ...], dtype: torch.dtype, device: torch.de
     return _make_weights(names).to(dtype=dtype, device=device)
 
 
+_CPU_FLOAT32: dict[tuple[str, ...], torch.Tensor] = {}
+"""The weights for float32 rows on the CPU (the common case, looked up without hashing a device)."""
+
+
 def _combine(rows: torch.Tensor, *names: str) -> torch.Tensor:
-    return rows @ _weights(names, rows.dtype, rows.device)
+    if rows.is_cpu and rows.dtype == torch.float32:
+        weights = _CPU_FLOAT32.get(names)
+        if weights is None:
+            weights = _make_weights(names)
+            if not torch.compiler.is_compiling():
+                _CPU_FLOAT32[names] = weights
+    else:
+        weights = _weights(names, rows.dtype, rows.device)
+    return rows @ weights
 
 
 def center_x(obj: torch.Tensor) -> torch.Tensor:

@@ -68,11 +68,12 @@ class SoftOrGroups(nn.Module):
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         if self._identity:
             return values
-        x = values.index_select(1, self._index)
+        buffers = self._buffers  # (see ForwardReasoner.valuate)
+        x = values.index_select(1, buffers["_index"])
         if self._single:
             return x
         x = x.view(values.shape[0], *self._shape)
-        logits = torch.add(self._bias, x, alpha=self._inv_temperature)
+        logits = torch.add(buffers["_bias"], x, alpha=self._inv_temperature)
         return (torch.softmax(logits, dim=-1) * x).sum(dim=-1)
 
 
@@ -154,6 +155,8 @@ class ForwardReasoner(nn.Module):
         return torch.sigmoid(self.raw_weights[part])
 
     # -- forward --------------------------------------------------------------------------------
+    # (the forward pass reads buffers from ``self._buffers`` directly: nn.Module's attribute
+    # fallback costs about as much as a small tensor op, and these run at every rollout step)
     def valuate(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, 2 + n_valuation_atoms]: the constants and every valuation atom's value."""
         batch = logic.shape[0]
@@ -162,25 +165,28 @@ class ForwardReasoner(nn.Module):
         values = torch.cat([fn(*(rows[k] for k in args)) for fn, args in zip(self._calls, self._call_args)],
                            dim=1)
         if self._presence is not None:
-            present = logic.select(2, self._presence).index_select(1, self._gate_index)
+            present = logic.select(2, self._presence).index_select(1, buffers["_gate_index"])
             if self._gate_shape[1] > 1:
                 present = present.view(batch, *self._gate_shape).prod(dim=2)
             values = values * present
-        return torch.cat([self._constants.expand(batch, 2), values], dim=1)
+        return torch.cat([buffers["_constants"].expand(batch, 2), values], dim=1)
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_atoms] the value of every ground atom after ``infer_steps`` steps."""
         fixed = self.valuate(logic)
-        raw = self.raw_weights[0] if len(self.raw_weights) == 1 else torch.cat(tuple(self.raw_weights))
-        weights = torch.sigmoid(raw).index_select(0, self._clause_of_grounding)
+        buffers = self._buffers
+        raw = tuple(self._modules["raw_weights"]._parameters.values())
+        weights = torch.sigmoid(raw[0] if len(raw) == 1 else torch.cat(raw))
+        weights = weights.index_select(0, buffers["_clause_of_grounding"])
         batch = fixed.shape[0]
         derived = fixed.new_zeros(batch, self.joint.n_derived)
+        heads = self._modules["_heads"]
         for _ in range(self.infer_steps):
             values = torch.cat([fixed, derived], dim=1)
             if self._negation:
-                values = torch.cat([values, torch.sub(self._one, values)], dim=1)
-            body = values.index_select(1, self._body_index).view(batch, *self._body_shape)
-            derived = self._heads(body.prod(dim=2) * weights)
+                values = torch.cat([values, torch.sub(buffers["_one"], values)], dim=1)
+            body = values.index_select(1, buffers["_body_index"]).view(batch, *self._body_shape)
+            derived = heads(body.prod(dim=2) * weights)
         return torch.cat([fixed, derived], dim=1)
 
     # -- text -----------------------------------------------------------------------------------

@@ -8,24 +8,23 @@ functions with these helpers (or :func:`constant`) rather than ``tensor - 2.0``.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 Number = float | int
 
 
+_CONSTANTS: dict[float, torch.Tensor] = {}
+
+
 def constant(value: float) -> torch.Tensor:
     """``value`` as a 0-dim float32 tensor, made once per value (never modify it in place). Being
     0-dim, it takes the other operand's dtype and may meet a tensor on any device."""
-    if torch.compiler.is_compiling():  # traced by torch.compile: a constant of the graph
-        return torch.tensor(float(value), dtype=torch.float32)
-    return _cached_constant(float(value))
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_constant(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=torch.float32)
+    tensor = _CONSTANTS.get(value)
+    if tensor is None:
+        tensor = torch.tensor(float(value), dtype=torch.float32)
+        if not torch.compiler.is_compiling():  # (while torch.compile traces: a graph constant)
+            _CONSTANTS[value] = tensor
+    return tensor
 
 
 def _tensor(x: torch.Tensor | Number) -> torch.Tensor:
