@@ -25,7 +25,7 @@ import torch
 from blendrl.contract import (EXIT_INTERRUPTED, METHODS, RUN_FORMAT_VERSION, FileFormatError,  # noqa: F401 (re-exported)
                               _json_default, atomic_write_bytes, atomic_write_json,
                               load_training_log, now_iso, read_json)
-CHECKPOINT_FORMAT_VERSION = 2
+CHECKPOINT_FORMAT_VERSION = 1
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

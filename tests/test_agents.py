@@ -95,6 +95,12 @@ def test_action_and_value_match_torch_categorical_and_one_trunk_pass(env):
     spec = get_spec(env)
     logic, neural = real_states(env, 4)
     for agent in (NeuralAgent(spec), BlendRLAgent(spec)):
+        if spec.is_image:  # the shared CNN trunk runs once per call
+            calls = []
+            agent.net.trunk.register_forward_hook(lambda *_: calls.append(1))
+            with torch.no_grad():
+                agent.get_action_and_value(logic, neural)
+            assert len(calls) == 1
         with torch.no_grad():
             log_probs = agent.policy(logic, neural).log_probs
             dist = torch.distributions.Categorical(logits=log_probs)
@@ -138,3 +144,71 @@ def test_compiled_logic_gives_the_eager_results_and_gradients():
             assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
     with pytest.raises(ValueError, match="logic state must have shape"):
         compiled.policy(logic[:, :3], neural)
+
+
+def test_state_dicts_of_the_separate_reasoner_layout_still_load():
+    """Checkpoints written when the actor and the logic blender had a reasoner each name the clause
+    weights ``logic_actor.reasoner.raw_weights`` and ``blender.reasoner.raw_weights``."""
+    spec = get_spec("seaquest")
+    saved = BlendRLAgent(spec)
+    with torch.no_grad():
+        for w in saved.logic_actor.reasoner.raw_weights:
+            w.uniform_(-2.0, 2.0)
+    old = saved.state_dict()
+    old["logic_actor.reasoner.raw_weights"] = old.pop("logic_actor.reasoner.raw_weights.0")
+    old["blender.reasoner.raw_weights"] = old.pop("logic_actor.reasoner.raw_weights.1")
+    loaded = BlendRLAgent(spec)
+    loaded.load_state_dict(old)
+    for a, b in zip(saved.logic_actor.reasoner.raw_weights, loaded.logic_actor.reasoner.raw_weights):
+        assert torch.equal(a, b)
+    assert loaded.program_text() == saved.program_text()
+
+
+def test_float64_states_zero_blend_weights_and_fact_only_rule_sets(tmp_path):
+    """Edge cases of the blended policy: float64 logic states give float64 probabilities equal to
+    float32 ones; a blend weight of exactly 0 leaves every gradient finite; rule sets made of facts
+    (no valuation atom at all) evaluate to the fact weights."""
+    from blendrl.agents.blendrl import NeuralBlender
+    from blendrl.logic import LogicActor, LogicBlender, build_rule_set
+    torch.manual_seed(0)
+    spec = get_spec("seaquest")
+    agent = BlendRLAgent(spec)
+    logic, neural = real_states("seaquest", 3)
+    with torch.no_grad():
+        p32 = agent.action_probs(logic, neural)
+        p64 = agent.action_probs(logic.double(), neural)
+    assert p64.dtype == torch.float64 and torch.allclose(p32.double(), p64, atol=1e-5)
+    neural_blend = BlendRLAgent(spec, blender_mode="neural")
+    assert isinstance(neural_blend.blender, NeuralBlender)
+    with torch.no_grad():
+        neural_blend.blender.out.bias.copy_(torch.tensor([200.0, -200.0]))  # w_logic = 0 exactly
+    pol = neural_blend.policy(logic, neural)
+    assert torch.all(pol.logic_weight == 0)
+    (pol.log_probs.sum() + pol.blend_entropy.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in neural_blend.parameters() if p.grad is not None)
+    folder = tmp_path / "facts"
+    folder.mkdir()
+    files = {"preds.txt": "noop:0\n", "neural_preds.txt": "", "clauses.txt": "noop.\n",
+             "blender_clauses.txt": "neural_agent.\nlogic_agent.\n"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    rule_set = build_rule_set(folder, spec, {})
+    with torch.no_grad():
+        actor = LogicActor(rule_set, with_blender=True)
+        assert torch.allclose(actor.action_values(logic), torch.full((3, 1), 0.99))
+        _, blend = actor.with_blend_values(logic)
+        assert torch.allclose(blend, torch.full((3, 2), 0.99))
+        assert torch.allclose(LogicBlender(rule_set)(logic), torch.full((3, 2), 0.99))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("env", ["cartpole", "seaquest", "kangaroo"])
+def test_blendrl_agent_runs_on_cuda_as_on_cpu(env):
+    """Constants of the valuation functions are 0-dim CPU tensors; they must work on CUDA too."""
+    spec = get_spec(env)
+    agent = BlendRLAgent(spec)
+    logic, neural = real_states(env, 4)
+    with torch.no_grad():
+        cpu = agent.action_probs(logic, neural)
+        gpu = agent.to("cuda").action_probs(logic.cuda(), neural.cuda())
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)

@@ -12,7 +12,6 @@ themselves (``greater``, ``near``, ``within``, ``proximity``, ``constant``) live
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -39,15 +38,10 @@ _COMBINATIONS = {  # feature weights of the linear functions of a row used below
 }
 
 
-def _weights(names: tuple[str, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``[6]`` (one name) or ``[6, k]``: the feature weights of ``names``, as one matrix so that a
-    single matmul computes them (cheaper on CPU than selecting and adding columns)."""
-    if torch.compiler.is_compiling():
-        return _make_weights(names).to(dtype=dtype, device=device)
-    return _cached_weights(names, dtype, device)
-
-
 def _make_weights(names: tuple[str, ...]) -> torch.Tensor:
+    """``[6]`` (one name) or ``[6, k]``: the feature weights of ``names``, as one matrix so that a
+    single matmul computes them (cheaper on CPU than selecting and adding columns; exact, as the
+    weights are 0, 0.5 and 1 -- unless TF32/bf16 matmuls are switched on, which this project does not)."""
     matrix = torch.zeros(6, len(names))
     for k, name in enumerate(names):
         for column, weight in _COMBINATIONS[name].items():
@@ -55,24 +49,18 @@ def _make_weights(names: tuple[str, ...]) -> torch.Tensor:
     return matrix[:, 0] if len(names) == 1 else matrix
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_weights(names: tuple[str, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return _make_weights(names).to(dtype=dtype, device=device)
-
-
-_CPU_FLOAT32: dict[tuple[str, ...], torch.Tensor] = {}
-"""The weights for float32 rows on the CPU (the common case, looked up without hashing a device)."""
+_WEIGHTS: dict[tuple, torch.Tensor] = {}
+"""The weights by names (float32 on the CPU: the common case, looked up without hashing a device)
+or by (names, dtype, device)."""
 
 
 def _combine(rows: torch.Tensor, *names: str) -> torch.Tensor:
-    if rows.is_cpu and rows.dtype == torch.float32:
-        weights = _CPU_FLOAT32.get(names)
-        if weights is None:
-            weights = _make_weights(names)
-            if not torch.compiler.is_compiling():
-                _CPU_FLOAT32[names] = weights
-    else:
-        weights = _weights(names, rows.dtype, rows.device)
+    key = names if rows.is_cpu and rows.dtype == torch.float32 else (names, rows.dtype, rows.device)
+    weights = _WEIGHTS.get(key)
+    if weights is None:
+        weights = _make_weights(names).to(dtype=rows.dtype, device=rows.device)
+        if not torch.compiler.is_compiling():
+            _WEIGHTS[key] = weights
     return rows @ weights
 
 
@@ -146,12 +134,12 @@ class Ladders:
 
     def left(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The ladder is to the left of the player (the nearer, the truer)."""
-        return self._toward(offset_x(player, ladder), player, ladder)
+        return self._toward(offset_x(player, ladder))
 
     def right(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The ladder is to the right of the player (the nearer, the truer)."""
-        return self._toward(offset_x(ladder, player), player, ladder)
+        return self._toward(offset_x(ladder, player))
 
-    def _toward(self, gap: torch.Tensor, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
+    def _toward(self, gap: torch.Tensor) -> torch.Tensor:
         beyond = greater(gap, self.align_tolerance, self.align_scale)
         return beyond * proximity(gap, self.nearest_scale)

@@ -120,9 +120,9 @@ class ForwardReasoner(nn.Module):
         self.register_buffer("_one", torch.tensor(1.0), persistent=False)
         # presence gate: per valuation atom, the slots of its objects, padded by repeating its
         # first slot (presence is 0 or 1, so p * p = p)
-        self._presence = presence_feature
-        if presence_feature is not None:
-            slots = joint.valuation_slots
+        slots = joint.valuation_slots
+        self._presence = presence_feature if slots else None  # (a program of facts has no atom to gate)
+        if self._presence is not None:
             if any(not s for s in slots):
                 raise ValueError("a presence gate needs every valuation atom to be about an object")
             arity = max(len(s) for s in slots)
@@ -161,6 +161,9 @@ class ForwardReasoner(nn.Module):
         """[B, 2 + n_valuation_atoms]: the constants and every valuation atom's value."""
         batch = logic.shape[0]
         buffers = self._buffers
+        constants = buffers["_constants"].expand(batch, 2)
+        if not self._calls:  # only facts and helpers: no valuation atom
+            return constants.to(logic.dtype)
         rows = [logic.index_select(1, buffers[name]) for name in self._gather_names]
         values = torch.cat([fn(*(rows[k] for k in args)) for fn, args in zip(self._calls, self._call_args)],
                            dim=1)
@@ -169,7 +172,7 @@ class ForwardReasoner(nn.Module):
             if self._gate_shape[1] > 1:
                 present = present.view(batch, *self._gate_shape).prod(dim=2)
             values = values * present
-        return torch.cat([buffers["_constants"].expand(batch, 2), values], dim=1)
+        return torch.cat([constants, values], dim=1)
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_atoms] the value of every ground atom after ``infer_steps`` steps."""

@@ -41,7 +41,8 @@ def moving_left(car: torch.Tensor) -> torch.Tensor:
 
 def at_rest(car: torch.Tensor) -> torch.Tensor:
     """The car stands still (as after a reset)."""
-    return torch.exp(torch.square(car[..., VEL]) * constant(-1.0 / REST_SCALE ** 2))
+    speed = car[..., VEL]
+    return torch.exp(torch.square(speed) * constant(-1.0 / REST_SCALE ** 2, speed.dtype))
 
 
 def slow(car: torch.Tensor) -> torch.Tensor:
