@@ -29,7 +29,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from blendrl.logic.grounding import GroundAtom, GroundProgram, as_index_tensor, join_programs
+from blendrl.logic.grounding import (FALSE_INDEX, TRUE_INDEX, GroundAtom, GroundProgram, as_index_tensor,
+                                     join_programs)
 
 DEFAULT_TEMPERATURE = 0.01
 DEFAULT_INIT_WEIGHT = 0.99
@@ -135,6 +136,19 @@ class ForwardReasoner(nn.Module):
         self._body_shape = (n_groundings, width)
         self.register_buffer("_body_index", torch.tensor(joint.body_index, dtype=torch.long).flatten(),
                              persistent=False)
+        # the first step reads no derived atom (all 0 then): its index points into
+        # cat(fixed, 1 - fixed), a derived literal at the constant false (or true where negated)
+        n_fixed, n_atoms = joint.n_atoms - joint.n_derived, joint.n_atoms
+
+        def first_step(i: int) -> int:
+            negated, atom = i >= n_atoms, i % n_atoms
+            if atom >= n_fixed:
+                return TRUE_INDEX if negated else FALSE_INDEX
+            return atom + n_fixed if negated else atom
+
+        self.register_buffer("_first_body_index",
+                             torch.tensor([first_step(i) for row in joint.body_index for i in row],
+                                          dtype=torch.long), persistent=False)
         self.register_buffer("_clause_of_grounding",
                              torch.tensor(joint.clause_of_grounding, dtype=torch.long), persistent=False)
         self._heads = SoftOrGroups(joint.head_groundings, temperature, n_columns=n_groundings)
@@ -181,16 +195,20 @@ class ForwardReasoner(nn.Module):
         raw = tuple(self._modules["raw_weights"]._parameters.values())
         weights = torch.sigmoid(raw[0] if len(raw) == 1 else torch.cat(raw))
         weights = weights.index_select(0, buffers["_clause_of_grounding"])
-        batch = fixed.shape[0]
-        derived = fixed.new_zeros(batch, self.joint.n_derived)
-        heads = self._modules["_heads"]
-        for _ in range(self.infer_steps):
+        one = buffers["_one"]
+        values = torch.cat([fixed, torch.sub(one, fixed)], dim=1) if self._negation else fixed
+        derived = self._step(values, buffers["_first_body_index"], weights)
+        for _ in range(self.infer_steps - 1):
             values = torch.cat([fixed, derived], dim=1)
             if self._negation:
-                values = torch.cat([values, torch.sub(buffers["_one"], values)], dim=1)
-            body = values.index_select(1, buffers["_body_index"]).view(batch, *self._body_shape)
-            derived = heads(body.prod(dim=2) * weights)
+                values = torch.cat([values, torch.sub(one, values)], dim=1)
+            derived = self._step(values, buffers["_body_index"], weights)
         return torch.cat([fixed, derived], dim=1)
+
+    def _step(self, values: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """One inference step: every grounding's weighted body product, OR-ed into its head."""
+        body = values.index_select(1, index).view(values.shape[0], *self._body_shape)
+        return self._modules["_heads"](body.prod(dim=2) * weights)
 
     # -- text -----------------------------------------------------------------------------------
     def program_text(self, part: int = 0) -> str:
