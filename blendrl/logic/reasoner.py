@@ -75,7 +75,7 @@ class SoftOrGroups(nn.Module):
             return x
         x = x.view(values.shape[0], *self._shape)
         logits = torch.add(buffers["_bias"], x, alpha=self._inv_temperature)
-        return (torch.softmax(logits, dim=-1) * x).sum(dim=-1)
+        return torch.linalg.vecdot(torch.softmax(logits, dim=-1), x)  # sum_i softmax_i x_i
 
 
 class ForwardReasoner(nn.Module):
