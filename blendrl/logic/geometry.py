@@ -122,14 +122,17 @@ class Ladders:
 
     def on_floor(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The ladder stands on the player's floor (it leads up from where the player stands)."""
-        return near(bottom(player) - bottom(ladder), self.foot_offset, self.floor_tolerance, 1.5)
+        # bottom(player) - bottom(ladder) = bottom(player - ladder): the functions are linear
+        return near(bottom(player - ladder), self.foot_offset, self.floor_tolerance, 1.5)
 
     def on_ladder(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:
         """The player is at (aligned with) the ladder and below its top: pressing up climbs."""
-        aligned = within(offset_x(player, ladder), self.align_tolerance, self.align_scale)
-        feet = bottom(player)
-        below_top = greater(feet - top(ladder), -self.top_margin, self.top_scale)
-        above_foot = greater(self.foot_offset + self.floor_tolerance, feet - bottom(ladder), 1.5)
+        # the horizontal offset of the centres and the height of the feet above the ladder's foot
+        offset, feet_to_foot = _combine(player - ladder, "center_x", "bottom").unbind(-1)
+        aligned = within(offset, self.align_tolerance, self.align_scale)
+        feet_to_top = feet_to_foot + ladder[..., H]  # bottom(player) - top(ladder)
+        below_top = greater(feet_to_top, -self.top_margin, self.top_scale)
+        above_foot = greater(self.foot_offset + self.floor_tolerance, feet_to_foot, 1.5)
         return aligned * below_top * above_foot
 
     def left(self, player: torch.Tensor, ladder: torch.Tensor) -> torch.Tensor:

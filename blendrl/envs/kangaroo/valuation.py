@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import Ladders, bottom, distance, greater, near, offset_x
+from blendrl.logic.geometry import Ladders, bottom, distance, greater, offset_x, within
 
 LADDER_FOOT_OFFSET = 2.5
 """Typical floor-to-ladder-foot offset (pixels): a ladder stands on the player's floor when the
@@ -48,7 +48,7 @@ LADDERS = Ladders(foot_offset=LADDER_FOOT_OFFSET, floor_tolerance=FLOOR_TOLERANC
 
 def child_on_floor(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
     """The joey is on the player's floor (the top floor)."""
-    return near(bottom(player), bottom(child), FLOOR_TOLERANCE, 1.5)
+    return within(bottom(player - child), FLOOR_TOLERANCE, 1.5)  # = near(bottom(player), bottom(child))
 
 
 def child_left(player: torch.Tensor, child: torch.Tensor) -> torch.Tensor:
