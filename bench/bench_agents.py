@@ -36,6 +36,9 @@ class Args:
     """batch sizes"""
     seconds: float = 1.0
     """measuring time per agent and configuration"""
+    rounds: int = 5
+    """the measuring time is split into this many rounds; the ratio printed is the median of the
+    rounds' ratios, with their range (this 2-core machine's load drifts)"""
     compiled: bool = True
     """also measure the BlendRL agent with ``compile_logic`` (torch.compile of the logic part; the
     first calls compile, which takes tens of seconds per environment)"""
@@ -61,9 +64,6 @@ def states(env: str, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 def median_call_seconds(agents, logic, neural, seconds: float) -> list[float]:
     """Median seconds of one call for each agent, the calls of the agents interleaved so that every
     agent sees the same machine load and the same cache state (the others' weights in between)."""
-    for agent in agents:
-        for _ in range(3):
-            agent.get_action_and_value(logic, neural)
     times: list[list[float]] = [[] for _ in agents]
     end = time.perf_counter() + seconds * len(agents)
     while time.perf_counter() < end or len(times[0]) < 5:
@@ -77,8 +77,9 @@ def median_call_seconds(agents, logic, neural, seconds: float) -> list[float]:
 def main(args: Args) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    header = f"{'env':12s} {'batch':>5s} {'neural ms':>10s} {'blendrl ms':>11s} {'ratio':>6s}"
-    print(header + (f" {'compiled ms':>12s} {'ratio':>6s}" if args.compiled else ""))
+    names = ["blendrl"] + (["compiled"] if args.compiled else [])
+    print(f"{'env':12s} {'batch':>5s} {'neural ms':>10s}"
+          + "".join(f" {n + ' ms':>12s} {'ratio':>6s} {'(range)':>13s}" for n in names))
     for env in args.envs:
         torch._dynamo.reset()  # compiled code is cached per function, up to 8 variants in all
         spec = get_spec(env)
@@ -88,9 +89,16 @@ def main(args: Args) -> None:
             agents[2].load_state_dict(agents[1].state_dict())
         for batch in args.batches:
             logic, neural = states(env, batch)
-            tn, *tb = median_call_seconds(agents, logic, neural, args.seconds)
-            print(f"{env:12s} {batch:5d} {1e3 * tn:10.3f}"
-                  + "".join(f" {1e3 * t:11.3f} {t / tn:5.2f}x" for t in tb), flush=True)
+            median_call_seconds(agents, logic, neural, 0.05)  # warm-up (and compilation)
+            rounds = np.array([median_call_seconds(agents, logic, neural, args.seconds / args.rounds)
+                               for _ in range(args.rounds)])  # [rounds, agents]
+            ratios = rounds[:, 1:] / rounds[:, :1]
+            line = f"{env:12s} {batch:5d} {1e3 * np.median(rounds[:, 0]):10.3f}"
+            for k in range(len(names)):
+                r = ratios[:, k]
+                line += (f" {1e3 * np.median(rounds[:, k + 1]):12.3f} {np.median(r):5.2f}x"
+                         f" {f'({r.min():.2f}-{r.max():.2f})':>13s}")
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
