@@ -43,28 +43,29 @@ def diver_collected(slot: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(slot[..., 0])
 
 
+def _toward(gap: torch.Tensor, margin: float) -> torch.Tensor:
+    """The diver lies more than ``margin`` pixels off in the direction of ``gap``; the nearer, the truer."""
+    return greater(gap, margin, 2.0) * proximity(gap, NEAREST_SCALE)
+
+
 def diver_above(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver swims higher than the player (the player is deeper); the nearer, the truer."""
-    gap = offset_y(player, diver)
-    return greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE)
+    return _toward(offset_y(player, diver), LANE_TOLERANCE)
 
 
 def diver_below(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver swims deeper than the player; the nearer, the truer."""
-    gap = offset_y(diver, player)
-    return greater(gap, LANE_TOLERANCE, 2.0) * proximity(gap, NEAREST_SCALE)
+    return _toward(offset_y(diver, player), LANE_TOLERANCE)
 
 
 def diver_left(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver is to the left of the player; the nearer, the truer."""
-    gap = offset_x(player, diver)
-    return greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE)
+    return _toward(offset_x(player, diver), SIDE_MARGIN)
 
 
 def diver_right(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
     """The diver is to the right of the player; the nearer, the truer."""
-    gap = offset_x(diver, player)
-    return greater(gap, SIDE_MARGIN, 2.0) * proximity(gap, NEAREST_SCALE)
+    return _toward(offset_x(diver, player), SIDE_MARGIN)
 
 
 def same_depth(player: torch.Tensor, diver: torch.Tensor) -> torch.Tensor:
