@@ -8,35 +8,49 @@ Order
     transition of environment ``i`` at step ``t`` has index ``t * num_envs + i``. So the first
     ``n`` transitions of a dataset are what the online agent had seen after ``n`` transitions.
 
-On disk (``format_version`` 1)
+On disk (``format_version`` 2; version-1 datasets and chunks still read)
     ``manifest.json``
         ``format_version``, ``env``, ``num_envs``, ``n_actions``, ``logic_shape``/``logic_dtype``,
         ``neural_shape``/``neural_dtype``, ``neural_encoding``, ``action_dtype``,
-        ``reward_dtype``, ``chunk_rows``, ``chunks`` (one ``{"file", "start", "count", "bytes",
-        "crc32", "n_keys", "n_next"}`` per chunk, in order), ``count`` (transitions in all
-        listed chunks), ``marks`` (sorted online evaluation marks, each <= ``count``), the
-        writer's free ``metadata`` dict, ``created_at``/``updated_at``. Replaced atomically.
-    ``chunk_{start:012d}_{count:09d}.pkl``
-        One pickled plain ``dict`` of numpy arrays (protocol 5) holding whole environment steps
-        ``[start, start + count)``. Written to a temp file, fsynced, then renamed; a chunk file is
-        never modified afterwards (resuming in the middle of a chunk writes a new, shorter file).
-        A chunk is self-contained: it never refers to a row of another chunk.
+        ``reward_dtype``, ``has_life_lost``, ``chunk_rows``, ``chunks`` (one ``{"file", "start",
+        "count", "bytes", "crc32", "n_keys", "n_next", "sidecars"}`` per chunk, in order;
+        ``sidecars`` maps ``logic`` and ``neural`` to ``{"file", "bytes", "crc32"}``), ``count``
+        (transitions in all listed chunks), ``marks`` (sorted online evaluation marks, each <=
+        ``count``), the writer's free ``metadata`` dict, ``created_at``/``updated_at``. Replaced
+        atomically. ``has_life_lost``: whether every transition records ``life_lost`` (a life
+        was lost in it; Atari) -- a dataset holds it for all transitions or for none.
+    ``chunk_{start:012d}_{count:09d}.pkl`` and its sidecars ``chunk_..._{count:09d}.logic.npy``,
+    ``chunk_..._{count:09d}.neural.npy``
+        Whole environment steps ``[start, start + count)``. The pickle is a plain ``dict`` of
+        the small per-transition numpy arrays (protocol 5); the sidecars are ``.npy`` files (format
+        1.0, C order) of the chunk's two pools, which can be memory-mapped. Each file is written
+        to a temp file, fsynced, then renamed (sidecars first, the manifest last); a chunk's files
+        are never modified afterwards (resuming in the middle of a chunk writes a new, shorter
+        chunk). A chunk is self-contained: it never refers to a row of another chunk.
 
-    In a chunk, row ``r`` holds the state ``s`` (``logic``, and ``neural`` or ``frame``), the
-    ``action`` (the smallest unsigned dtype that holds ``n_actions``), the ``reward`` (float64,
-    what the writer was given, exactly) and the ``terminated``/``truncated`` flags. The next
-    state ``s'`` of row ``r`` is the state of row ``r + num_envs`` (the same environment's next
-    step), except for the rows listed in ``next_rows`` whose ``s'`` is stored in
-    ``next_logic``/``next_neural``: the rows where ``s'`` differs bit-wise from that following
-    state (where an episode ended: the true final state) and the rows of the chunk's last step.
+    In a chunk, row ``r`` holds the state ``s``, the ``action`` (the smallest unsigned dtype that
+    holds ``n_actions``), the ``reward`` (float64, what the writer was given, exactly), the
+    ``terminated``/``truncated`` flags and, where recorded, ``life_lost``. The next state ``s'``
+    of row ``r`` is the state of row ``r + num_envs`` (the same environment's next step), except
+    for the rows listed in ``next_rows`` whose ``s'`` is stored explicitly: the rows where ``s'``
+    differs bit-wise from that following state (where an episode ended: the true final state)
+    and the rows of the chunk's last step. States are numbered rows first (``0..c-1``), then the
+    ``m`` explicit next states (``c..c+m-1``); the ``logic`` pool is float32 ``[c + m, O, F]`` in
+    that order.
 
     ``neural_encoding == "frames"`` (3-D neural states, ``[S, H, W]`` stacks whose newest frame is
-    last, e.g. Atari ``[4, 84, 84]`` uint8): a row stores only its newest frame (``frame``); its
-    ``S - 1`` older frames are the previous step's stack shifted by one, except at the rows listed
-    in ``key_rows`` (every row of the chunk's first step, and every row whose stack is not such a
-    shift, e.g. an episode's first state), which also store their older frames in ``key_older``.
-    Stacks are rebuilt exactly on read, from an index table into one frame pool. About one frame
-    per transition on disk. ``neural_encoding == "array"``: the neural state is stored whole.
+    last, e.g. Atari ``[4, 84, 84]`` uint8): a row stores only its newest frame; its ``S - 1``
+    older frames are the previous step's stack shifted by one, except at the rows listed in
+    ``key_rows`` (every row of the chunk's first step, and every row whose stack is not such a
+    shift, e.g. an episode's first state), which also store their older frames. The ``neural``
+    pool is the frame pool ``[c + k * (S - 1) + m * S, H, W]``: the rows' newest frames, the key
+    rows' older frames, the explicit next states' whole stacks. Stacks are rebuilt exactly on
+    read, from an index table into the frame pool. About one frame per transition on disk.
+    ``neural_encoding == "array"``: the ``neural`` pool holds whole states ``[c + m, *shape]``.
+
+    Format 1 kept every array, the states included, in the pickle (``logic``, ``next_logic``,
+    ``neural`` or ``frame`` + ``key_older``, ``next_neural``) and had no ``sidecars`` and no
+    ``has_life_lost``. A writer resuming a format-1 dataset leaves its chunks as they are.
 
 Crash safety
     A process killed at any moment leaves the last manifest and every chunk it lists intact;
@@ -76,10 +90,14 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 import tyro
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".writer.lock"
 _CHUNK_RE = re.compile(r"^chunk_\d{12}_\d{9}\.pkl$")
+_DATA_FILE_RE = re.compile(r"^chunk_\d{12}_\d{9}(\.pkl|\.(logic|neural)\.npy)$")
+SIDECARS = ("logic", "neural")
+"""The pools a version-2 chunk keeps in ``.npy`` sidecar files (see the module docstring)."""
 _TMP_RE = re.compile(r"^\..+\.tmp$")
 
 
@@ -212,6 +230,8 @@ class _CrcFile:
 
     def write(self, b: Any) -> int:
         mv = memoryview(b)
+        if mv.ndim != 1 or mv.format != "B":
+            mv = mv.cast("B")  # a C-contiguous array of any shape and dtype, as raw bytes
         self.crc = zlib.crc32(mv, self.crc)
         self.size += mv.nbytes
         return self._f.write(mv)
@@ -228,6 +248,35 @@ def _write_pickle_atomic(path: Path, obj: Any) -> tuple[int, int]:
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return cf.size, cf.crc
+
+
+def _write_npy_atomic(path: Path, parts: list[np.ndarray]) -> tuple[int, int]:
+    """Write the concatenation of ``parts`` (same dtype and trailing shape) as one ``.npy`` file,
+    atomically and without concatenating in memory; returns (bytes, crc32) of the file."""
+    dtype, tail = parts[0].dtype, parts[0].shape[1:]
+    assert all(p.dtype == dtype and p.shape[1:] == tail for p in parts)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": (sum(len(p) for p in parts), *tail)}
+    tmp = _tmp_path(path)
+    with open(tmp, "wb") as f:
+        cf = _CrcFile(f)
+        np.lib.format.write_array_header_1_0(cf, header)
+        for p in parts:
+            cf.write(np.ascontiguousarray(p).data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return cf.size, cf.crc
+
+
+def _files_of(entries: list[dict[str, Any]]) -> set[str]:
+    """Every file the given manifest chunk entries refer to (pickles and sidecar pools)."""
+    files = set()
+    for e in entries:
+        files.add(e["file"])
+        files.update(side["file"] for side in e.get("sidecars", {}).values())
+    return files
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -335,6 +384,8 @@ class _ChunkEncoder:
         self._reward = np.empty(capacity, np.float64)
         self._terminated = np.empty(capacity, bool)
         self._truncated = np.empty(capacity, bool)
+        self._life_lost = np.empty(capacity, bool)
+        self.has_life_lost: bool | None = None  # decided by the first step
         self._next_rows: list[np.ndarray] = []
         self._next_logic: list[np.ndarray] = []
         self._next_neural: list[np.ndarray] = []
@@ -349,9 +400,13 @@ class _ChunkEncoder:
 
     def add_step(self, logic: np.ndarray, neural: np.ndarray, action: np.ndarray,
                  reward: np.ndarray, next_logic: np.ndarray, next_neural: np.ndarray,
-                 terminated: np.ndarray, truncated: np.ndarray) -> None:
+                 terminated: np.ndarray, truncated: np.ndarray,
+                 life_lost: np.ndarray | None = None) -> None:
         """Append one validated, C-contiguous step of ``num_envs`` rows."""
         n = self.layout.num_envs
+        if self.has_life_lost is None:
+            self.has_life_lost = life_lost is not None
+        assert self.has_life_lost == (life_lost is not None)
         r0 = self.rows
         if self._pending is not None:
             p_logic, p_neural = self._pending
@@ -383,62 +438,80 @@ class _ChunkEncoder:
         self._reward[rows] = reward
         self._terminated[rows] = terminated
         self._truncated[rows] = truncated
+        if life_lost is not None:
+            self._life_lost[rows] = life_lost
         self._pending = (next_logic.copy(), next_neural.copy())
         self.rows += n
 
-    def finish(self) -> dict[str, Any]:
-        """The chunk's plain dict; the last step's next states become explicit."""
+    def finish(self) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+        """The chunk's plain dict of small arrays and the parts of its two pools, in pool order
+        (the last step's next states become explicit)."""
         if self.rows == 0:
             raise DatasetError("internal: an empty chunk cannot be written")
         lay = self.layout
         n = lay.num_envs
         assert self._pending is not None
         next_rows = self._next_rows + [np.arange(self.rows - n, self.rows)]
-        next_logic = self._next_logic + [self._pending[0]]
-        next_neural = self._next_neural + [self._pending[1]]
+        next_logic = np.concatenate(self._next_logic + [self._pending[0]])
+        next_neural = np.concatenate(self._next_neural + [self._pending[1]])
         c = self.rows
         chunk: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "start": self.start,
             "count": c,
-            "logic": self._logic[:c],
             "action": self._action[:c],
             "reward": self._reward[:c],
             "terminated": self._terminated[:c],
             "truncated": self._truncated[:c],
             "next_rows": np.concatenate(next_rows).astype(np.int64),
-            "next_logic": np.concatenate(next_logic),
-            "next_neural": np.concatenate(next_neural),
         }
+        if self.has_life_lost:
+            chunk["life_lost"] = self._life_lost[:c]
+        pools = {"logic": [self._logic[:c], next_logic]}
         if lay.frames:
-            chunk["frame"] = self._neural[:c]
             chunk["key_rows"] = np.concatenate(self._key_rows).astype(np.int64)
-            chunk["key_older"] = np.concatenate(self._key_older)
+            key_older = np.concatenate(self._key_older)
+            pools["neural"] = _frame_pool_parts(self._neural[:c], key_older, next_neural, lay)
         else:
-            chunk["neural"] = self._neural[:c]
-        return chunk
+            pools["neural"] = [self._neural[:c], next_neural]
+        return chunk, pools
 
 
-def _expected_arrays(lay: _Layout, c: int, m: int, k: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of each array of a chunk with ``c`` rows, ``m`` explicit next, ``k`` keys."""
+def _expected_arrays(lay: _Layout, c: int, m: int, k: int, version: int,
+                     life_lost: bool) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array in the pickle of a chunk with ``c`` rows, ``m`` explicit next
+    states and ``k`` key rows (version 1 holds the states too; version 2 keeps them in pools)."""
     f32 = np.dtype(np.float32)
     out = {
-        "logic": ((c, *lay.logic_shape), f32),
         "action": ((c,), lay.action_dtype),
         "reward": ((c,), np.dtype(np.float64)),
         "terminated": ((c,), np.dtype(bool)),
         "truncated": ((c,), np.dtype(bool)),
         "next_rows": ((m,), np.dtype(np.int64)),
-        "next_logic": ((m, *lay.logic_shape), f32),
-        "next_neural": ((m, *lay.neural_shape), lay.neural_dtype),
     }
+    if life_lost:
+        out["life_lost"] = ((c,), np.dtype(bool))
     if lay.frames:
-        out["frame"] = ((c, *lay.frame_shape), lay.neural_dtype)
         out["key_rows"] = ((k,), np.dtype(np.int64))
-        out["key_older"] = ((k, lay.stack - 1, *lay.frame_shape), lay.neural_dtype)
-    else:
-        out["neural"] = ((c, *lay.neural_shape), lay.neural_dtype)
+    if version == 1:
+        out["logic"] = ((c, *lay.logic_shape), f32)
+        out["next_logic"] = ((m, *lay.logic_shape), f32)
+        out["next_neural"] = ((m, *lay.neural_shape), lay.neural_dtype)
+        if lay.frames:
+            out["frame"] = ((c, *lay.frame_shape), lay.neural_dtype)
+            out["key_older"] = ((k, lay.stack - 1, *lay.frame_shape), lay.neural_dtype)
+        else:
+            out["neural"] = ((c, *lay.neural_shape), lay.neural_dtype)
     return out
+
+
+def _pool_shapes(lay: _Layout, c: int, m: int, k: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of a version-2 chunk's two pools (its ``.logic.npy`` and ``.neural.npy``)."""
+    if lay.frames:
+        neural = ((c + k * (lay.stack - 1) + m * lay.stack, *lay.frame_shape), lay.neural_dtype)
+    else:
+        neural = ((c + m, *lay.neural_shape), lay.neural_dtype)
+    return {"logic": ((c + m, *lay.logic_shape), np.dtype(np.float32)), "neural": neural}
 
 
 def _check_index_set(name: str, idx: np.ndarray, c: int, must: np.ndarray, where: Path) -> None:
@@ -448,34 +521,80 @@ def _check_index_set(name: str, idx: np.ndarray, c: int, must: np.ndarray, where
         raise DatasetError(f"{where}: {name} lacks rows {must.tolist()} that must be listed")
 
 
-def _read_chunk(directory: Path, entry: dict[str, Any], lay: _Layout) -> dict[str, Any]:
-    """Load one chunk file listed in the manifest and check it completely against ``entry``."""
-    path = directory / str(entry["file"])
+def _read_checked(path: Path, entry: dict[str, Any], what: str) -> bytes:
+    """A file's bytes, checked against the size and CRC-32 its manifest entry records."""
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise DatasetError(f"{path}: cannot read chunk ({e.strerror or e})") from e
+        raise DatasetError(f"{path}: cannot read {what} ({e.strerror or e})") from e
     if len(data) != entry["bytes"]:
-        raise DatasetError(f"{path}: truncated or altered chunk: {len(data)} bytes on disk, "
+        raise DatasetError(f"{path}: truncated or altered {what}: {len(data)} bytes on disk, "
                            f"the manifest says {entry['bytes']}")
     if zlib.crc32(data) != entry["crc32"]:
-        raise DatasetError(f"{path}: chunk corrupted (CRC-32 differs from the manifest)")
-    chunk = safe_load_pickle(data, path)
-    del data
+        raise DatasetError(f"{path}: {what} corrupted (CRC-32 differs from the manifest)")
+    return data
+
+
+def _parse_npy(data: bytes | memoryview, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array of a ``.npy`` file's bytes, which must be exactly ``dtype`` ``shape``, C order."""
+    buf = io.BytesIO(data[:65536 + 16])
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version != (1, 0):
+            raise ValueError(f"npy format version {version}, expected (1, 0)")
+        got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(buf)
+    except Exception as e:  # noqa: BLE001 - whatever is wrong, it is not a pool file
+        raise DatasetError(f"{path}: not a readable .npy pool ({type(e).__name__}: {e})") from e
+    if fortran or got_dtype != dtype or tuple(got_shape) != shape:
+        raise DatasetError(f"{path}: pool should be {dtype} {shape} in C order, found {got_dtype} "
+                           f"{tuple(got_shape)}{' (Fortran order)' if fortran else ''}")
+    offset = buf.tell()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != offset + nbytes:
+        raise DatasetError(f"{path}: pool holds {len(data) - offset} data bytes, expected {nbytes}")
+    return np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
+
+
+def _read_chunk(directory: Path, entry: dict[str, Any], lay: _Layout,
+                life_lost: bool = False) -> dict[str, Any]:
+    """Load one chunk listed in the manifest (its pickle and, version 2, its pools) and check it
+    completely against ``entry``. Returns the version-1 form: a dict holding every array."""
+    path = directory / str(entry["file"])
+    chunk = safe_load_pickle(_read_checked(path, entry, "chunk"), path)
     if not isinstance(chunk, dict):
         raise DatasetError(f"{path}: a chunk is a dict, found {type(chunk).__name__}")
-    if chunk.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{path}: unknown chunk format_version {chunk.get('format_version')!r} "
-                           f"(this reader knows {FORMAT_VERSION})")
+    version = chunk.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise DatasetError(f"{path}: unknown chunk format_version {version!r} "
+                           f"(this reader knows {', '.join(map(str, READABLE_VERSIONS))})")
+    if (version == 2) != ("sidecars" in entry):
+        raise DatasetError(f"{path}: a format-{version} chunk, but the manifest entry "
+                           f"{'lacks' if version == 2 else 'lists'} sidecar pools")
     c, m, k = int(entry["count"]), int(entry["n_next"]), int(entry["n_keys"])
     if chunk.get("start") != entry["start"] or chunk.get("count") != c:
         raise DatasetError(f"{path}: chunk says start={chunk.get('start')} count={chunk.get('count')}, "
                            f"the manifest says start={entry['start']} count={c}")
-    for name, (shape, dtype) in _expected_arrays(lay, c, m, k).items():
+    for name, (shape, dtype) in _expected_arrays(lay, c, m, k, version, life_lost).items():
         a = chunk.get(name)
         if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
             got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
             raise DatasetError(f"{path}: array {name!r} should be {dtype} {shape}, found {got}")
+    if version == 2:
+        pools = {}
+        for name, (shape, dtype) in _pool_shapes(lay, c, m, k).items():
+            side = entry["sidecars"][name]
+            side_path = directory / side["file"]
+            pools[name] = _parse_npy(_read_checked(side_path, side, "pool"), side_path, shape, dtype)
+        chunk["logic"], chunk["next_logic"] = pools["logic"][:c], pools["logic"][c:]
+        if lay.frames:
+            fs, s = lay.frame_shape, lay.stack
+            chunk["frame"] = pools["neural"][:c]
+            chunk["key_older"] = pools["neural"][c:c + k * (s - 1)].reshape(k, s - 1, *fs)
+            chunk["next_neural"] = pools["neural"][c + k * (s - 1):].reshape(m, s, *fs)
+        else:
+            chunk["neural"], chunk["next_neural"] = pools["neural"][:c], pools["neural"][c:]
+    if not life_lost:
+        chunk["life_lost"] = np.zeros(c, bool)
     n = lay.num_envs
     _check_index_set("next_rows", chunk["next_rows"], c, np.arange(c - n, c), path)
     if lay.frames:
@@ -530,9 +649,11 @@ def _index_chunk(chunk: dict[str, Any], lay: _Layout) -> _ChunkIndex:
     return _ChunkIndex(next_of, src)
 
 
-def _frame_pool_parts(chunk: dict[str, Any], lay: _Layout) -> list[np.ndarray]:
+def _frame_pool_parts(frame: np.ndarray, key_older: np.ndarray, next_neural: np.ndarray,
+                      lay: _Layout) -> list[np.ndarray]:
+    """A chunk's frame pool, in order: ``[frame (c) | key_older (k * (S-1)) | next_neural (m * S)]``."""
     fs = lay.frame_shape
-    return [chunk["frame"], chunk["key_older"].reshape(-1, *fs), chunk["next_neural"].reshape(-1, *fs)]
+    return [frame, key_older.reshape(-1, *fs), next_neural.reshape(-1, *fs)]
 
 
 def _chunk_steps(chunk: dict[str, Any], lay: _Layout, upto: int) -> Iterable[tuple[np.ndarray, ...]]:
@@ -541,7 +662,7 @@ def _chunk_steps(chunk: dict[str, Any], lay: _Layout, upto: int) -> Iterable[tup
     c = int(chunk["count"])
     logic_all = np.concatenate([chunk["logic"], chunk["next_logic"]])
     if lay.frames:
-        pool = np.concatenate(_frame_pool_parts(chunk, lay))
+        pool = np.concatenate(_frame_pool_parts(chunk["frame"], chunk["key_older"], chunk["next_neural"], lay))
 
         def neural_of(states: np.ndarray) -> np.ndarray:
             return pool[idx.frame_src[states]]
@@ -555,10 +676,42 @@ def _chunk_steps(chunk: dict[str, Any], lay: _Layout, upto: int) -> Iterable[tup
         rows = np.arange(r0, r0 + n)
         nxt = idx.next_of[rows]
         yield (logic_all[rows], neural_of(rows), chunk["action"][rows], chunk["reward"][rows],
-               logic_all[nxt], neural_of(nxt), chunk["terminated"][rows], chunk["truncated"][rows])
+               logic_all[nxt], neural_of(nxt), chunk["terminated"][rows], chunk["truncated"][rows],
+               chunk["life_lost"][rows])
 
 
 # --------------------------------------------------------------------------- manifest
+
+
+def _check_version(version: Any, where: Path) -> None:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise DatasetError(f"{where}: format version {version} is newer than this reader (knows "
+                           f"{FORMAT_VERSION}); update the code to read it")
+    if version not in READABLE_VERSIONS:
+        raise DatasetError(f"{where}: unknown format_version {version!r} (this reader knows "
+                           f"{', '.join(map(str, READABLE_VERSIONS))})")
+
+
+def _sidecar_name(chunk_file: str, pool: str) -> str:
+    return f"{chunk_file[:-len('.pkl')]}.{pool}.npy"
+
+
+def _check_sidecars(e: dict[str, Any], path: Path) -> None:
+    side = e["sidecars"]
+    if not isinstance(side, dict) or sorted(side) != sorted(SIDECARS):
+        raise DatasetError(f"{path}: chunk {e['file']}: sidecars must be {list(SIDECARS)}")
+    for pool in SIDECARS:
+        f = side[pool]
+        if f.get("file") != _sidecar_name(e["file"], pool):
+            raise DatasetError(f"{path}: chunk {e['file']}: bad {pool} sidecar name {f.get('file')!r}")
+        for key in ("bytes", "crc32"):
+            if not isinstance(f.get(key), int) or f[key] < 0:
+                raise DatasetError(f"{path}: sidecar {f['file']}: bad {key} {f.get(key)!r}")
+
+
+def has_life_lost(manifest: dict[str, Any]) -> bool:
+    """Whether a dataset records ``life_lost`` (never in format 1)."""
+    return bool(manifest.get("has_life_lost", False)) if manifest["format_version"] >= 2 else False
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -572,10 +725,10 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: unreadable manifest ({e})") from e
     if not isinstance(m, dict):
         raise DatasetError(f"{path}: a manifest is a JSON object")
-    if m.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{path}: unknown format_version {m.get('format_version')!r} "
-                           f"(this code knows {FORMAT_VERSION})")
+    _check_version(m.get("format_version"), path)
     lay = _Layout.from_manifest(m, path)
+    if m["format_version"] >= 2 and not isinstance(m.get("has_life_lost"), bool):
+        raise DatasetError(f"{path}: has_life_lost must be true or false, got {m.get('has_life_lost')!r}")
     try:
         chunks = m["chunks"]
         pos = 0
@@ -585,6 +738,10 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             for key in ("start", "count", "bytes", "crc32", "n_keys", "n_next"):
                 if not isinstance(e[key], int) or e[key] < 0:
                     raise DatasetError(f"{path}: chunk {e['file']}: bad {key} {e[key]!r}")
+            if "sidecars" in e:
+                if m["format_version"] < 2:
+                    raise DatasetError(f"{path}: chunk {e['file']}: sidecar pools in a format-1 manifest")
+                _check_sidecars(e, path)
             if e["start"] != pos or e["count"] == 0 or e["count"] % lay.num_envs:
                 raise DatasetError(f"{path}: chunk {e['file']} covers [{e['start']}, "
                                    f"{e['start'] + e['count']}), expected a whole number of steps from {pos}")
@@ -684,6 +841,7 @@ class DatasetWriter:
         self._manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             **self._layout.manifest_fields(),
+            "has_life_lost": False,
             "chunk_rows": self._rows_per_chunk,
             "chunks": [],
             "count": 0,
@@ -693,6 +851,7 @@ class DatasetWriter:
             "updated_at": now,
         }
         self._marks: list[int] = []
+        self._life_lost: bool | None = None  # decided by the first add of an empty dataset
         _write_json_atomic(self.directory / MANIFEST_NAME, self._manifest)
 
     def _open_existing(self, resume_at: int | None, metadata: dict | None) -> None:
@@ -711,6 +870,9 @@ class DatasetWriter:
             raise DatasetError(f"{self.directory}: the dataset does not match this writer: "
                                + "; ".join(diffs))
         self._manifest = m
+        self._life_lost = has_life_lost(m) if resume_at > 0 else None
+        m["format_version"] = FORMAT_VERSION  # chunks of format 1 stay readable as they are
+        m["has_life_lost"] = bool(self._life_lost)
         m["chunk_rows"] = self._rows_per_chunk
         self._marks = [x for x in m["marks"] if x <= resume_at]
         if metadata:
@@ -725,21 +887,22 @@ class DatasetWriter:
         cut = [e for e in m["chunks"] if e["start"] < at < e["start"] + e["count"]]
         if cut:
             old = cut[0]
-            chunk = _read_chunk(self.directory, old, lay)
+            chunk = _read_chunk(self.directory, old, lay, bool(self._life_lost))
             enc = _ChunkEncoder(lay, old["start"], at - old["start"])
             for step in _chunk_steps(chunk, lay, at - old["start"]):
-                enc.add_step(*(np.ascontiguousarray(a) for a in step))
+                *arrays, life_lost = (np.ascontiguousarray(a) for a in step)
+                enc.add_step(*arrays, life_lost if self._life_lost else None)
             keep.append(self._write_chunk_file(enc))
         m["chunks"] = keep
         m["count"] = at
         m["marks"] = list(self._marks)
         self._write_manifest()
-        self._remove_strays(referenced={e["file"] for e in keep})
+        self._remove_strays(referenced=_files_of(keep))
 
     def _remove_strays(self, referenced: set[str]) -> None:
         """Delete temp files and chunk files that the manifest does not list (never anything else)."""
         for p in self.directory.iterdir():
-            if _TMP_RE.match(p.name) or (_CHUNK_RE.match(p.name) and p.name not in referenced):
+            if _TMP_RE.match(p.name) or (_DATA_FILE_RE.match(p.name) and p.name not in referenced):
                 p.unlink(missing_ok=True)
 
     @staticmethod
@@ -752,7 +915,7 @@ class DatasetWriter:
         if not d.exists():
             return
         ours = [p for p in d.iterdir() if p.name in (MANIFEST_NAME, LOCK_NAME)
-                or _CHUNK_RE.match(p.name) or _TMP_RE.match(p.name)]
+                or _DATA_FILE_RE.match(p.name) or _TMP_RE.match(p.name)]
         others = [p.name for p in d.iterdir() if p not in ours]
         if not (d / MANIFEST_NAME).exists() and others:
             raise DatasetError(f"{d}: not a dataset; refusing to delete anything in it")
@@ -793,13 +956,16 @@ class DatasetWriter:
         return np.ascontiguousarray(a)
 
     def add(self, logic: Any, neural: Any, action: Any, reward: Any, next_logic: Any,
-            next_neural: Any, terminated: Any, truncated: Any) -> None:
+            next_neural: Any, terminated: Any, truncated: Any, life_lost: Any = None) -> None:
         """Append one environment step of all ``num_envs`` copies (leading dimension ``num_envs``).
 
         ``logic``/``next_logic``: float32 ``[N, *logic_shape]``; ``neural``/``next_neural``:
         ``[N, *neural_shape]`` of ``neural_dtype``; ``action``: any integer dtype ``[N]`` with
         values in ``[0, n_actions)``; ``reward``: float32 or float64 ``[N]`` (kept as float64);
         ``terminated``/``truncated``: bool ``[N]``. ``next_*`` are the true successor states.
+        ``life_lost``: bool ``[N]`` (a life was lost in the transition; Atari), or None when the
+        writer does not record it. A dataset records it for every transition or for none: the
+        first step of a dataset decides, and every later step (resumed writers too) must agree.
         """
         if self._closed:
             raise DatasetError(f"{self.directory}: add() on a closed writer")
@@ -822,10 +988,20 @@ class DatasetWriter:
         if reward.dtype not in (np.float32, np.float64) or reward.shape != (n,):
             raise DatasetError(f"add: reward must be a float32/float64 array of shape ({n},), "
                                f"got {reward.dtype} {reward.shape}")
+        if life_lost is not None:
+            life_lost = self._check("life_lost", life_lost, (n,), np.dtype(bool))
+        given = life_lost is not None
+        if self._life_lost is None:
+            self._life_lost = given
+        elif self._life_lost != given:
+            raise DatasetError(
+                f"add: {self.directory} records life_lost for every step, none given here" if self._life_lost
+                else f"add: life_lost given, but {self.directory} records no life_lost (its earlier "
+                     "steps were added without it)")
         if self._encoder is None:
             self._encoder = _ChunkEncoder(lay, self._manifest["count"], self._rows_per_chunk)
         self._encoder.add_step(logic, neural, action, reward, next_logic, next_neural,
-                               terminated, truncated)
+                               terminated, truncated, life_lost)
         if self._encoder.full:
             self._write_chunk()
 
@@ -872,18 +1048,25 @@ class DatasetWriter:
         self.close()
 
     def _write_chunk_file(self, enc: _ChunkEncoder) -> dict[str, Any]:
-        chunk = enc.finish()
+        """The pools (``.npy``), then the pickle; returns the chunk's manifest entry."""
+        chunk, pools = enc.finish()
         name = _chunk_name(enc.start, enc.rows)
+        sidecars = {}
+        for pool in SIDECARS:
+            side = _sidecar_name(name, pool)
+            size, crc = _write_npy_atomic(self.directory / side, pools[pool])
+            sidecars[pool] = {"file": side, "bytes": size, "crc32": crc}
         size, crc = _write_pickle_atomic(self.directory / name, chunk)
         return {"file": name, "start": enc.start, "count": enc.rows, "bytes": size, "crc32": crc,
                 "n_keys": int(chunk["key_rows"].size) if self._layout.frames else 0,
-                "n_next": int(chunk["next_rows"].size)}
+                "n_next": int(chunk["next_rows"].size), "sidecars": sidecars}
 
     def _write_chunk(self) -> None:
         assert self._encoder is not None
         entry = self._write_chunk_file(self._encoder)
         self._manifest["chunks"].append(entry)
         self._manifest["count"] += entry["count"]
+        self._manifest["has_life_lost"] = bool(self._life_lost)
         self._encoder = None
         self._write_manifest()
 
@@ -903,7 +1086,9 @@ class Batch(NamedTuple):
 
     ``logic_state``/``next_logic_state`` float32 ``[B, O, F]``; ``neural_state``/
     ``next_neural_state`` ``[B, *neural_shape]`` of the dataset's dtype (uint8 frames stay uint8);
-    ``action`` int64 ``[B]``; ``reward`` float64 ``[B]``; ``terminated``/``truncated`` bool ``[B]``.
+    ``action`` int64 ``[B]``; ``reward`` float64 ``[B]``; ``terminated``/``truncated``/``life_lost``
+    bool ``[B]``. ``life_lost`` (a life was lost in the transition) is all False where the dataset
+    does not record it; a Batch built by hand may leave it None (``to_torch`` then gives zeros).
     """
 
     logic_state: Any
@@ -914,13 +1099,14 @@ class Batch(NamedTuple):
     next_neural_state: Any
     terminated: Any
     truncated: Any
+    life_lost: Any = None
 
     def to_torch(self, device: Any = "cpu") -> "Batch":
         """The same batch as torch tensors on ``device``.
 
         States keep their dtype (float32; uint8 frames stay uint8, the network scales them);
-        ``action`` int64; ``reward``, ``terminated`` and ``truncated`` float32 (ready for
-        ``r + gamma * (1 - terminated) * v``).
+        ``action`` int64; ``reward``, ``terminated``, ``truncated`` and ``life_lost`` float32
+        (ready for ``r + gamma * (1 - terminated) * v``).
         """
         import torch
 
@@ -928,9 +1114,11 @@ class Batch(NamedTuple):
             x = torch.from_numpy(np.ascontiguousarray(a))
             return x.to(device=device, dtype=dtype) if dtype is not None else x.to(device)
 
+        life_lost = self.life_lost if self.life_lost is not None else np.zeros(len(self.terminated), bool)
         return Batch(t(self.logic_state), t(self.neural_state), t(self.action, torch.int64),
                      t(self.reward, torch.float32), t(self.next_logic_state), t(self.next_neural_state),
-                     t(self.terminated, torch.float32), t(self.truncated, torch.float32))
+                     t(self.terminated, torch.float32), t(self.truncated, torch.float32),
+                     t(life_lost, torch.float32))
 
 
 class DatasetReader:
@@ -966,6 +1154,7 @@ class DatasetReader:
         self._reward = np.empty(rows, np.float64)
         self._terminated = np.empty(rows, bool)
         self._truncated = np.empty(rows, bool)
+        self._life_lost = np.empty(rows, bool)
         if lay.frames:
             s = lay.stack
             pool = sum(e["count"] + e["n_keys"] * (s - 1) + e["n_next"] * s for e in entries)
@@ -976,7 +1165,7 @@ class DatasetReader:
         m_off = rows  # where the next chunk's explicit next states go
         f_off = 0
         for e in entries:
-            chunk = _read_chunk(self.directory, e, lay)
+            chunk = _read_chunk(self.directory, e, lay, self.has_life_lost)
             idx = _index_chunk(chunk, lay)
             r0, c, m = e["start"], e["count"], e["n_next"]
             here = slice(r0, r0 + c)
@@ -988,8 +1177,9 @@ class DatasetReader:
             self._reward[here] = chunk["reward"]
             self._terminated[here] = chunk["terminated"]
             self._truncated[here] = chunk["truncated"]
+            self._life_lost[here] = chunk["life_lost"]
             if lay.frames:
-                parts = _frame_pool_parts(chunk, lay)
+                parts = _frame_pool_parts(chunk["frame"], chunk["key_older"], chunk["next_neural"], lay)
                 for p in parts:
                     self._frames[f_off:f_off + len(p)] = p
                     f_off += len(p)
@@ -1013,6 +1203,11 @@ class DatasetReader:
     @property
     def env(self) -> str:
         return self.manifest["env"]
+
+    @property
+    def has_life_lost(self) -> bool:
+        """Whether the dataset records ``life_lost`` (otherwise batches hold all False)."""
+        return has_life_lost(self.manifest)
 
     @property
     def num_envs(self) -> int:
@@ -1048,7 +1243,8 @@ class DatasetReader:
         return Batch(np.take(self._logic, idx, axis=0), self._neural_of(idx),
                      np.take(self._action, idx).astype(np.int64), np.take(self._reward, idx),
                      np.take(self._logic, nxt, axis=0), self._neural_of(nxt),
-                     np.take(self._terminated, idx), np.take(self._truncated, idx))
+                     np.take(self._terminated, idx), np.take(self._truncated, idx),
+                     np.take(self._life_lost, idx))
 
     def sample(self, batch_size: int, rng: np.random.Generator | None = None) -> Batch:
         """``batch_size`` transitions drawn uniformly (with replacement) from positions ``[0, len)``.
@@ -1080,11 +1276,13 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
     """What ``inspect`` prints: the manifest's description plus bytes per transition."""
     d = Path(directory)
     m = _read_manifest(d)
-    chunk_bytes = sum(e["bytes"] for e in m["chunks"])
+    chunk_bytes = sum(e["bytes"] + sum(side["bytes"] for side in e.get("sidecars", {}).values())
+                      for e in m["chunks"])
     return {
         "directory": str(d),
         "format_version": m["format_version"],
         **{k: m[k] for k in _Layout.from_manifest(m, d).manifest_fields()},
+        "has_life_lost": has_life_lost(m),
         "count": m["count"],
         "chunks": len(m["chunks"]),
         "chunk_rows": m.get("chunk_rows"),
@@ -1110,13 +1308,13 @@ def verify(directory: str | os.PathLike) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for e in m["chunks"]:
         try:
-            chunk = _read_chunk(d, e, lay)
+            chunk = _read_chunk(d, e, lay, has_life_lost(m))
             _index_chunk(chunk, lay)
         except DatasetError as err:
             problems.append(str(err))
-    listed = {e["file"] for e in m["chunks"]}
+    listed = _files_of(m["chunks"])
     notes = [f"{p}: leftover of an interrupted writer, ignored" for p in sorted(d.iterdir())
-             if _TMP_RE.match(p.name) or (_CHUNK_RE.match(p.name) and p.name not in listed)]
+             if _TMP_RE.match(p.name) or (_DATA_FILE_RE.match(p.name) and p.name not in listed)]
     return problems, notes
 
 

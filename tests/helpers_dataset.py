@@ -44,8 +44,12 @@ def _classic_state(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_stream(kind: str, num_envs: int, n_steps: int, seed: int = 0, glitch: float = 0.0,
-                max_len: int = 4, p_term: float = 0.1) -> list[dict[str, np.ndarray]]:
+                max_len: int = 4, p_term: float = 0.1, life_lost: bool = False) -> list[dict[str, np.ndarray]]:
     """``n_steps`` steps of ``num_envs`` environments; each a dict of the ``add`` arguments.
+
+    With ``life_lost`` each step also holds a ``life_lost`` flag array (about one transition in
+    five), drawn from its own generator so that the other fields are those of the same stream
+    without it.
 
     Env ``i`` is truncated at episode length ``max_len + 3 * i`` and terminates with probability
     ``p_term`` a step (once both together, at env 0's third step, when ``max_len > 3``). With
@@ -71,6 +75,7 @@ def make_stream(kind: str, num_envs: int, n_steps: int, seed: int = 0, glitch: f
         frame = rng.integers(0, 256, spec["neural_shape"][1:], dtype=np.uint8)
         return logic, np.concatenate([state[1][1:], frame[None]])
 
+    lives = np.random.default_rng([seed, 1])
     states = [fresh() for _ in range(num_envs)]
     lengths = [0] * num_envs
     steps = []
@@ -116,17 +121,20 @@ def make_stream(kind: str, num_envs: int, n_steps: int, seed: int = 0, glitch: f
             "terminated": np.array(step["terminated"], bool),
             "truncated": np.array(step["truncated"], bool),
         })
+        if life_lost:
+            steps[-1]["life_lost"] = lives.random(num_envs) < 0.2
     return steps
 
 
 def flatten(steps: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Step-major transitions: row ``t * num_envs + i`` is env ``i`` at step ``t``."""
-    return {k: np.concatenate([s[k] for s in steps]) for k in FIELDS}
+    keys = FIELDS + (("life_lost",) if "life_lost" in steps[0] else ())
+    return {k: np.concatenate([s[k] for s in steps]) for k in keys}
 
 
 BATCH_OF = {"logic": "logic_state", "neural": "neural_state", "action": "action", "reward": "reward",
             "next_logic": "next_logic_state", "next_neural": "next_neural_state",
-            "terminated": "terminated", "truncated": "truncated"}
+            "terminated": "terminated", "truncated": "truncated", "life_lost": "life_lost"}
 
 
 def assert_bits_equal(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
@@ -140,10 +148,11 @@ def assert_bits_equal(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
 
 
 def assert_batch_matches(batch: Any, expected: dict[str, np.ndarray], rows: np.ndarray) -> None:
-    """``batch`` (from get/sample) holds exactly the expected transitions at ``rows``."""
+    """``batch`` (from get/sample) holds exactly the expected transitions at ``rows`` (``life_lost``
+    all False where the stream has none)."""
     for k, name in BATCH_OF.items():
         got = getattr(batch, name)
-        want = expected[k][rows]
+        want = expected[k][rows] if k in expected else np.zeros(len(rows), bool)
         if k == "action":
             assert got.dtype == np.int64
         assert_bits_equal(got, want, f"{name}")
@@ -151,7 +160,7 @@ def assert_batch_matches(batch: Any, expected: dict[str, np.ndarray], rows: np.n
 
 def write_steps(writer: Any, steps: list[dict[str, np.ndarray]]) -> None:
     for s in steps:
-        writer.add(*(s[k] for k in FIELDS))
+        writer.add(*(s[k] for k in FIELDS), life_lost=s.get("life_lost"))
 
 
 @dataclass

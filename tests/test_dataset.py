@@ -23,6 +23,10 @@ from helpers_dataset import (FIELDS, assert_batch_matches, assert_bits_equal, fl
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPER = Path(__file__).resolve().parent / "helpers_dataset.py"
+V1_DATA = Path(__file__).resolve().parent / "data"
+"""Datasets written by the format-1 writer (commit 528fe13): ``make_stream(kind, n, t, seed=31,
+glitch=0.1)`` of :data:`V1_STREAMS`, a mark after step 10, metadata ``{"method": "ppo", ...}``."""
+V1_STREAMS = {"tinyframes": (3, 20, 21), "classic": (2, 15, 10)}  # kind: num_envs, steps, chunk_size
 
 
 def _env() -> dict[str, str]:
@@ -40,7 +44,7 @@ def write_dataset(d: Path, kind: str, num_envs: int, steps: list[dict], chunk_si
         for t, s in enumerate(steps):
             if t in flush_at:
                 w.flush()
-            w.add(*(s[k] for k in FIELDS))
+            w.add(*(s[k] for k in FIELDS), life_lost=s.get("life_lost"))
 
 
 def read_all(d: Path) -> tuple[DatasetReader, Batch]:
@@ -55,6 +59,17 @@ def rows_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def manifest(d: Path) -> dict:
     return json.loads((d / MANIFEST_NAME).read_text())
+
+
+def files_of(m: dict) -> set[str]:
+    """The files the manifest's chunks are made of: each pickle and its sidecar pools."""
+    return {e["file"] for e in m["chunks"]} | {s["file"] for e in m["chunks"]
+                                               for s in e.get("sidecars", {}).values()}
+
+
+def chunk_bytes(e: dict) -> int:
+    """Bytes of one chunk on disk: its pickle and its pools."""
+    return e["bytes"] + sum(s["bytes"] for s in e.get("sidecars", {}).values())
 
 
 def rewrite_chunk(d: Path, entry_index: int, payload: bytes) -> Path:
@@ -165,7 +180,8 @@ def test_atari_frames_take_about_one_frame_per_transition(tmp_path):
     payload = (n * t * (frame + logic + 1 + 8 + 2)  # newest frame, logic, action, reward, flags
                + e["n_keys"] * (3 * frame + 8)  # older frames of key rows + index
                + e["n_next"] * (4 * frame + logic + 8))  # explicit next stacks + logic + index
-    assert payload <= e["bytes"] <= payload + 2048  # pickle's own overhead: ~1 KB a chunk
+    # pickle's own overhead ~1 KB a chunk; two .npy headers of 128 bytes
+    assert payload <= chunk_bytes(e) <= payload + 2048
     per = summarize(d)["bytes_per_transition"]
     assert per < 4 * frame / 2  # well under one stack per transition
     assert_batch_matches(DatasetReader(d).get(np.arange(n * t)), exp, np.arange(n * t))
@@ -328,8 +344,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
     r, batch = read_all(d)
     assert len(r) == n * t
     assert_batch_matches(batch, exp, np.arange(n * t))
-    listed = {e["file"] for e in r.manifest["chunks"]}
-    assert {f.name for f in d.iterdir()} == listed | {MANIFEST_NAME, ".writer.lock"}
+    assert {f.name for f in d.iterdir()} == files_of(r.manifest) | {MANIFEST_NAME, ".writer.lock"}
 
 
 # --------------------------------------------------------------------------- resume
@@ -367,8 +382,7 @@ def test_resume_drops_the_tail_and_matches_a_straight_write(tmp_path, at_step):
     for name in Batch._fields:
         assert_bits_equal(getattr(batch, name), getattr(straight_batch, name), name)
     assert r.metadata == {"method": "ppo", "run_id": "r1"}
-    listed = {e["file"] for e in r.manifest["chunks"]}
-    assert {f.name for f in d.iterdir()} == listed | {MANIFEST_NAME, ".writer.lock"}
+    assert {f.name for f in d.iterdir()} == files_of(r.manifest) | {MANIFEST_NAME, ".writer.lock"}
 
 
 def test_random_layouts_flushes_and_resumes_stay_exact(tmp_path):
@@ -616,15 +630,21 @@ def test_unknown_format_version_is_refused(tmp_path):
     d = tmp_path / "ds"
     write_dataset(d, "classic", 2, make_stream("classic", 2, 10, seed=14), chunk_size=8)
     m = manifest(d)
-    m["format_version"] = 2
+    m["format_version"] = 3
     (d / MANIFEST_NAME).write_text(json.dumps(m))
-    with pytest.raises(DatasetError, match="unknown format_version 2"):
+    newer = r"format version 3 is newer than this reader \(knows 2\)"
+    with pytest.raises(DatasetError, match=newer):
         DatasetReader(d)
-    with pytest.raises(DatasetError, match="unknown format_version"):
+    with pytest.raises(DatasetError, match=newer):
         DatasetWriter(d, resume_at=0, **writer_kwargs("classic", 2))
     for cmd in ("verify", "inspect"):
         res = run_cli(cmd, d)
-        assert res.returncode == 1 and "unknown format_version 2" in res.stderr
+        assert res.returncode == 1 and "format version 3 is newer than this reader (knows 2)" in res.stderr
+    for bad in (0, "2", None):
+        m["format_version"] = bad
+        (d / MANIFEST_NAME).write_text(json.dumps(m))
+        with pytest.raises(DatasetError, match="unknown format_version"):
+            DatasetReader(d)
 
     d2 = tmp_path / "ds2"  # a chunk claiming an unknown version
     write_dataset(d2, "classic", 2, make_stream("classic", 2, 10, seed=14), chunk_size=8)
@@ -676,12 +696,12 @@ def test_cli_inspect_and_verify(tmp_path):
     res = run_cli("inspect", d, "--json")
     assert res.returncode == 0, res.stderr
     s = json.loads(res.stdout)
-    chunk_bytes = sum(f.stat().st_size for f in d.glob("chunk_*.pkl"))
+    on_disk = sum(f.stat().st_size for f in d.glob("chunk_*"))
     assert s["env"] == "test-atari" and s["count"] == 20 and s["chunks"] == 3
     assert s["neural_shape"] == [4, 84, 84] and s["neural_dtype"] == "uint8"
     assert s["neural_encoding"] == "frames" and s["logic_shape"] == [40, 6]
     assert s["marks"] == [8, 20] and s["metadata"] == {"method": "ppo"}
-    assert s["bytes_per_transition"] == pytest.approx(chunk_bytes / 20)
+    assert s["bytes_per_transition"] == pytest.approx(on_disk / 20)
     res = run_cli("inspect", d)
     assert res.returncode == 0 and "bytes_per_transition" in res.stdout and "test-atari" in res.stdout
     res = run_cli("verify", d)
@@ -700,3 +720,117 @@ def test_cli_inspect_and_verify(tmp_path):
     assert res.returncode == 2 and "not a dataset" in res.stderr
     assert run_cli().returncode == 2
     assert run_cli("frobnicate", d).returncode == 2
+
+
+# --------------------------------------------------------------------------- life_lost
+
+
+@pytest.mark.parametrize("kind", ["classic", "tinyframes"])
+def test_life_lost_round_trip_and_absence(tmp_path, kind):
+    n, t = 3, 30
+    steps = make_stream(kind, n, t, seed=22, glitch=0.1, life_lost=True)
+    exp = flatten(steps)
+    assert exp["life_lost"].any() and not exp["life_lost"].all()
+    d = tmp_path / "with"
+    write_dataset(d, kind, n, steps, chunk_size=20, flush_at=(4,))
+    assert manifest(d)["has_life_lost"] is True and summarize(d)["has_life_lost"] is True
+    r, batch = read_all(d)
+    assert r.has_life_lost
+    assert_batch_matches(batch, exp, np.arange(n * t))
+    tb = batch.to_torch()
+    assert tb.life_lost.dtype.is_floating_point and tb.life_lost.tolist() == exp["life_lost"].astype(float).tolist()
+    # the same stream without the flags: everything else identical, life_lost all False
+    plain = [{k: v for k, v in st.items() if k != "life_lost"} for st in steps]
+    d2 = tmp_path / "without"
+    write_dataset(d2, kind, n, plain, chunk_size=20)
+    r2, batch2 = read_all(d2)
+    assert not r2.has_life_lost and manifest(d2)["has_life_lost"] is False
+    assert batch2.life_lost.dtype == bool and not batch2.life_lost.any()
+    for name in Batch._fields[:-1]:
+        assert_bits_equal(getattr(batch2, name), getattr(batch, name), name)
+    assert not batch2.to_torch().life_lost.any()
+    assert verify(d) == verify(d2) == ([], [])
+
+
+def test_life_lost_must_be_given_for_all_steps_or_none(tmp_path):
+    n = 2
+    steps = make_stream("classic", n, 12, seed=23, life_lost=True)
+    args = lambda st: [st[k] for k in FIELDS]  # noqa: E731
+    with DatasetWriter(tmp_path / "a", chunk_size=4, **writer_kwargs("classic", n)) as w:
+        w.add(*args(steps[0]), life_lost=steps[0]["life_lost"])
+        with pytest.raises(DatasetError, match="records life_lost for every step"):
+            w.add(*args(steps[1]))
+        with pytest.raises(DatasetError, match="life_lost must be bool"):
+            w.add(*args(steps[1]), life_lost=steps[1]["life_lost"].astype(np.int8))
+        with pytest.raises(DatasetError, match="life_lost must have shape"):
+            w.add(*args(steps[1]), life_lost=np.zeros(3, bool))
+        write_steps(w, steps[1:6])
+    with DatasetWriter(tmp_path / "b", chunk_size=4, **writer_kwargs("classic", n)) as w:
+        w.add(*args(steps[0]))
+        with pytest.raises(DatasetError, match="records no life_lost"):
+            w.add(*args(steps[1]), life_lost=steps[1]["life_lost"])
+    # resuming: a dataset with the flags needs them, one without refuses them; at 0 either goes
+    with DatasetWriter(tmp_path / "a", resume_at=6, chunk_size=4, **writer_kwargs("classic", n)) as w:
+        with pytest.raises(DatasetError, match="records life_lost"):
+            w.add(*args(steps[3]))
+        write_steps(w, steps[3:])
+    exp = flatten(steps)
+    r, batch = read_all(tmp_path / "a")
+    assert r.has_life_lost and len(r) == 24
+    assert_batch_matches(batch, exp, np.arange(24))
+    with DatasetWriter(tmp_path / "b", resume_at=2, **writer_kwargs("classic", n)) as w:
+        with pytest.raises(DatasetError, match="records no life_lost"):
+            w.add(*args(steps[1]), life_lost=steps[1]["life_lost"])
+    with DatasetWriter(tmp_path / "b", resume_at=0, **writer_kwargs("classic", n)) as w:
+        write_steps(w, steps[:2])
+    assert DatasetReader(tmp_path / "b").has_life_lost
+
+
+def test_resume_mid_chunk_keeps_life_lost_exactly(tmp_path):
+    n, t = 3, 40
+    steps = make_stream("tinyframes", n, t, seed=24, glitch=0.05, life_lost=True)
+    exp = flatten(steps)
+    d = tmp_path / "ds"
+    kw = writer_kwargs("tinyframes", n)
+    with DatasetWriter(d, chunk_size=27, **kw) as w:
+        write_steps(w, steps[:25])
+    with DatasetWriter(d, chunk_size=27, resume_at=13 * n, **kw) as w:  # inside the second chunk
+        write_steps(w, steps[13:])
+    r, batch = read_all(d)
+    assert len(r) == n * t and r.has_life_lost
+    assert_batch_matches(batch, exp, np.arange(n * t))
+    assert verify(d) == ([], [])
+
+
+# --------------------------------------------------------------------------- format 1
+
+
+@pytest.mark.parametrize("kind", sorted(V1_STREAMS))
+def test_format_1_datasets_read_exactly(tmp_path, kind):
+    n, t, _ = V1_STREAMS[kind]
+    src = V1_DATA / f"dataset_v1_{kind}"
+    exp = flatten(make_stream(kind, n, t, seed=31, glitch=0.1))
+    m = manifest(src)
+    assert m["format_version"] == 1 and "has_life_lost" not in m and len(m["chunks"]) == 3
+    r, batch = read_all(src)
+    assert len(r) == n * t and r.marks == [10 * n] and not r.has_life_lost
+    assert r.metadata == {"method": "ppo", "run_id": f"v1_{kind}"}
+    assert_batch_matches(batch, exp, np.arange(n * t))
+    assert verify(src) == ([], []) and summarize(src)["format_version"] == 1
+    res = run_cli("verify", src)
+    assert res.returncode == 0 and f"OK: {n * t} transitions in 3 chunk(s), 1 mark(s)" in res.stdout
+
+    # a writer continues a format-1 dataset (mid-chunk): its chunks before the cut stay format 1
+    d = tmp_path / "ds"
+    shutil.copytree(src, d)
+    first = m["chunks"][0]
+    at = first["count"] + n  # one step into the second chunk
+    with DatasetWriter(d, resume_at=at, chunk_size=100, **writer_kwargs(kind, n)) as w:
+        write_steps(w, make_stream(kind, n, t, seed=31, glitch=0.1)[at // n:])
+    m2 = manifest(d)
+    assert m2["format_version"] == 2 and m2["has_life_lost"] is False
+    assert m2["chunks"][0] == first and "sidecars" in m2["chunks"][1]
+    assert (d / first["file"]).read_bytes() == (src / first["file"]).read_bytes()
+    r, batch = read_all(d)
+    assert_batch_matches(batch, exp, np.arange(n * t))
+    assert verify(d) == ([], [])
