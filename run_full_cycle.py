@@ -6,10 +6,12 @@ Usually called by ``run_full_cycle.sh``, whose knobs (environment variables such
 
 Examples:
   python run_full_cycle.py --dry_run                   # print the plan, start nothing
-  python run_full_cycle.py --wait                      # run it and wait for the summary
+  python run_full_cycle.py                             # run it (on a terminal: follow it to the end)
+  python run_full_cycle.py --detach                    # run it and return at once
+  python run_full_cycle.py --resume                    # continue a stopped experiment (same knobs)
   python run_full_cycle.py --status default_cartpole   # each job's state
-Exit status: 0 started (with --wait: every job done), 1 a job or a submission failed,
-2 bad input (nothing started).
+Exit status: 0 started (when following: every job done), 1 a job or a submission failed,
+2 bad input (nothing started), 130 Ctrl-C while following (the experiment goes on).
 """
 
 from __future__ import annotations
@@ -89,7 +91,14 @@ class Args:
     status: str | None = None
     """print the state of each job of experiment STATUS and exit (with --wait: wait for it)"""
     wait: bool = False
-    """block until the experiment ends, showing progress, then print a summary"""
+    """block until the experiment ends, showing progress, then print a summary (what a local
+    experiment started on a terminal does anyway; with --status EXP: follow that experiment)"""
+    detach: bool = False
+    """return once the experiment is started, instead of following it on a terminal"""
+    resume: bool = False
+    """RESUME: continue the experiment in its registry with the knobs it was started with: keep
+    the jobs that are done, continue the others from their latest checkpoint (afresh when they
+    have none), start those never started"""
     overwrite: bool = False
     """replace runs that already exist (an online run together with its dataset)"""
     skip_existing: bool = False

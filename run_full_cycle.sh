@@ -2,8 +2,12 @@
 # Run the whole online-vs-offline comparison of one experiment, locally or on SLURM.
 # Edit the knobs below, or set any of them from outside: EXPERIMENT_ID=try2 SEEDS="0 1" ./run_full_cycle.sh
 # Flags override the knobs and choose what to do:
+#   ./run_full_cycle.sh                    run it; on a terminal (local mode) follow it to the end
+#                                          (Ctrl-C stops following, not the experiment)
+#   ./run_full_cycle.sh --detach           start it and return at once
 #   ./run_full_cycle.sh --dry_run          print the plan (cluster mode: the sbatch scripts); start nothing
-#   ./run_full_cycle.sh --wait             run it, show progress, print a summary at the end
+#   ./run_full_cycle.sh --wait             follow it to the end anywhere (also without a terminal, on SLURM)
+#   ./run_full_cycle.sh --resume           continue a stopped experiment (same knobs; or RESUME=1)
 #   ./run_full_cycle.sh --status EXP       each job's state        (--help lists every flag)
 #   ./run_full_cycle.sh --overwrite | --skip_existing   what to do with runs that already exist
 # Outputs: out/runs/{run_id}/, offline_dataset/{run_id}/, logs/{EXP}/ (job logs, registry.json,
@@ -42,10 +46,13 @@ set -euo pipefail
 : "${ONLINE_EXTRA_ARGS:=}"                   # extra flags for the online scripts, e.g. "--learning_rate 1e-3"
 : "${OFFLINE_EXTRA_ARGS:=}"                  # extra flags for the offline scripts
 
+# ---------------------------------------------------------------- continue a stopped experiment
+: "${RESUME:=0}"                             # 1: like --resume: keep the done jobs, continue the others from their checkpoints
+
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
     OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES SEEDS LOCAL MAX_PARALLEL USE_LARGE_DATASET_PATH \
     LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS \
-    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS
+    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS RESUME
 
 # The project folder (outputs go there unless --work_dir says otherwise); relative paths given in
 # knobs or flags are taken from the current folder.

@@ -4,12 +4,14 @@ the batch script's signal handling, and sync_logs.sh. The training scripts are s
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -126,7 +128,7 @@ def test_failed_online_job_cancels_its_offline_jobs_which_never_start(fake):
     assert status.returncode == 0
     line = next(ln for ln in status.stdout.splitlines() if "f_iql_on_ppo_cartpole_s0" in ln)
     assert "cancelled" in line and "upstream f_ppo_cartpole_s0 failed" in line
-    assert "5 jobs: 3 done, 0 running, 0 pending, 1 failed, 1 cancelled" in status.stdout
+    assert "5 jobs: 3 done, 0 running, 0 pending, 0 interrupted, 1 failed, 1 cancelled" in status.stdout
 
 
 def test_runner_is_detached_and_survives_the_shell_that_started_it(fake):
@@ -280,6 +282,179 @@ def test_on_a_terminal_each_existing_run_is_asked_about(fake):
         ("p_iql_on_ppo_cartpole_s0", []), ("plots", ["p_iql_on_ppo_cartpole_s0"])]
 
 
+# --------------------------------------------------------------------------- --resume
+
+def _starts(trace: list[dict]) -> dict[str, list[str]]:
+    """job -> its argv, for each start in ``trace``."""
+    return {e["job"]: e["argv"] for e in trace if e["event"] == "start"}
+
+
+def test_resume_keeps_done_jobs_continues_from_checkpoints_and_restarts_the_rest_clean(fake):
+    exp = ("--experiment_id", "r", "--max_parallel", "1")
+    first = fake.cycle(*exp, "--wait", env_extra={
+        "FAKE_FAIL": "r_blendrl_ppo_cartpole_s0,r_iql_on_ppo_cartpole_s0",
+        "FAKE_CHECKPOINT": "r_blendrl_ppo_cartpole_s0"})
+    assert first.returncode == 1
+    assert "./run_full_cycle.sh --resume with the same knobs" in first.stdout
+    states = {j["name"]: j["state"] for j in registry_of(fake.work, "r")["jobs"]}
+    assert states == {"r_ppo_cartpole_s0": "done", "r_blendrl_ppo_cartpole_s0": "failed",
+                      "r_iql_on_ppo_cartpole_s0": "failed",
+                      "r_iql_on_blendrl_ppo_cartpole_s0": "cancelled",
+                      "r_blendrl_iql_on_ppo_cartpole_s0": "done",
+                      "r_blendrl_iql_on_blendrl_ppo_cartpole_s0": "cancelled", "plots": "done"}
+    partial = fake.work / "out" / "runs" / "r_iql_on_ppo_cartpole_s0"
+    assert (partial / "run.json").is_file() and not (partial / "checkpoints").exists()
+    n = len(read_trace(fake.trace))
+
+    res = fake.cycle(*exp, "--resume", "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"removing {partial} (partial output without a checkpoint)" in res.stdout
+    again = _starts(read_trace(fake.trace)[n:])
+    # the done jobs are not run again; the failed online job continues from its checkpoint; the
+    # failed offline job without one starts clean (the stand-in refuses an existing run folder)
+    assert set(again) == {"r_blendrl_ppo_cartpole_s0", "r_iql_on_ppo_cartpole_s0",
+                          "r_iql_on_blendrl_ppo_cartpole_s0", "r_blendrl_iql_on_blendrl_ppo_cartpole_s0",
+                          "plots"}
+    assert again["r_blendrl_ppo_cartpole_s0"][-1] == "--resume"
+    assert [k for k, v in again.items() if "--resume" in v] == ["r_blendrl_ppo_cartpole_s0"]
+    s = spans(read_trace(fake.trace)[n:])
+    assert s["r_iql_on_blendrl_ppo_cartpole_s0"][0] >= s["r_blendrl_ppo_cartpole_s0"][1]  # afterok holds
+    reg = registry_of(fake.work, "r")
+    assert [j["state"] for j in reg["jobs"]] == ["done"] * 7
+    assert {j["name"]: j["resume"] for j in reg["jobs"]} == {
+        "r_ppo_cartpole_s0": "kept", "r_blendrl_ppo_cartpole_s0": "checkpoint",
+        "r_iql_on_ppo_cartpole_s0": "clean", "r_iql_on_blendrl_ppo_cartpole_s0": "start",
+        "r_blendrl_iql_on_ppo_cartpole_s0": "kept",
+        "r_blendrl_iql_on_blendrl_ppo_cartpole_s0": "start", "plots": "start"}
+    assert (fake.work / "logs" / "r" / reg["resumed_from"]).is_file()  # the old registry, archived
+    assert fake.cycle(*exp, "--resume").stdout.rstrip().endswith("nothing to resume: every job is done")
+
+
+def test_exit_75_is_interrupted_and_resume_continues_it_with_the_same_knobs_only(fake):
+    a = _launch_long(fake, "i", {"FAKE_CHECKPOINT": "i_ppo_cartpole_s0"})
+    job = a["jobs"][0]
+    wait_for(lambda: (fake.work / "out/runs/i_ppo_cartpole_s0/checkpoints/latest.pt").exists(), 10,
+             "the checkpoint")
+    os.killpg(job["pgid"], signal.SIGTERM)  # as a shutting-down machine would: not through kill
+    wait_for(lambda: registry_of(fake.work, "i")["runner"]["state"] == "done", 30, "the runner to end")
+    jobs = {j["name"]: j for j in registry_of(fake.work, "i")["jobs"]}
+    assert (jobs["i_ppo_cartpole_s0"]["state"], jobs["i_ppo_cartpole_s0"]["exit_code"]) == ("interrupted", 75)
+    assert jobs["i_iql_on_ppo_cartpole_s0"]["state"] == "cancelled"
+    assert jobs["i_iql_on_ppo_cartpole_s0"]["reason"] == "upstream i_ppo_cartpole_s0 interrupted (exit 75)"
+    status = fake.cycle("--status", "i")
+    assert "3 jobs: 1 done, 0 running, 0 pending, 1 interrupted, 0 failed, 1 cancelled" in status.stdout
+    assert "interrupted after checkpointing (exit 75)" in status.stdout
+
+    exp = ("--experiment_id", "i", "--online_methods", "ppo", "--offline_methods", "iql",
+           "--offline_datasets", "ppo", "--max_parallel", "1")
+    registry_bytes = (fake.work / "logs" / "i" / "registry.json").read_bytes()
+    n = len(read_trace(fake.trace))
+    changed = fake.cycle(*exp, "--resume", "--online_steps", "999", "--eval_episodes", "3",
+                         "--online_extra_args=--learning_rate 1e-3")
+    assert changed.returncode == 2
+    assert changed.stderr.splitlines()[1:4] == [
+        "  - ONLINE_STEPS: 50000 when the experiment started, 999 now",
+        "  - EVAL_EPISODES: 10 when the experiment started, 3 now",
+        "  - ONLINE_EXTRA_ARGS: '' when the experiment started, '--learning_rate 1e-3' now"]
+    assert (fake.work / "logs" / "i" / "registry.json").read_bytes() == registry_bytes
+    assert len(read_trace(fake.trace)) == n  # nothing was started
+    assert fake.cycle(*exp, "--resume", "--overwrite").returncode == 2
+    unknown = fake.cycle("--experiment_id", "nope", "--resume")
+    assert unknown.returncode == 2 and "no experiment nope to continue" in unknown.stderr
+
+    res = fake.cycle(*exp, "--wait", env_extra={"RESUME": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    again = _starts(read_trace(fake.trace)[n:])
+    assert list(again) == ["i_ppo_cartpole_s0", "i_iql_on_ppo_cartpole_s0", "plots"]
+    assert again["i_ppo_cartpole_s0"][-1] == "--resume"
+    assert [e["event"] for e in read_trace(fake.trace)[n:] if e["job"] == "i_ppo_cartpole_s0"] == \
+        ["start", "resume", "end"]
+    assert [j["state"] for j in registry_of(fake.work, "i")["jobs"]] == ["done"] * 3
+
+
+# --------------------------------------------------------------------------- following on a terminal
+
+def _on_a_terminal(args: list[str], env: dict) -> tuple[subprocess.Popen, int]:
+    """``run_full_cycle.py ARGS`` in its own session whose controlling terminal is a new pty
+    (as in a terminal window); returns the process and the pty's master side."""
+    master, slave = pty.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([PY, str(ROOT / "run_full_cycle.py"), *args], env=env, stdin=slave,
+                         stdout=slave, stderr=slave, cwd=str(ROOT), start_new_session=True,
+                         preexec_fn=take_terminal)
+    os.close(slave)
+    return p, master
+
+
+def _read_until(master: int, seen: bytearray, text: bytes | None, timeout: float) -> None:
+    """Read the terminal into ``seen`` until ``text`` appears (None: until it closes)."""
+    deadline = time.monotonic() + timeout
+    while text is None or text not in seen:
+        ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no {text!r} within {timeout} s in {seen.decode(errors='replace')}")
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other side closed
+            chunk = b""
+        if not chunk:
+            if text is None:
+                return
+            raise AssertionError(f"no {text!r} in {seen.decode(errors='replace')}")
+        seen += chunk
+
+
+def test_on_a_terminal_the_command_follows_the_experiment_to_its_end(fake):
+    env = clean_env(FAKE_TRACE=str(fake.trace), FAKE_SLEEP="0.5")
+    p, master = _on_a_terminal(["--work_dir", str(fake.work), "--scripts_dir", str(fake.scripts),
+                                "--experiment_id", "t", "--online_methods", "ppo", "--offline_methods",
+                                "iql", "--offline_datasets", "ppo"], env)
+    seen = bytearray()
+    try:
+        _read_until(master, seen, None, 90)
+        assert p.wait(timeout=30) == 0, seen.decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    text = seen.decode()
+    assert "following the experiment until it ends" in text
+    assert "t_iql_on_ppo_cartpole_s0: done" in text and "all jobs done" in text
+    assert f"plots: {fake.work / 'plots' / 't'}/" in text
+    assert [j["state"] for j in registry_of(fake.work, "t")["jobs"]] == ["done"] * 3
+
+
+def test_ctrl_c_on_the_terminal_stops_following_not_the_experiment(fake):
+    env = clean_env(FAKE_TRACE=str(fake.trace), FAKE_SLEEP="3")
+    p, master = _on_a_terminal(["--work_dir", str(fake.work), "--scripts_dir", str(fake.scripts),
+                                "--experiment_id", "c", "--online_methods", "ppo", "--offline_methods",
+                                "iql", "--offline_datasets", "ppo"], env)
+    seen = bytearray()
+    try:
+        _read_until(master, seen, b"c_ppo_cartpole_s0: running", 60)
+        os.write(master, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground process group
+        _read_until(master, seen, None, 30)
+        assert p.wait(timeout=30) == 130, seen.decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    text = seen.decode()
+    assert "stopped following; experiment c goes on" in text
+    assert "./run_full_cycle.sh --status c --wait" in text and "./kill_experiments.sh c" in text
+    reg = registry_of(fake.work, "c")
+    assert procs.is_alive(reg["runner"]["pid"], reg["runner"]["start_time"])  # it goes on
+    wait_for(lambda: registry_of(fake.work, "c")["runner"]["state"] == "done", 60,
+             "the experiment to finish without anyone following it")
+    assert [j["state"] for j in registry_of(fake.work, "c")["jobs"]] == ["done"] * 3
+    assert [e["event"] for e in read_trace(fake.trace)].count("term") == 0
+
+
 # --------------------------------------------------------------------------- the batch script
 
 STAND_IN = r'''
@@ -421,3 +596,61 @@ def test_sync_logs_continues_an_interrupted_transfer(tmp_path, remote):
     assert res.returncode == 0, res.stderr
     assert (local / "logs" / "e" / "big.log").read_bytes() == data
     assert not partial.exists()  # used and cleaned up
+
+
+# --------------------------------------------------------------------------- the test command
+
+def _tool_bin(tmp_path: Path, uid: int, apt_ok: bool = True) -> Path:
+    """A PATH folder with the tools run_tests.sh and setup_venv.sh use but no rsync, a stand-in
+    ``id`` answering ``uid``, and a stand-in ``apt-get`` that records its calls and, on
+    ``install``, puts a stand-in rsync on the PATH (or fails)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "sha256sum", "cut", "cat"):
+        (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True,
+                                                   text=True).stdout.strip())
+    stand_ins = {
+        "id": f"#!/bin/sh\n[ \"$1\" = -u ] && echo {uid}\n",
+        "apt-get": (f"#!/bin/sh\necho \"$@\" >> {tmp_path}/apt.calls\n"
+                    + (f"[ \"$1\" = install ] && printf '#!/bin/sh\\n' > {bin_dir}/rsync && "
+                       f"/bin/chmod +x {bin_dir}/rsync\nexit 0\n" if apt_ok else "exit 100\n")),
+    }
+    for name, text in stand_ins.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _run_tests(bin_dir: Path, script: str = "run_tests.sh") -> subprocess.CompletedProcess:
+    # --version: pytest answers at once, showing the command got as far as the suite
+    return subprocess.run([str(bin_dir / "bash"), str(ROOT / script), "--version"],
+                          env={"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root")},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_test_command_without_rsync_and_without_root_names_it_before_any_test(tmp_path):
+    bin_dir = _tool_bin(tmp_path, uid=1000)
+    res = _run_tests(bin_dir)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[:2] == [
+        "error: the test suite needs rsync (sync_logs.sh and its tests), which is not installed here.",
+        "  Install it as root, e.g. on Debian/Ubuntu: sudo apt-get install rsync"]
+    assert "pytest" not in res.stdout + res.stderr.replace(str(ROOT), "")  # no test ran
+    assert not (tmp_path / "apt.calls").exists()
+
+
+def test_test_command_as_root_installs_rsync_with_apt_then_runs_the_suite(tmp_path):
+    bin_dir = _tool_bin(tmp_path, uid=0)
+    res = _run_tests(bin_dir, ".ci/run")  # CI runs the same command
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "apt.calls").read_text() == "update -qq\ninstall -y -qq rsync\n"
+    assert "installing rsync with apt-get" in res.stderr and "pytest" in res.stdout + res.stderr
+    # rsync there now: nothing more to install
+    res = _run_tests(bin_dir)
+    assert res.returncode == 0 and (tmp_path / "apt.calls").read_text().count("install") == 1
+
+
+def test_test_command_says_so_when_apt_cannot_install_rsync(tmp_path):
+    res = _run_tests(_tool_bin(tmp_path, uid=0, apt_ok=False))
+    assert res.returncode == 1
+    assert "error: apt-get could not install rsync; install it yourself" in res.stderr

@@ -1,7 +1,7 @@
 """Cluster mode against a real single-node SLURM cluster (../shared/slurm/setup.sh installs and
 starts it; it needs root), with the REAL training and plotting scripts: the tiny cycle as
 dependent sbatch jobs; a failing online job; kill_experiments.sh; a job that outlives its time
-limit by checkpointing and being requeued under the same id."""
+limit by checkpointing and being requeued under the same id; --resume after a kill."""
 
 from __future__ import annotations
 
@@ -184,3 +184,44 @@ def test_job_past_its_time_limit_checkpoints_requeues_under_the_same_id_and_fini
     # the registry, refreshed, agrees
     status = _cycle(work, "sq", "--status", "sq")
     assert re.search(r"sq_ppo_cartpole_s0\s+online\s+done\s+0\s+slurm " + job_id + r"\s+restarts=\d", status.stdout)
+
+
+def test_resume_after_a_kill_resubmits_under_new_ids_and_continues_the_online_run(cluster, tmp_path):
+    work = tmp_path / "work"
+    steps = 16384  # 4 intervals: marks at 4096, 8192, 12288, 16384
+    knobs = dict(ONLINE_STEPS=str(steps), INTERVALS_COUNT="4")
+    res = _cycle(work, "sr", **knobs)
+    assert res.returncode == 0, res.stdout + res.stderr
+    old = registry_of(work, "sr")["jobs"]
+    run = work / "out" / "runs" / "sr_ppo_cartpole_s0"
+    wait_for(lambda: (run / "results.json").exists()
+             and len(json.loads((run / "results.json").read_text())) >= 1, 300,
+             "the online run's first evaluation (and checkpoint)", poll=0.5)
+    res = subprocess.run([str(ROOT / "kill_experiments.sh"), "sr", "--logs_dir", str(work / "logs")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: all(slurm.job_info(j["slurm_id"])["JobState"] == "CANCELLED" for j in old), 60,
+             "SLURM to cancel every job")
+    res = _cycle(work, "sr", "--resume", "--wait", timeout=600, **knobs)
+    assert res.returncode == 0, res.stdout + res.stderr
+    on, off, plots = registry_of(work, "sr")["jobs"]
+    assert [(j["state"], j["resume"]) for j in (on, off, plots)] == [
+        ("done", "checkpoint"), ("done", "start"), ("done", "start")]
+    assert not {j["slurm_id"] for j in (on, off, plots)} & {j["slurm_id"] for j in old}  # new ids
+    assert off["submit_command"][2] == f"--dependency=afterok:{on['slurm_id']}"
+    assert plots["submit_command"][2] == f"--dependency=afterany:{on['slurm_id']}:{off['slurm_id']}"
+    assert "--resume" in Path(on["sbatch_script"]).read_text()
+    log = Path(on["log"]).read_text()
+    resumed = [int(x) for x in re.findall(r"resuming at step (\d+)", log)]
+    assert len(resumed) == 1 and 4096 <= resumed[0] < steps, log  # not restarted from 0
+    assert f"=== sr_ppo_cartpole_s0: job {on['slurm_id']} attempt 1" in log
+    ds = work / "offline_dataset" / "sr_ppo_cartpole_s0"
+    check = subprocess.run([PY, str(ROOT / "dataset_utils.py"), "verify", str(ds)],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    manifest = json.loads((ds / "manifest.json").read_text())
+    assert manifest["count"] == steps and manifest["marks"] == [4096, 8192, 12288, 16384]
+    results = json.loads((run / "results.json").read_text())
+    assert [r["interval"] for r in results] == [1, 2, 3, 4]
+    off_results = json.loads((work / "out/runs/sr_iql_on_ppo_cartpole_s0/results.json").read_text())
+    assert [r["data_limit"] for r in off_results] == manifest["marks"]

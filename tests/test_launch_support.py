@@ -1,8 +1,10 @@
 """Shared helpers of the launcher tests (this module holds no tests).
 
 * :func:`write_fake_scripts`: stand-ins for ``train_*.py`` and ``plot_results.py`` that take the
-  real scripts' flags, write what the real ones write first (``run.json``, a dataset manifest,
-  plots), append ``start``/``end`` lines to a trace file, and can be told to sleep or fail.
+  real scripts' flags, write what the real ones write first (``run.json``, a partial dataset, a
+  dataset manifest at the end, plots), refuse to start over a run folder or dataset that exists
+  (and ``--resume`` without a checkpoint) as the real ones do, append ``start``/``end`` lines to a
+  trace file, and can be told to sleep, to fail, or to write a checkpoint first.
   They let the launcher be tested in seconds, independently of training.
 * :func:`run_cycle`: runs ``run_full_cycle.py`` (a real process) and returns the result.
 * :func:`real_scripts_missing`: the real scripts not (yet) in the project.
@@ -60,14 +62,30 @@ if name == "plot_results.py":
     note("end")
     sys.exit(0)
 run = Path(a.runs_dir) / a.run_id
+ds = Path(a.dataset_dir) / a.run_id if a.save_dataset else None
 if run.exists() and any(run.iterdir()) and not a.resume:
     print(f"run folder {run} exists", file=sys.stderr)
+    sys.exit(2)
+if ds is not None and ds.exists() and any(ds.iterdir()) and not a.resume:
+    print(f"dataset folder {ds} exists", file=sys.stderr)
+    sys.exit(2)
+if a.resume and not (run / "checkpoints" / "latest.pt").is_file():
+    print(f"--resume: no checkpoint in {run}", file=sys.stderr)
     sys.exit(2)
 if a.dataset_run_id and not (Path(a.dataset_dir) / a.dataset_run_id / "manifest.json").is_file():
     print("dataset missing", file=sys.stderr)
     sys.exit(4)
 run.mkdir(parents=True, exist_ok=True)
-(run / "run.json").write_text(json.dumps({"run_id": a.run_id, "exp_id": a.exp_id}))
+if a.resume:
+    note("resume")
+else:
+    (run / "run.json").write_text(json.dumps({"run_id": a.run_id, "exp_id": a.exp_id}))
+if ds is not None:
+    ds.mkdir(parents=True, exist_ok=True)
+    (ds / "chunk.partial").write_text("")
+if a.run_id in os.environ.get("FAKE_CHECKPOINT", "").split(","):
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "checkpoints" / "latest.pt").write_text("ckpt")
 print(f"fake {name} {a.run_id} threads={a.threads} extra={extra}", flush=True)
 deadline = time.time() + float(os.environ.get("FAKE_SLEEP", "0"))
 while time.time() < deadline:
@@ -75,10 +93,9 @@ while time.time() < deadline:
 if a.run_id in os.environ.get("FAKE_FAIL", "").split(","):
     note("fail")
     sys.exit(3)
-if a.save_dataset:
-    ds = Path(a.dataset_dir) / a.run_id
-    ds.mkdir(parents=True, exist_ok=True)
-    (ds / "manifest.json").write_text(json.dumps({"run_id": a.run_id}))
+if ds is not None:
+    (ds / "manifest.json").write_text(json.dumps({"metadata": {"run_id": a.run_id,
+                                                               "exp_id": a.exp_id}}))
 (run / "results.json").write_text("[]")
 note("end")
 '''

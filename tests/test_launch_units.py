@@ -21,9 +21,11 @@ from blendrl.launch import cli, monitor, procs, slurm
 from blendrl.launch.config import (KNOBS, ConfigError, SlurmOptions, build_config, knobs_from_env,
                                    local_parallelism, slurm_time_seconds)
 from blendrl.launch.plan import AFTERANY, PLOT_JOB, build_plan
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, PENDING, RUNNING, Registry,
-                                     RegistryError, finish_job, new_job_entry,
+from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                     Registry, RegistryError, finish_job, new_job_entry,
                                      propagate_cancellations, ready_jobs)
+from blendrl.launch.resume import (ResumeError, command_key, knob_differences, plan_resume,
+                                   recorded_knobs)
 
 import run_full_cycle
 
@@ -350,6 +352,15 @@ def test_cancellation_propagates_through_afterok_only():
     assert [j["name"] for j in ready_jobs(data)] == ["plots"]
 
 
+def test_an_interrupted_job_cancels_its_afterok_dependents_but_not_the_plots():
+    data = {"jobs": _entries(("on", [], "afterok"), ("off", ["on"], "afterok"),
+                             ("plots", ["on", "off"], "afterany"))}
+    finish_job(data["jobs"][0], INTERRUPTED, 75, "interrupted after checkpointing (exit 75)")
+    assert propagate_cancellations(data) == ["off"]
+    assert data["jobs"][1]["reason"] == "upstream on interrupted (exit 75)"
+    assert [j["name"] for j in ready_jobs(data)] == ["plots"]
+
+
 def test_a_cancelled_job_stays_cancelled_when_its_exit_arrives():
     job = _entries(("a", [], "afterok"))[0]
     job["state"] = RUNNING
@@ -437,6 +448,12 @@ def test_sbatch_script_directives_and_syntax(tmp_path):
     assert ". /w/.venv/bin/activate" in text
     (tmp_path / "j.sbatch").write_text(text)
     assert subprocess.run(["bash", "-n", str(tmp_path / "j.sbatch")]).returncode == 0
+    # a job resubmitted by --resume has --resume in its command: a requeue does not add it twice
+    resumed = slurm.render_script(_job(command=["/py", "train.py", "--resume"]), exp_id="e",
+                                  work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts,
+                                  venv_activate=None)
+    assert "/py train.py --resume \"${resume[@]}\" &" in resumed
+    assert "resume=(--resume)" not in resumed and "resume=(--resume)" in text
     plot = slurm.render_script(_job(resumable=False, kind="plot", run_dir=None), exp_id="e",
                                work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts, venv_activate=None)
     assert "--requeue" not in plot and "--signal" not in plot and "scontrol requeue" not in plot
@@ -466,6 +483,8 @@ SHOW_JOB = ("JobId=41 JobName=e.x UserId=root(0) GroupId=root(0) Priority=1 Nice
     ("CANCELLED", "DependencyNeverSatisfied", "0:0", "0",
      (CANCELLED, 0, "CANCELLED (DependencyNeverSatisfied)", 0)),
     ("TIMEOUT", "TimeLimit", "0:15", "0", (FAILED, -15, "TIMEOUT (TimeLimit)", 0)),
+    # checkpointed and exited 75 without being requeued (e.g. scancel): resumable
+    ("FAILED", "NonZeroExitCode", "75:0", "0", (INTERRUPTED, 75, "FAILED (NonZeroExitCode)", 0)),
 ])
 def test_slurm_states_in_registry_words(state, reason, code, restarts, expected):
     info = slurm.parse_show_job(SHOW_JOB.format(state=state, reason=reason, code=code,
@@ -570,3 +589,125 @@ def test_wait_gives_up_when_the_local_runner_is_gone(tmp_path):
     text = out.getvalue()
     assert "the local runner is no longer running" in text
     assert "it stopped unexpectedly" in text and "not every job is done" in text
+
+
+# --------------------------------------------------------------------------- --resume
+
+def _old_registry(cfg, states: dict[str, str]) -> dict:
+    """The registry of ``cfg``'s full plan with the given states (as the launcher writes it)."""
+    plan = build_plan(cfg, 1, lambda job, existing: True)
+    jobs = [new_job_entry(j.to_dict(), cfg.exp_logs_dir / f"{j.name}.log") for j in plan.jobs]
+    for j in jobs:
+        j["state"] = states[j["name"]]
+    return {"exp_id": cfg.exp_id, "knobs": recorded_knobs(cfg), "jobs": jobs}
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+ONE_OF_EACH = dict(experiment_id="e", online_methods=("ppo",), offline_methods=("iql",),
+                   offline_datasets=("ppo",))
+
+
+def test_knob_differences_name_each_knob_with_both_values(tmp_path):
+    before = recorded_knobs(config(tmp_path))
+    now = recorded_knobs(config(tmp_path, online_steps=4096, seeds=(0, 1),
+                                online_extra_args="--ent_coef 0.1", max_parallel=1, local=False))
+    assert knob_differences(before, now) == [
+        "ONLINE_STEPS: 50000 when the experiment started, 4096 now",
+        "SEEDS: '0' when the experiment started, '0 1' now",
+        "ONLINE_EXTRA_ARGS: '' when the experiment started, '--ent_coef 0.1' now"]
+    # where the datasets are is what the runs read and write: part of the experiment
+    large = recorded_knobs(config(tmp_path, use_large_dataset_path=True, large_dataset_path="/big"))
+    assert knob_differences(before, large) == [
+        "USE_LARGE_DATASET_PATH/LARGE_DATASET_PATH (datasets folder): 'offline_dataset' when the "
+        "experiment started, '/big' now"]
+
+
+def test_resume_plan_continues_checkpoints_restarts_partial_runs_and_redraws_the_plots(tmp_path):
+    cfg = config(tmp_path, **ONE_OF_EACH, seeds=(0, 1))
+    on0, on1 = (cfg.runs_dir / f"e_ppo_cartpole_s{s}" for s in (0, 1))
+    off0, off1 = (cfg.runs_dir / f"e_iql_on_ppo_cartpole_s{s}" for s in (0, 1))
+    _write(on1 / "checkpoints" / "latest.pt", "ckpt")  # killed after checkpointing
+    _write(off0 / "run.json", json.dumps({"run_id": off0.name, "exp_id": "e"}))  # no checkpoint
+    old = _old_registry(cfg, {on0.name: DONE, on1.name: CANCELLED, off0.name: FAILED,
+                              off1.name: CANCELLED, "plots": DONE})
+    full = build_plan(cfg, 1, lambda job, existing: True)
+    res = plan_resume(old, full, cfg)
+    by = {e["name"]: e for e in res.entries}
+    assert [e["name"] for e in res.entries] == [j["name"] for j in old["jobs"]]
+    assert {n: e["resume"] for n, e in by.items()} == {
+        on0.name: "kept", on1.name: "checkpoint", off0.name: "clean", off1.name: "start",
+        "plots": "start"}
+    assert by[on0.name]["state"] == DONE and by[on0.name] is not old["jobs"][0]
+    assert by[on1.name]["command"][-1] == "--resume" and by[on1.name]["state"] == PENDING
+    assert "--resume" not in by[off0.name]["command"] + by[off1.name]["command"]
+    assert by[off0.name]["depends_on"] == [on0.name] and by[off1.name]["depends_on"] == [on1.name]
+    assert by["plots"]["depends_on"] == [on0.name, on1.name, off0.name, off1.name]
+    assert res.remove == [off0]  # an offline job's dataset is its input: never removed
+    assert [e["name"] for e in res.to_run] == [on1.name, off0.name, off1.name, "plots"]
+    # nothing left to do: every job is kept, the plots too
+    done = _old_registry(cfg, {n: DONE for n in by})
+    assert plan_resume(done, build_plan(cfg, 1, lambda j, e: True), cfg).to_run == []
+    only_plots = _old_registry(cfg, {**{n: DONE for n in by}, "plots": FAILED})
+    assert [e["name"] for e in plan_resume(only_plots, build_plan(cfg, 1, lambda j, e: True),
+                                           cfg).to_run] == ["plots"]
+
+
+def test_resume_removes_an_online_jobs_partial_run_and_dataset_only_when_they_are_its_own(tmp_path):
+    cfg = config(tmp_path, **ONE_OF_EACH)
+    run = cfg.runs_dir / "e_ppo_cartpole_s0"
+    ds = cfg.dataset_dir / "e_ppo_cartpole_s0"
+    _write(run / "run.json", json.dumps({"run_id": run.name, "exp_id": "e"}))
+    _write(ds / "chunk_000000.tmp", "")  # no manifest yet: only partial files
+    states = {"e_ppo_cartpole_s0": FAILED, "e_iql_on_ppo_cartpole_s0": CANCELLED, "plots": DONE}
+
+    def resume():
+        return plan_resume(_old_registry(cfg, states), build_plan(cfg, 1, lambda j, e: True), cfg)
+
+    assert resume().remove == [run, ds]
+    _write(ds / "manifest.json", json.dumps({"metadata": {"run_id": run.name, "exp_id": "e"}}))
+    assert resume().remove == [run, ds]
+    _write(ds / "manifest.json", json.dumps({"metadata": {"run_id": run.name, "exp_id": "other"}}))
+    with pytest.raises(ResumeError) as e:
+        resume()
+    assert e.value.problems == [f"{ds} holds run 'e_ppo_cartpole_s0' of experiment 'other', not "
+                                "'e_ppo_cartpole_s0' of 'e'; not removing it (move it away "
+                                "yourself, then --resume)"]
+    (ds / "manifest.json").unlink()
+    _write(run / "run.json", "{half")
+    with pytest.raises(ResumeError, match=f"cannot read {run / 'run.json'}"):
+        resume()
+    (run / "run.json").unlink()
+    ds.rename(tmp_path / "elsewhere")
+    ds.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ResumeError, match="is a symbolic link; not removing it"):
+        resume()
+
+
+def test_resume_refuses_a_registry_of_other_jobs_or_commands(tmp_path):
+    cfg = config(tmp_path, **ONE_OF_EACH)
+    old = _old_registry(cfg, {"e_ppo_cartpole_s0": DONE, "e_iql_on_ppo_cartpole_s0": FAILED,
+                              "plots": DONE})
+    fewer = config(tmp_path, **{**ONE_OF_EACH, "offline_methods": ()})
+    with pytest.raises(ResumeError, match="job e_iql_on_ppo_cartpole_s0 of the registry is not a job"):
+        plan_resume(old, build_plan(fewer, 1, lambda j, e: True), fewer)
+    # a registry without recorded knobs (written before they were): the commands are compared,
+    # all but the interpreter, the scripts' folder, --threads and --resume
+    del old["knobs"]
+    longer = config(tmp_path, **ONE_OF_EACH, offline_epochs=9)
+    with pytest.raises(ResumeError, match="job e_iql_on_ppo_cartpole_s0: the command differs"):
+        plan_resume(old, build_plan(longer, 1, lambda j, e: True), longer)
+    assert plan_resume(old, build_plan(cfg, 4, lambda j, e: True), cfg).to_run
+    assert command_key(["/a/python", "/x/train_iql.py", "--threads", "4", "--epochs", "5",
+                        "--resume"]) == ["train_iql.py", "--epochs", "5"]
+
+
+def test_cli_resume_refusals_come_before_any_work(tmp_path):
+    code, _, err = _main(tmp_path, resume=True, overwrite=True)
+    assert code == 2 and "--resume and --overwrite contradict" in err
+    code, _, err = _main(tmp_path, detach=True, wait=True)
+    assert code == 2 and "--detach and --wait contradict" in err
+    assert not (tmp_path / "work").exists()

@@ -10,7 +10,8 @@ One concern a module:
 * :mod:`blendrl.launch.procs` -- process identity checks and signalling of process groups;
 * :mod:`blendrl.launch.local_runner` -- the detached runner of local mode;
 * :mod:`blendrl.launch.slurm` -- sbatch scripts, submission and job states on a SLURM cluster;
-* :mod:`blendrl.launch.monitor` -- ``--status`` and ``--wait``;
+* :mod:`blendrl.launch.monitor` -- ``--status`` and following an experiment (``--wait``);
+* :mod:`blendrl.launch.resume` -- ``--resume``: continuing a stopped experiment;
 * :mod:`blendrl.launch.kill` -- ``kill_experiments.sh``;
 * :mod:`blendrl.launch.cli` -- what ``run_full_cycle.py`` does.
 

@@ -1,9 +1,11 @@
-"""What ``run_full_cycle.py`` does: validate, plan, settle existing runs, then start the
-experiment locally (a detached runner) or on SLURM (dependent sbatch jobs); or show its status;
-optionally wait for it.
+"""What ``run_full_cycle.py`` does: validate, plan, settle existing runs (or, with ``--resume``,
+continue the experiment in its registry), then start the experiment locally (a detached runner)
+or on SLURM (dependent sbatch jobs); or show its status. Locally on a terminal it then follows
+the experiment to its end (``--detach``: return at once); with ``--wait`` it does so anywhere.
 
-Exit status: 0 started (or, with ``--wait``, every job done); 1 a job failed / submission failed /
-unknown experiment for ``--status``; 2 bad input, reported before anything starts.
+Exit status: 0 started (or, when following, every job done); 1 a job failed / submission failed /
+unknown experiment for ``--status``; 2 bad input, reported before anything starts; 130 Ctrl-C
+while following (the experiment goes on).
 """
 
 from __future__ import annotations
@@ -19,19 +21,24 @@ from blendrl.launch.config import (ConfigError, LaunchConfig, build_config, loca
                                    validate_exp_id)
 from blendrl.launch.local_runner import start_detached
 from blendrl.launch.plan import Job, Plan, build_plan
-from blendrl.launch.registry import (CANCELLED, Registry, RegistryError, finish_job,
-                                     new_job_entry, now_iso)
+from blendrl.launch.registry import (CANCELLED, DONE, TERMINAL, Registry, RegistryError,
+                                     finish_job, new_job_entry, now_iso)
+from blendrl.launch.resume import (ResumeError, ResumePlan, knob_differences, plan_resume,
+                                   recorded_knobs, remove_partial)
 
-ACTION_FIELDS = ("dry_run", "status", "wait", "overwrite", "skip_existing")
+ACTION_FIELDS = ("dry_run", "status", "wait", "overwrite", "skip_existing", "resume", "detach")
 
 
 class Console:
-    """Where the launcher talks and how it asks (replaceable in tests)."""
+    """Where the launcher talks and how it asks (replaceable in tests). ``interactive``: there
+    is someone to ask (stdin is a terminal); ``terminal``: someone watches (stdout is one)."""
 
     def __init__(self, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr,
-                 interactive: bool | None = None, ask: Callable[[str], str] = input):
+                 interactive: bool | None = None, ask: Callable[[str], str] = input,
+                 terminal: bool | None = None):
         self.out, self.err = out, err
         self.interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.terminal = _isatty(out) if terminal is None else terminal
         self.ask = ask
 
     def say(self, msg: str) -> None:
@@ -39,6 +46,13 @@ class Console:
 
     def error(self, msg: str) -> None:
         print(f"error: {msg}", file=self.err, flush=True)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _decider(values: dict, console: Console) -> Callable[[Job, list[Path]], bool]:
@@ -114,49 +128,59 @@ def _venv_activate(cfg: LaunchConfig, project_root: Path) -> Path | None:
     return act if act.is_file() else None
 
 
-def _print_sbatch_scripts(cfg: LaunchConfig, plan: Plan, activate: Path | None,
+def _print_sbatch_scripts(cfg: LaunchConfig, entries: list[dict], activate: Path | None,
                           console: Console) -> None:
-    for job in plan.jobs:
-        d = job.to_dict()
-        script_path = cfg.exp_logs_dir / f"{job.name}.sbatch"
+    submitted = {j["name"] for j in entries if j["state"] != DONE}
+    for job in entries:
+        if job["name"] not in submitted:
+            continue
+        script_path = cfg.exp_logs_dir / f"{job['name']}.sbatch"
         console.say(f"----- {script_path}")
-        console.say(slurm.render_script(d, exp_id=cfg.exp_id, work_dir=cfg.work_dir,
-                                        log=cfg.exp_logs_dir / f"{job.name}.log", opts=cfg.slurm,
-                                        venv_activate=activate).rstrip())
-        deps = [f"<id of {n}>" for n in job.depends_on]
+        console.say(slurm.render_script(job, exp_id=cfg.exp_id, work_dir=cfg.work_dir,
+                                        log=cfg.exp_logs_dir / f"{job['name']}.log",
+                                        opts=cfg.slurm, venv_activate=activate).rstrip())
+        deps = [f"<id of {n}>" for n in job["depends_on"] if n in submitted]
         console.say("# submitted with: " + " ".join(slurm.submit_command(script_path, deps,
-                                                                          job.dependency)))
+                                                                          job["dependency"])))
 
 
-def _start_local(cfg: LaunchConfig, plan: Plan, parallel: int, project_root: Path,
-                 console: Console) -> Registry:
+def _create_registry(cfg: LaunchConfig, entries: list[dict],
+                     extra: dict) -> tuple[Registry, Path | None]:
+    """The experiment's new registry (and where the previous one was archived, if any)."""
     registry = Registry(cfg.exp_logs_dir)
-    registry.create({"exp_id": cfg.exp_id, "mode": "local", "work_dir": str(cfg.work_dir),
-                     "max_parallel": parallel, "kill_requested": False, "runner": {},
-                     "jobs": _registry_entries(cfg, plan)})
+    mode = {"mode": "local", "runner": {}} if cfg.local else {"mode": "slurm"}
+    archived = registry.create({"exp_id": cfg.exp_id, **mode, "work_dir": str(cfg.work_dir),
+                                "plots_dir": str(cfg.plots_dir / cfg.exp_id),
+                                "knobs": recorded_knobs(cfg), "kill_requested": False, **extra,
+                                "jobs": entries})
+    return registry, archived
+
+
+def _start_local(registry: Registry, cfg: LaunchConfig, project_root: Path,
+                 console: Console) -> None:
     p = start_detached(registry, cfg.python, project_root)
-    console.say(f"started the local runner (pid {p.pid}, detached) for {len(plan.jobs)} jobs; "
+    n = sum(1 for j in registry.read()["jobs"] if j["state"] not in TERMINAL)
+    console.say(f"started the local runner (pid {p.pid}, detached) for {n} jobs; "
                 f"logs in {cfg.exp_logs_dir}/")
-    return registry
 
 
-def _submit_slurm(cfg: LaunchConfig, plan: Plan, activate: Path | None,
-                  console: Console) -> tuple[Registry, bool]:
-    registry = Registry(cfg.exp_logs_dir)
-    registry.create({"exp_id": cfg.exp_id, "mode": "slurm", "work_dir": str(cfg.work_dir),
-                     "kill_requested": False, "jobs": _registry_entries(cfg, plan)})
+def _submit_slurm(registry: Registry, cfg: LaunchConfig, activate: Path | None,
+                  console: Console) -> bool:
+    """Submit every job of the registry not yet done (a job kept by --resume is not), each
+    depending on the ids of its dependencies submitted here."""
     ids: dict[str, str] = {}
-    for job in plan.jobs:
-        script = cfg.exp_logs_dir / f"{job.name}.sbatch"
-        script.write_text(slurm.render_script(job.to_dict(), exp_id=cfg.exp_id,
-                                              work_dir=cfg.work_dir,
-                                              log=cfg.exp_logs_dir / f"{job.name}.log",
+    for job in [j for j in registry.read()["jobs"] if j["state"] != DONE]:
+        name = job["name"]
+        script = cfg.exp_logs_dir / f"{name}.sbatch"
+        script.write_text(slurm.render_script(job, exp_id=cfg.exp_id, work_dir=cfg.work_dir,
+                                              log=cfg.exp_logs_dir / f"{name}.log",
                                               opts=cfg.slurm, venv_activate=activate))
-        cmd = slurm.submit_command(script, [ids[d] for d in job.depends_on], job.dependency)
+        deps = [ids[d] for d in job["depends_on"] if d in ids]
+        cmd = slurm.submit_command(script, deps, job["dependency"])
         try:
             job_id = slurm.submit(cmd)
         except slurm.SlurmError as e:
-            console.error(f"submission of {job.name} failed: {e}")
+            console.error(f"submission of {name} failed: {e}")
             if ids:
                 console.say("cancelling the jobs already submitted: " + " ".join(ids.values()))
                 try:
@@ -165,20 +189,87 @@ def _submit_slurm(cfg: LaunchConfig, plan: Plan, activate: Path | None,
                     console.error(str(e2))
             with registry.update() as data:
                 for entry in data["jobs"]:
-                    finish_job(entry, CANCELLED, None,
-                               "submission failed" if entry["name"] == job.name else
-                               "experiment submission aborted")
-            return registry, False
-        ids[job.name] = job_id
+                    if entry["state"] not in TERMINAL:
+                        finish_job(entry, CANCELLED, None,
+                                   "submission failed" if entry["name"] == name else
+                                   "experiment submission aborted")
+            return False
+        ids[name] = job_id
         with registry.update() as data:
             for entry in data["jobs"]:
-                if entry["name"] == job.name:
+                if entry["name"] == name:
                     entry.update(slurm_id=job_id, sbatch_script=str(script),
                                  submit_command=cmd, submitted_at=now_iso())
-        console.say(f"submitted {job.name}: SLURM job {job_id}"
-                    + (f" ({job.dependency} {' '.join(ids[d] for d in job.depends_on)})"
-                       if job.depends_on else ""))
-    return registry, True
+        console.say(f"submitted {name}: SLURM job {job_id}"
+                    + (f" ({job['dependency']} {' '.join(deps)})" if deps else ""))
+    return True
+
+
+def _contradictions(values: dict) -> str | None:
+    pairs = [("overwrite", "skip_existing", "pick one"),
+             ("resume", "overwrite", "--resume keeps what is done and continues the rest"),
+             ("resume", "skip_existing", "--resume keeps what is done and continues the rest"),
+             ("detach", "wait", "--detach returns at once, --wait follows to the end")]
+    for a, b, why in pairs:
+        if values.get(a) and values.get(b):
+            return f"--{a} and --{b} contradict each other: {why}"
+    return None
+
+
+def _previous(registry: Registry, cfg: LaunchConfig, resume: bool,
+              console: Console) -> tuple[dict | None, int]:
+    """The experiment's registry as it stands (None if there is none or, without --resume, if it
+    cannot be read) and 0, or (None, exit status) when the experiment may not be started now."""
+    if not registry.exists():
+        if resume:
+            console.error(f"--resume: no experiment {cfg.exp_id} to continue ({registry.path} "
+                          "does not exist); start it without --resume")
+            return None, 2
+        return None, 0
+    try:
+        previous = monitor.refresh(registry)
+    except (RegistryError, slurm.SlurmError) as e:
+        if resume:
+            console.error(f"--resume: cannot read the state of experiment {cfg.exp_id}: {e}")
+            return None, 2
+        return None, 0
+    if monitor.is_active(previous):
+        console.error(f"experiment {cfg.exp_id} is still running (see --status "
+                      f"{cfg.exp_id}); wait for it, or stop it with kill_experiments.sh "
+                      f"{cfg.exp_id}")
+        return None, 2
+    if resume:
+        try:
+            alive = monitor.still_alive(previous)
+        except slurm.SlurmError as e:
+            console.error(f"--resume: cannot ask SLURM about the jobs of {cfg.exp_id}: {e}")
+            return None, 2
+        if alive:
+            console.error(f"--resume: experiment {cfg.exp_id} is still being stopped: "
+                          f"{', '.join(alive)}; try again once it has ended")
+            return None, 2
+    return previous, 0
+
+
+def _plan_resume(previous: dict, cfg: LaunchConfig, threads: int,
+                 console: Console) -> tuple[ResumePlan | None, int]:
+    """The continuation of ``previous`` with the knobs of ``cfg``, or (None, 2) when refused."""
+    recorded = previous.get("knobs")
+    if recorded is not None:
+        differences = knob_differences(recorded, recorded_knobs(cfg))
+        if differences:
+            console.error(f"--resume continues experiment {cfg.exp_id} with the knobs it was "
+                          "started with; these differ (nothing was started):\n"
+                          + "\n".join(f"  - {d}" for d in differences)
+                          + "\nset them back, or start a new experiment (another EXPERIMENT_ID)")
+            return None, 2
+    full = build_plan(cfg, threads, lambda job, existing: True)  # every job of the knobs
+    try:
+        return plan_resume(previous, full, cfg), 0
+    except ResumeError as e:
+        console.error(f"--resume: experiment {cfg.exp_id} cannot be continued (nothing was "
+                      f"started):\n{e}")
+        return None, 2
 
 
 def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
@@ -190,11 +281,13 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
     more threads only cost); otherwise cores / jobs at once (local) or the job's CPUs (SLURM).
     Either way, jobs x threads never exceed the cores."""
     console = console or Console()
-    if values["overwrite"] and values["skip_existing"]:
-        console.error("--overwrite and --skip_existing contradict each other: pick one")
+    problem = _contradictions(values)
+    if problem:
+        console.error(problem)
         return 2
     if values.get("status"):
         return show_status(values, project_root, cwd, console)
+    resume = bool(values.get("resume"))
     knob_values = {k: v for k, v in values.items() if k not in ACTION_FIELDS}
     try:
         cfg = build_config(knob_values, project_root=project_root, cwd=cwd, env_names=env_names,
@@ -219,16 +312,11 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
                           "run on the cluster's login node, or set LOCAL=1")
             return 2
     registry = Registry(cfg.exp_logs_dir)
-    if registry.exists() and not values["dry_run"]:
-        try:
-            previous = monitor.refresh(registry)
-        except (RegistryError, slurm.SlurmError):
-            previous = None
-        if previous is not None and monitor.is_active(previous):
-            console.error(f"experiment {cfg.exp_id} is still running (see --status "
-                          f"{cfg.exp_id}); wait for it, or stop it with kill_experiments.sh "
-                          f"{cfg.exp_id}")
-            return 2
+    previous = None
+    if not values["dry_run"] or resume:
+        previous, status = _previous(registry, cfg, resume, console)
+        if status:
+            return status
 
     if cfg.local:
         ncores = cores or len(os.sched_getaffinity(0))
@@ -241,32 +329,56 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
         threads = 1  # small MLPs on vector states: more torch threads only slow them down
     how = (f"local: {parallel} job(s) at once, {threads} thread(s) each ({ncores} cores)"
            if cfg.local else f"SLURM: {ncores} CPU(s) per job, {threads} thread(s)")
-    plan = build_plan(cfg, threads, _decider(values, console))
-    console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); plan:")
-    console.say(plan.describe())
+    if resume:
+        assert previous is not None
+        continued, status = _plan_resume(previous, cfg, threads, console)
+        if continued is None:
+            return status
+        console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); resuming the registry "
+                    f"created {previous.get('created_at')}:")
+        console.say(continued.describe())
+        entries, remove, to_run = continued.entries, continued.remove, len(continued.to_run)
+    else:
+        plan = build_plan(cfg, threads, _decider(values, console))
+        console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); plan:")
+        console.say(plan.describe())
+        entries, remove, to_run = _registry_entries(cfg, plan), plan.remove, len(plan.training_jobs)
     activate = _venv_activate(cfg, project_root)
     if values["dry_run"]:
         if not cfg.local:
-            _print_sbatch_scripts(cfg, plan, activate, console)
+            _print_sbatch_scripts(cfg, entries, activate, console)
         console.say("dry run: nothing was started")
         return 0
-    if not plan.training_jobs:
-        console.say("nothing to run: every job was skipped")
+    if not to_run:
+        console.say("nothing to resume: every job is done" if resume else
+                    "nothing to run: every job was skipped")
         return 0
-    for path in plan.remove:
-        console.say(f"removing {path} (overwrite)")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    if cfg.local:
-        registry = _start_local(cfg, plan, parallel, project_root, console)
+    if resume:
+        for path in remove:
+            console.say(f"removing {path} (partial output without a checkpoint)")
+        remove_partial(remove)
     else:
-        registry, ok = _submit_slurm(cfg, plan, activate, console)
-        if not ok:
-            return 1
+        for path in remove:
+            console.say(f"removing {path} (overwrite)")
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    extra = {"max_parallel": parallel} if cfg.local else {}
+    registry, archived = _create_registry(cfg, entries, extra)
+    if resume and archived is not None:
+        with registry.update() as data:
+            data["resumed_from"] = archived.name
+    if cfg.local:
+        _start_local(registry, cfg, project_root, console)
+    elif not _submit_slurm(registry, cfg, activate, console):
+        return 1
     console.say(f"status: run_full_cycle.py --status {cfg.exp_id}   stop: kill_experiments.sh "
                 f"{cfg.exp_id}   registry: {registry.path}")
-    if values["wait"]:
+    follow = values["wait"] or (cfg.local and console.terminal and not values.get("detach"))
+    if follow:
+        if not values["wait"]:
+            console.say("following the experiment until it ends (Ctrl-C stops following, not the "
+                        "experiment; --detach returns at once)")
         return monitor.wait(registry, console.out)
     return 0

@@ -111,6 +111,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("CLUSTER_SIGNAL_MARGIN", "cluster_signal_margin", parse_int),
     Knob("ONLINE_EXTRA_ARGS", "online_extra_args", parse_str),
     Knob("OFFLINE_EXTRA_ARGS", "offline_extra_args", parse_str),
+    Knob("RESUME", "resume", parse_bool),
 )
 
 

@@ -6,9 +6,11 @@
 * starts each job as its own process group (cwd = the experiment's work dir), its output
   appended to the job's log, ``OMP_NUM_THREADS`` set to the job's ``threads``;
 * runs at most ``max_parallel`` jobs at once;
+* records a job's exit: 0 ``done``, 75 ``interrupted`` (it checkpointed on SIGTERM/SIGUSR1;
+  ``run_full_cycle.py --resume`` continues it), anything else ``failed``;
 * starts an ``afterok`` job only when all its dependencies exited 0, and records the dependents
-  of a job that failed as cancelled (they never start); an ``afterany`` job (the plots) starts
-  when all its dependencies have ended;
+  of a job that failed or was interrupted as cancelled (they never start); an ``afterany`` job
+  (the plots) starts when all its dependencies have ended;
 * on SIGTERM/SIGINT (``kill_experiments.sh``), or when the registry says ``kill_requested``,
   stops launching, terminates its running jobs' process groups (SIGTERM, then SIGKILL after a
   grace period), records them and the pending jobs as cancelled, and exits.
@@ -28,8 +30,9 @@ from pathlib import Path
 from typing import IO
 
 from blendrl.launch import procs
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, PENDING, RUNNING, Registry,
-                                     finish_job, now_iso, propagate_cancellations, ready_jobs)
+from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                     Registry, finish_job, now_iso, propagate_cancellations,
+                                     ready_jobs)
 
 EXIT_INTERRUPTED = 75
 RUNNER_LOG = "runner.log"
@@ -46,7 +49,8 @@ def describe_exit(code: int) -> str:
             name = str(-code)
         return f"killed by {name}"
     if code == EXIT_INTERRUPTED:
-        return f"interrupted after checkpointing (exit {code}); rerun with --resume"
+        return (f"interrupted after checkpointing (exit {code}); continue with "
+                "run_full_cycle.sh --resume")
     return f"exit {code}"
 
 
@@ -143,7 +147,8 @@ class LocalRunner:
                 del self.procs[name]
                 job = jobs[name]
                 words = describe_exit(code)
-                finish_job(job, DONE if code == 0 else FAILED, code, None if code == 0 else words)
+                state = DONE if code == 0 else INTERRUPTED if code == EXIT_INTERRUPTED else FAILED
+                finish_job(job, state, code, None if code == 0 else words)
                 self._append_log(job, f"=== {name} ended {now_iso()}: {words}\n")
                 self.log(f"{name}: {job['state']} ({words})")
             for name in propagate_cancellations(data):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import IO
 
 from blendrl.launch import procs, slurm
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, PENDING, RUNNING, TERMINAL,
-                                     Registry, all_finished, counts, finish_job, now_iso)
+from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                     TERMINAL, UNFINISHED, Registry, all_finished, counts,
+                                     finish_job, now_iso)
 
 
 def refresh(registry: Registry) -> dict:
@@ -71,6 +73,27 @@ def is_active(data: dict) -> bool:
                for j in data["jobs"])
 
 
+def still_alive(data: dict) -> list[str]:
+    """What of the experiment still runs whatever the registry says (a job recorded as ended
+    whose processes are still being stopped): the local runner and job process groups that are
+    still ours, or the cluster jobs SLURM still has pending or running (``COMPLETING`` included).
+    :class:`~blendrl.launch.slurm.SlurmError` if SLURM cannot be asked."""
+    alive = []
+    if data.get("mode") == "slurm":
+        for job in data["jobs"]:
+            if job.get("slurm_id"):
+                info = slurm.job_info(job["slurm_id"])
+                if info is not None and slurm.job_state(info)[0] in (PENDING, RUNNING):
+                    alive.append(f"{job['name']} (SLURM job {job['slurm_id']}: "
+                                 f"{info.get('JobState')})")
+        return alive
+    if runner_alive(data):
+        alive.append(f"the local runner (pid {data['runner']['pid']})")
+    alive.extend(f"{j['name']} (process group {j['pgid']})" for j in data["jobs"]
+                 if procs.is_our_group(j.get("pgid"), j.get("start_time")))
+    return alive
+
+
 def status_text(data: dict) -> str:
     """A table of every job of the registry."""
     mode = data.get("mode", "?")
@@ -100,14 +123,16 @@ def status_text(data: dict) -> str:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
     c = counts(data)
     lines.append(f"  {len(data['jobs'])} jobs: " + ", ".join(f"{c[s]} {s}" for s in
-                                                            (DONE, RUNNING, PENDING, FAILED, CANCELLED)))
+                                                            (DONE, RUNNING, PENDING, INTERRUPTED,
+                                                             FAILED, CANCELLED)))
     return "\n".join(line.rstrip() for line in lines)
 
 
 def progress_line(data: dict, elapsed: float) -> str:
     c = counts(data)
     return (f"[{elapsed:6.0f} s] {c[DONE]}/{len(data['jobs'])} done, {c[RUNNING]} running, "
-            f"{c[PENDING]} pending, {c[FAILED]} failed, {c[CANCELLED]} cancelled")
+            f"{c[PENDING]} pending, {c[INTERRUPTED]} interrupted, {c[FAILED]} failed, "
+            f"{c[CANCELLED]} cancelled")
 
 
 def wait(registry: Registry, out: IO[str] = sys.stdout, poll: float | None = None,
@@ -119,9 +144,31 @@ def wait(registry: Registry, out: IO[str] = sys.stdout, poll: float | None = Non
         return _wait(registry, out, poll, timeout)
     except KeyboardInterrupt:
         exp = registry.dir.name
-        print(f"\nstopped waiting; experiment {exp} goes on (--status {exp} to look, "
-              f"kill_experiments.sh {exp} to stop it)", file=out, flush=True)
+        print(f"\nstopped following; experiment {exp} goes on.\n"
+              f"  follow it again: ./run_full_cycle.sh --status {exp} --wait\n"
+              f"  look at it:      ./run_full_cycle.sh --status {exp}\n"
+              f"  stop it:         ./kill_experiments.sh {exp}", file=out, flush=True)
         return 130
+
+
+def summary_text(data: dict, registry: Registry) -> str:
+    """The last words of ``--wait``: where the plots are, or what did not finish and how to go on."""
+    jobs = data["jobs"]
+    exp = data["exp_id"]
+    lines = []
+    if all(j["state"] == DONE for j in jobs):
+        lines.append("all jobs done")
+    else:
+        lines.append(f"not every job is done: see the table above and the logs in {registry.dir}")
+        if any(j["state"] in UNFINISHED for j in jobs):
+            lines.append(f"continue it (done jobs are kept, the others go on from their latest "
+                         f"checkpoint): ./run_full_cycle.sh --resume with the same knobs "
+                         f"(EXPERIMENT_ID={exp})")
+    plots = [j for j in jobs if j["kind"] == "plot" and j["state"] == DONE]
+    if plots:
+        where = data.get("plots_dir") or str(Path(data.get("work_dir", ".")) / "plots" / exp)
+        lines.append(f"plots: {where}/")
+    return "\n".join(lines)
 
 
 def _wait(registry: Registry, out: IO[str], poll: float | None, timeout: float | None) -> int:
@@ -156,7 +203,5 @@ def _wait(registry: Registry, out: IO[str], poll: float | None, timeout: float |
         time.sleep(poll)
         data = refresh(registry)
     print(status_text(data), file=out, flush=True)
-    ok = all(j["state"] == DONE for j in data["jobs"])
-    print("all jobs done" if ok else "not every job is done: see the table above and the logs in "
-          f"{registry.dir}", file=out, flush=True)
-    return 0 if ok else 1
+    print(summary_text(data, registry), file=out, flush=True)
+    return 0 if all(j["state"] == DONE for j in data["jobs"]) else 1

@@ -8,7 +8,9 @@ the launcher, the local runner, ``--status`` and ``kill_experiments.sh`` all upd
 Layout::
 
     {"format_version": 1, "exp_id": ..., "mode": "local" | "slurm", "work_dir": ...,
-     "created_at": ..., "updated_at": ...,
+     "created_at": ..., "updated_at": ..., "plots_dir": ...,
+     "knobs": {...},              # what the runs compute (--resume refuses to change it)
+     "resumed_from": ...,         # set by --resume: the archived registry it continues
      "kill_requested": false, "kill_requested_at": ..., "kill_grace": ...,   # set by kill
      "max_parallel": 2,                                   # local mode
      "runner": {"pid": ..., "pgid": ..., "start_time": ..., "state": ...},   # local mode
@@ -16,10 +18,12 @@ Layout::
                "run_id", "run_dir", "dataset_dir", "resumable", "threads", "log",
                "state", "exit_code", "reason", "pid", "pgid", "start_time", "slurm_id",
                "sbatch_script", "submit_command", "submitted_at", "started_at", "ended_at",
-               "restarts", "slurm_times"}, ...]}
+               "restarts", "slurm_times", "resume"}, ...]}
 
 ``slurm_times`` (cluster mode) is SLURM's ``{"start", "end", "submit"}`` of the job's latest
-attempt, as ``scontrol show job`` reported it when the job was last seen.
+attempt, as ``scontrol show job`` reported it when the job was last seen. ``resume`` (set by
+``--resume``) says how the job continues: ``"checkpoint"`` (its command ends with ``--resume``),
+``"clean"`` (started afresh) or ``"kept"`` (done before, not run again).
 """
 
 from __future__ import annotations
@@ -39,10 +43,14 @@ FILE_NAME = "registry.json"
 PENDING = "pending"
 RUNNING = "running"
 DONE = "done"
+INTERRUPTED = "interrupted"
+"""Ended with exit 75 after writing a checkpoint (SIGTERM/SIGUSR1): ``--resume`` continues it."""
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (PENDING, RUNNING, DONE, FAILED, CANCELLED)
-TERMINAL = frozenset({DONE, FAILED, CANCELLED})
+STATES = (PENDING, RUNNING, DONE, INTERRUPTED, FAILED, CANCELLED)
+TERMINAL = frozenset({DONE, INTERRUPTED, FAILED, CANCELLED})
+UNFINISHED = frozenset({INTERRUPTED, FAILED, CANCELLED})
+"""Ended without finishing: what ``run_full_cycle.py --resume`` continues."""
 
 
 class RegistryError(RuntimeError):
@@ -90,8 +98,10 @@ class Registry:
         """A consistent snapshot (no lock needed: the file is replaced atomically)."""
         return self._load()
 
-    def create(self, data: dict) -> None:
-        """Start a new registry; a previous one is kept as ``registry.{its creation time}.json``."""
+    def create(self, data: dict) -> Path | None:
+        """Start a new registry; a previous one is kept as ``registry.{its creation time}.json``
+        (never overwriting an archived one), whose path is returned."""
+        archived = None
         with self._lock():
             if self.path.is_file():
                 try:
@@ -99,10 +109,16 @@ class Registry:
                 except RegistryError:
                     old = "unreadable"
                 stamp = "".join(c for c in str(old) if c.isalnum()) or "old"
-                os.replace(self.path, self.dir / f"registry.{stamp}.json")
+                archived = self.dir / f"registry.{stamp}.json"
+                n = 1
+                while archived.exists():
+                    n += 1
+                    archived = self.dir / f"registry.{stamp}.{n}.json"
+                os.replace(self.path, archived)
             data = {"format_version": FORMAT_VERSION, "created_at": now_iso(), **data}
             data["updated_at"] = now_iso()
             atomic_write_json(self.path, data)
+        return archived
 
     @contextmanager
     def update(self) -> Iterator[dict]:
@@ -142,8 +158,8 @@ def finish_job(job: dict, state: str, exit_code: int | None, reason: str | None)
 
 
 def propagate_cancellations(data: dict) -> list[str]:
-    """Cancel every pending ``afterok`` job with a dependency that failed or was cancelled,
-    transitively; returns the names cancelled now."""
+    """Cancel every pending ``afterok`` job with a dependency that ended without finishing
+    (failed, interrupted or cancelled), transitively; returns the names cancelled now."""
     jobs = job_map(data)
     cancelled: list[str] = []
     changed = True
@@ -152,7 +168,7 @@ def propagate_cancellations(data: dict) -> list[str]:
         for job in data["jobs"]:
             if job["state"] != PENDING or job.get("dependency", "afterok") != "afterok":
                 continue
-            bad = [d for d in job["depends_on"] if jobs[d]["state"] in (FAILED, CANCELLED)]
+            bad = [d for d in job["depends_on"] if jobs[d]["state"] in UNFINISHED]
             if bad:
                 up = jobs[bad[0]]
                 finish_job(job, CANCELLED, None,

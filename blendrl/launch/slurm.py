@@ -6,8 +6,10 @@ and ``--requeue``. The batch shell runs the job in the background and waits (``c
 its USR1 trap runs at once and forwards the signal to the training script, which checkpoints and
 exits 75. The script then calls ``scontrol requeue $SLURM_JOB_ID``: the job reruns under the same
 id (so its ``afterok`` dependents keep waiting) and, seeing ``SLURM_RESTART_COUNT > 0`` and a
-checkpoint, resumes with ``--resume``. The job's log is opened in append mode, so the attempts
-follow each other in one file.
+checkpoint, resumes with ``--resume`` (unless its command has it already: a job resubmitted by
+``run_full_cycle.py --resume``). The job's log is opened in append mode, so the attempts
+follow each other in one file. A job that ends with exit 75 without being requeued is
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from blendrl.launch.config import SlurmOptions
-from blendrl.launch.registry import CANCELLED, DONE, FAILED, PENDING, RUNNING
+from blendrl.launch.registry import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 
 EXIT_INTERRUPTED = 75
 
@@ -88,7 +90,7 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
         'on $(hostname) at $(date -Is)"',
         "resume=()",
     ]
-    if job.get("resumable") and job.get("run_dir"):
+    if job.get("resumable") and job.get("run_dir") and "--resume" not in job["command"]:
         ckpt = q(str(Path(job["run_dir"]) / "checkpoints" / "latest.pt"))
         lines += [
             f'if [ "$restart" -gt 0 ] && [ -f {ckpt} ]; then',
@@ -188,6 +190,8 @@ def job_state(info: dict[str, str]) -> tuple[str, int | None, str | None, int]:
         rc, sig = info["ExitCode"].split(":", 1)
         if rc.isdigit() and sig.isdigit():
             code = -int(sig) if int(sig) else int(rc)
+    if state == FAILED and code == EXIT_INTERRUPTED:
+        state = INTERRUPTED  # checkpointed and stopped (a signal the script did not requeue)
     why = info.get("Reason")
     why = None if why in (None, "", "None") else why
     reason = None if state in (RUNNING, DONE) else slurm_state + (f" ({why})" if why else "")
