@@ -8,7 +8,12 @@
   pass (one reasoner over both clause files, valuation atoms computed once); ``neural``: a small MLP on the logic state gives
   the two logits. ``blend_function`` softmax (default) or gumbel_softmax turns logits into weights.
 - ``actor_mode``: ``hybrid`` blends; ``logic`` / ``neural`` use one actor alone (w fixed to 1).
-- The critic is the neural critic on the neural state.
+- ``critic``: ``neural`` (default) -- V is the neural critic on the neural state; ``blended`` (the
+  BlendRL reference) -- ``V = w_n V_neural(neural) + w_l V_logic(logic)`` with the policy's blend
+  weights (so the value loss also trains the blender) and ``V_logic`` a ReLU MLP on the flattened
+  logic state (trained at the neural learning rate, as in the reference).
+- ``soft_or``, ``clause_weights`` (the reasoner's semantics, :mod:`blendrl.logic.reasoner`) and
+  ``logic_actions`` (the logic actor's action set, :data:`blendrl.logic.actors.ACTION_SETS`).
 - ``compile_logic``: run everything but the neural network (logic actor, blender, mixture) through
   ``torch.compile``: its many small ops become a few fused kernels. The first calls compile (tens
   of seconds, a C++ compiler needed); worth it for long runs at small batches. The results equal
@@ -23,13 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from blendrl.agents.base import Agent, Policy
-from blendrl.agents.networks import MLPEncoder, layer_init
+from blendrl.agents.networks import LogicStateValue, MLPEncoder, layer_init
 from blendrl.agents.neural import ActorCriticNet
 from blendrl.envs.base import EnvSpec
 
 ACTOR_MODES = ("hybrid", "logic", "neural")
 BLENDER_MODES = ("logic", "neural")
 BLEND_FUNCTIONS = ("softmax", "gumbel_softmax")
+CRITICS = ("neural", "blended")
 _LOGIT_EPS = 0.01
 
 
@@ -61,25 +67,36 @@ def _rename_separate_reasoner_keys(module, state_dict, prefix, *args) -> None:
 class BlendRLAgent(Agent):
     def __init__(self, spec: EnvSpec, rules: str = "default", actor_mode: str = "hybrid",
                  blender_mode: str = "logic", blend_function: str = "softmax", hidden: int = 64,
-                 reasoner_temperature: float = 0.01, compile_logic: bool = False):
+                 reasoner_temperature: float = 0.01, compile_logic: bool = False,
+                 soft_or: str = "boltzmann", clause_weights: str = "sigmoid", critic: str = "neural",
+                 logic_actions: str = "all"):
         super().__init__()
-        from blendrl.logic import LogicActor, load_rule_set
+        from blendrl.logic import ACTION_SETS, CLAUSE_WEIGHTS, SOFT_ORS, LogicActor, load_rule_set
 
         for name, value, valid in (("actor_mode", actor_mode, ACTOR_MODES),
                                    ("blender_mode", blender_mode, BLENDER_MODES),
-                                   ("blend_function", blend_function, BLEND_FUNCTIONS)):
+                                   ("blend_function", blend_function, BLEND_FUNCTIONS),
+                                   ("soft_or", soft_or, SOFT_ORS),
+                                   ("clause_weights", clause_weights, CLAUSE_WEIGHTS),
+                                   ("critic", critic, CRITICS),
+                                   ("logic_actions", logic_actions, ACTION_SETS)):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         self.spec = spec
         self.actor_mode = actor_mode
         self.blender_mode = blender_mode
         self.blend_function = blend_function
+        self.semantics = {"soft_or": soft_or, "clause_weights": clause_weights, "critic": critic,
+                          "logic_actions": logic_actions}
+        """The reasoner's, the critic's and the logic actor's choices (printed by program_text)."""
         self.net = ActorCriticNet(spec, hidden)
         self.rule_set = load_rule_set(spec.name, rules)
         # a logic blender's clauses are evaluated in the logic actor's forward pass (shared atoms)
         self.logic_actor = LogicActor(self.rule_set, temperature=reasoner_temperature,
-                                      with_blender=blender_mode == "logic")
+                                      with_blender=blender_mode == "logic", soft_or=soft_or,
+                                      clause_weights=clause_weights, action_set=logic_actions)
         self.blender = NeuralBlender(spec, hidden) if blender_mode == "neural" else None
+        self.logic_critic = LogicStateValue(spec, hidden) if critic == "blended" else None
         # everything of the policy but the neural network: compiled, it is a few fused kernels
         self._compiled_mix = torch.compile(self._mix, dynamic=True) if compile_logic else None
         self.register_load_state_dict_pre_hook(_rename_separate_reasoner_keys)
@@ -111,13 +128,25 @@ class BlendRLAgent(Agent):
         return self._policy(logic, self.net.logits(neural))
 
     def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
-        return self.net.value(neural)
+        if self.logic_critic is None or self.actor_mode == "neural":
+            return self.net.value(neural)
+        if self.actor_mode == "logic":
+            return self.logic_critic(logic)
+        self.logic_actor.check_state(logic)
+        w_logic = self._weights(self.actor_and_blend_logits(logic)[1])[:, 1]
+        return torch.lerp(self.net.value(neural), self.logic_critic(logic), w_logic)
 
     def policy_and_value(self, logic: torch.Tensor, neural: torch.Tensor) -> tuple[Policy, torch.Tensor]:
         if self.actor_mode == "logic":
-            return self._policy(logic, None), self.net.value(neural)
+            pol = self._policy(logic, None)
+            value = self.net.value(neural) if self.logic_critic is None else self.logic_critic(logic)
+            return pol, value
         logits, value = self.net(neural)
-        return self._policy(logic, logits), value
+        pol = self._policy(logic, logits)
+        if self.logic_critic is not None and self.actor_mode == "hybrid":
+            # w_n V_n + w_l V_l with the policy's own blend weights (w_n = 1 - w_l)
+            value = torch.lerp(value, self.logic_critic(logic), pol.logic_weight)
+        return pol, value
 
     def _policy(self, logic: torch.Tensor, neural_logits: torch.Tensor | None) -> Policy:
         """The blended policy given the neural actor's logits (None in ``logic`` actor mode)."""
@@ -145,9 +174,13 @@ class BlendRLAgent(Agent):
         return log_probs, weights[:, 1], blend_entropy
 
     def optimizer_param_groups(self, lrs: dict[str, float]) -> list[dict]:
-        """Groups: ``neural`` (neural actor + critic), ``logic`` (clause weights), ``blender``."""
+        """Groups: ``neural`` (neural actor + critic, and the logic critic of a blended critic, as in
+        the reference), ``logic`` (clause weights), ``blender``."""
+        neural = list(self.net.parameters())
+        if self.logic_critic is not None:
+            neural += list(self.logic_critic.parameters())
         groups = [
-            {"params": list(self.net.parameters()), "lr": lrs["neural"], "name": "neural"},
+            {"params": neural, "lr": lrs["neural"], "name": "neural"},
             {"params": self.logic_actor.actor_parameters(), "lr": lrs["logic"], "name": "logic"},
             {"params": self.logic_actor.blender_parameters() if self.blender is None
              else list(self.blender.parameters()), "lr": lrs["blender"], "name": "blender"},
@@ -155,8 +188,9 @@ class BlendRLAgent(Agent):
         return [g for g in groups if g["params"]]
 
     def program_text(self) -> str:
-        """The learned program: actor and blender clauses with their current weights."""
-        text = "# actor\n" + self.logic_actor.program_text()
+        """The learned program: the semantics, then actor and blender clauses with their current weights."""
+        text = "# semantics: " + " ".join(f"{k}={v}" for k, v in self.semantics.items())
+        text += "\n# actor\n" + self.logic_actor.program_text()
         if self.blender_mode == "logic":
             text += "\n# blender\n" + self.logic_actor.blender_program_text()
         return text

@@ -1,8 +1,9 @@
 """Network building blocks: CleanRL-style initialisation, MLP and Nature-CNN encoders, and the
-critic networks (Q and V) used by IQL.
+critic networks (Q and V) used by IQL, and the logic-state critic of BlendRL's blended critic.
 
-Every network here takes the **neural state**: a float32 vector, or uint8 frames ``[4, 84, 84]``
-which are scaled to [0, 1] inside the network (the dataset and the rollout keep them uint8).
+Every network here but :class:`LogicStateValue` takes the **neural state**: a float32 vector, or
+uint8 frames ``[4, 84, 84]`` which are scaled to [0, 1] inside the network (the dataset and the
+rollout keep them uint8).
 """
 
 from __future__ import annotations
@@ -83,6 +84,20 @@ def make_q_network(spec: EnvSpec, hidden: int = 256) -> Head:
 def make_value_network(spec: EnvSpec, hidden: int = 256) -> nn.Module:
     """V(s): ``[B]`` (IQL value function)."""
     return _Squeeze(Head(make_encoder(spec, hidden, nn.ReLU), 1, std=1.0))
+
+
+class LogicStateValue(nn.Module):
+    """V(logic state): ``[B, n_objects, n_features] -> [B]``, a two-hidden-layer ReLU MLP on the
+    flattened logic state -- the logic critic of the BlendRL reference (whose MLP is also ReLU, on
+    the raw object features)."""
+
+    def __init__(self, spec: EnvSpec, hidden: int = 64):
+        super().__init__()
+        n_obj, n_feat = spec.logic_shape
+        self.head = Head(MLPEncoder(n_obj * n_feat, hidden, nn.ReLU), 1, std=1.0)
+
+    def forward(self, logic: torch.Tensor) -> torch.Tensor:
+        return self.head(logic).squeeze(-1)
 
 
 class _Squeeze(nn.Module):

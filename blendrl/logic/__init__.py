@@ -10,12 +10,12 @@ Modules: :mod:`~blendrl.logic.syntax` (the language and its parser), :mod:`~blen
 :mod:`~blendrl.logic.reasoner` (forward chaining), :mod:`~blendrl.logic.actors` (actor, blender).
 """
 
-from blendrl.logic.actors import ACTION_EPS, NO_RULE_LOGIT, LogicActor, LogicBlender
-from blendrl.logic.reasoner import ForwardReasoner, soft_or
+from blendrl.logic.actors import ACTION_EPS, ACTION_SETS, NO_RULE_LOGIT, LogicActor, LogicBlender
+from blendrl.logic.reasoner import CLAUSE_WEIGHTS, SOFT_ORS, ForwardReasoner, soft_or
 from blendrl.logic.ruleset import (BLENDER_HEADS, RuleSet, action_of_predicate, build_rule_set,
-                                   load_rule_set)
+                                   load_rule_set, sees_absent_objects)
 from blendrl.logic.syntax import RuleSetError
 
 __all__ = ["load_rule_set", "build_rule_set", "RuleSet", "RuleSetError", "LogicActor", "LogicBlender",
            "ForwardReasoner", "soft_or", "action_of_predicate", "BLENDER_HEADS", "ACTION_EPS",
-           "NO_RULE_LOGIT"]
+           "NO_RULE_LOGIT", "ACTION_SETS", "SOFT_ORS", "CLAUSE_WEIGHTS", "sees_absent_objects"]

@@ -6,8 +6,11 @@ predicate that maps to ``a`` (see :func:`~blendrl.logic.ruleset.action_of_predic
 predicates simply the soft OR of their values -- turned into a logit ``logit(clamp(v, eps, 1 - eps))``
 with ``eps = 0.01``; an env action with no action predicate gets the fixed low logit ``logit(eps)``
 (the score of a false rule). The distribution is the softmax of these
-logits: rows sum to 1, no probability is 0 or NaN, and its argmax is the action of the truest rule
-(ties broken towards the lower action id).
+logits: rows sum to 1, no probability is NaN, and its argmax is the action of the truest rule
+(ties broken towards the lower action id). With ``action_set="rules"`` (the BlendRL reference's
+reduced action set) the distribution covers only the env actions some action predicate maps to:
+every other action has probability exactly 0. With the ``logsumexp`` soft OR, the action scores of
+a state are divided by their maximum where it exceeds 1 (as the reasoner's atoms are).
 
 **Blender.** The values ``[B, 2]`` of the built-in heads ``(neural_agent, logic_agent)`` in [0, 1];
 the agent turns them into blend weights.
@@ -21,7 +24,8 @@ import torch
 from torch import nn
 
 from blendrl.logic.grounding import FALSE_INDEX, GroundProgram, ground_program
-from blendrl.logic.reasoner import DEFAULT_INIT_WEIGHT, DEFAULT_TEMPERATURE, ForwardReasoner, SoftOrGroups
+from blendrl.logic.reasoner import (DEFAULT_INIT_WEIGHT, DEFAULT_TEMPERATURE, ForwardReasoner, SoftOrGroups,
+                                    check_choice)
 from blendrl.logic.ruleset import BLENDER_HEADS, RuleSet
 from blendrl.logic.syntax import RuleSetError
 
@@ -30,6 +34,10 @@ ACTION_EPS = 0.01
 
 NO_RULE_LOGIT = math.log(ACTION_EPS / (1.0 - ACTION_EPS))
 """The fixed logit of an env action that no action predicate maps to (= a false rule's)."""
+
+ACTION_SETS = ("all", "rules")
+"""``all``: every env action has a probability (those without rules the false rule's logit);
+``rules``: only the env actions some action predicate maps to (the others get probability 0)."""
 
 
 def _check_state(logic: torch.Tensor, rule_set: RuleSet) -> None:
@@ -64,23 +72,34 @@ class LogicActor(nn.Module):
 
     def __init__(self, rule_set: RuleSet, temperature: float = DEFAULT_TEMPERATURE,
                  infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT,
-                 with_blender: bool = False):
-        """``infer_steps`` defaults to the program's depth (the fewest steps that are exact)."""
+                 with_blender: bool = False, soft_or: str = "boltzmann", clause_weights: str = "sigmoid",
+                 action_set: str = "all"):
+        """``infer_steps`` defaults to the program's depth (the fewest steps that are exact);
+        ``soft_or`` and ``clause_weights``: see :mod:`blendrl.logic.reasoner`; ``action_set``: see
+        :data:`ACTION_SETS`."""
         super().__init__()
+        check_choice("action_set", action_set, ACTION_SETS)
         self.rule_set = rule_set
+        self.action_set = action_set
         self.program: GroundProgram = ground_program(rule_set, rule_set.actor_clauses)
         programs = [self.program, _blender_program(rule_set)] if with_blender else [self.program]
         self.with_blender = with_blender
         self.reasoner = ForwardReasoner(programs, temperature, infer_steps, init_weight,
-                                        presence_feature(rule_set))
+                                        presence_feature(rule_set), soft_or, clause_weights)
         self.action_predicates = tuple(d.name for d in rule_set.actions)
         atoms = [self.reasoner.atoms_of(0, p) for p in self.action_predicates]
-        self._predicates = SoftOrGroups(atoms, temperature)
+        self._predicates = SoftOrGroups(atoms, temperature, kind=soft_or)
         # env action a: every ground atom of the action predicates of a; the constant-false atom for
         # an action without rules (its logit is then logit(eps) = NO_RULE_LOGIT)
         per_action = [[i for k, a in enumerate(rule_set.action_ids) if a == action for i in atoms[k]]
                       or [FALSE_INDEX] for action in range(rule_set.spec.n_actions)]
-        self._actions = SoftOrGroups(per_action, temperature)
+        self._actions = SoftOrGroups(per_action, temperature, kind=soft_or)
+        ruled = set(rule_set.action_ids)
+        self._restricted = action_set == "rules" and len(ruled) < rule_set.spec.n_actions
+        if self._restricted:  # -inf logits: probability exactly 0 outside the rules' actions
+            self.register_buffer("_excluded_bias", torch.tensor(
+                [0.0 if a in ruled else float("-inf") for a in range(rule_set.spec.n_actions)]),
+                persistent=False)
         if with_blender:
             heads = [self.reasoner.index_of(1, (head, ())) for head in BLENDER_HEADS]
             self.register_buffer("_blender_heads", torch.tensor(heads, dtype=torch.long), persistent=False)
@@ -108,7 +127,10 @@ class LogicActor(nn.Module):
 
     def _logits(self, values: torch.Tensor) -> torch.Tensor:
         scores = self._actions(values)
-        return torch.logit(scores.clamp(ACTION_EPS, 1.0 - ACTION_EPS))
+        logits = torch.logit(scores.clamp(ACTION_EPS, 1.0 - ACTION_EPS))
+        if self._restricted:
+            logits = logits + self._buffers["_excluded_bias"]
+        return logits
 
     def forward(self, logic: torch.Tensor) -> torch.Tensor:
         """[B, n_actions] a probability distribution over the env's actions."""
@@ -147,12 +169,13 @@ class LogicBlender(nn.Module):
     """
 
     def __init__(self, rule_set: RuleSet, temperature: float = DEFAULT_TEMPERATURE,
-                 infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT):
+                 infer_steps: int | None = None, init_weight: float = DEFAULT_INIT_WEIGHT,
+                 soft_or: str = "boltzmann", clause_weights: str = "sigmoid"):
         super().__init__()
         self.rule_set = rule_set
         self.program = _blender_program(rule_set)
         self.reasoner = ForwardReasoner(self.program, temperature, infer_steps, init_weight,
-                                        presence_feature(rule_set))
+                                        presence_feature(rule_set), soft_or, clause_weights)
         heads = [self.reasoner.index_of(0, (head, ())) for head in BLENDER_HEADS]
         self.register_buffer("_heads", torch.tensor(heads, dtype=torch.long), persistent=False)
 

@@ -53,6 +53,23 @@ RULE_SET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*\Z")
 ValuationFn = Callable[..., torch.Tensor]
 
 
+_SEES_ABSENT = "_blendrl_sees_absent_objects"
+
+
+def sees_absent_objects(fn: ValuationFn) -> ValuationFn:
+    """Mark a valuation function as reading absent objects itself: its atoms are not multiplied by
+    the presence flags of their objects, and an empty slot reaches it as its (all-zero) row. For
+    objects whose absence means something, e.g. Seaquest's oxygen bar, which OCAtari drops when the
+    tank is empty. Returns ``fn``."""
+    setattr(fn, _SEES_ABSENT, True)
+    return fn
+
+
+def sees_absent_objects_of(fn: ValuationFn) -> bool:
+    """Whether ``fn`` is marked with :func:`sees_absent_objects`."""
+    return bool(getattr(fn, _SEES_ABSENT, False))
+
+
 def action_of_predicate(name: str) -> str:
     """The env action an action predicate stands for: its name up to the first ``_``."""
     return name.split("_", 1)[0]
@@ -425,4 +442,5 @@ def predicate_depths(clauses: Sequence[Clause]) -> dict[str, int]:
 
 
 __all__ = ["RuleSet", "RuleSetError", "load_rule_set", "build_rule_set", "rule_set_folder",
-           "action_of_predicate", "predicate_depths", "BLENDER_HEADS"]
+           "action_of_predicate", "predicate_depths", "BLENDER_HEADS", "sees_absent_objects",
+           "sees_absent_objects_of"]

@@ -2,7 +2,8 @@
 
 Each function takes object rows ``[..., 6]`` and returns truth values ``[...]`` in [0, 1] as if its
 objects were present: the reasoner multiplies every atom by its objects' ``visible`` flags (the
-spec's presence feature), so an atom about an empty slot is exactly 0. Registered explicitly in
+spec's presence feature), so an atom about an empty slot is exactly 0 -- except ``oxygen_low``,
+which reads an absent oxygen bar as an empty tank. Registered explicitly in
 :data:`VALUATIONS` (name = predicate).
 Calibrated on real states: the surface is at player y = 46, the diver lanes are 24 pixels apart
 (diver centres y = 74.5, 98.5, ...), the oxygen level runs from 64 (full) down to 0.
@@ -14,7 +15,8 @@ from typing import Callable
 
 import torch
 
-from blendrl.logic.geometry import distance, greater, offset_x, offset_y, proximity, value, within
+from blendrl.logic.geometry import distance, greater, offset_x, offset_y, proximity, value, visible, within
+from blendrl.logic.ruleset import sees_absent_objects
 
 OXYGEN_LOW = 16.0
 """Oxygen level (of 64) below which the oxygen is "low"."""
@@ -32,9 +34,11 @@ DANGER_RADIUS = 32.0
 """Distance of centres (pixels) within which an enemy or torpedo is close."""
 
 
+@sees_absent_objects
 def oxygen_low(bar: torch.Tensor) -> torch.Tensor:
-    """The oxygen level is below 16 of 64."""
-    return greater(OXYGEN_LOW, value(bar), 2.0)
+    """The oxygen level is below 16 of 64. OCAtari drops the oxygen bar when the tank is empty, so
+    an absent bar reads as level 0 (true): this function sees empty slots (no presence gate)."""
+    return greater(OXYGEN_LOW, value(bar) * visible(bar), 2.0)
 
 
 def diver_collected(slot: torch.Tensor) -> torch.Tensor:
