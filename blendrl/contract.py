@@ -7,6 +7,7 @@ Importing this module is cheap (no torch), so the launcher and the plotting code
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
@@ -14,7 +15,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -34,15 +35,21 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_writer(path: Path, durable: bool = False) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` atomically when the ``with`` block ends without error.
+
+    It is a temp file ``.{name}.*.tmp`` in the same folder, fsynced, then renamed over ``path``;
+    on an error it is removed and ``path`` is untouched. ``durable`` also fsyncs the folder, so
+    that the rename itself survives a crash (before a later file that refers to this one).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -50,10 +57,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``
+    (see :func:`atomic_writer`)."""
+    with atomic_writer(path, durable) as f:
+        f.write(data)
+
+
+def atomic_write_json(path: Path, obj: Any, durable: bool = False) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode(), durable)
 
 
 def read_json(path: Path) -> Any:

@@ -834,3 +834,128 @@ def test_format_1_datasets_read_exactly(tmp_path, kind):
     r, batch = read_all(d)
     assert_batch_matches(batch, exp, np.arange(n * t))
     assert verify(d) == ([], [])
+
+
+# --------------------------------------------------------------------------- reading in place
+
+
+def test_pools_are_memory_mapped_and_private_memory_does_not_hold_them(tmp_path):
+    """Format 2: the reader's pools are maps of the sidecar files (not copies), and reading every
+    transition leaves its anonymous memory far below the pools' size (measured in a fresh process)."""
+    import mmap
+    n, t = 8, 500  # 4000 Atari-shaped transitions: ~28 MB of frames
+    steps = make_stream("atari", n, t, seed=25, max_len=300, p_term=0.01)
+    d = tmp_path / "ds"
+    write_dataset(d, "atari", n, steps, chunk_size=1000)
+    r = DatasetReader(d)
+    assert len(r.chunks) == 4
+    for ch in r.chunks:
+        for pool in (ch.logic, ch.neural):
+            owner = pool
+            while isinstance(owner, np.ndarray):
+                owner = owner.base
+            owner = owner.obj if isinstance(owner, memoryview) else owner
+            assert isinstance(owner, mmap.mmap) and not pool.flags.writeable
+    pools = sum(ch.logic.nbytes + ch.neural.nbytes for ch in r.chunks)
+    assert pools > 30e6
+    probe = (
+        "import sys, numpy as np\n"
+        "from dataset_utils import DatasetReader\n"
+        "def anon():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('RssAnon')).split()[1]) * 1024\n"
+        "before = anon()\n"
+        f"r = DatasetReader({str(d)!r})\n"
+        "total = 0\n"
+        "for a in range(0, len(r), 64):\n"
+        "    b = r.get(np.arange(a, min(a + 64, len(r))))\n"
+        "    total += int(b.neural_state[:, -1].sum(dtype=np.int64))\n"
+        "print(anon() - before, total)\n")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={**_env(), "MALLOC_MMAP_THRESHOLD_": "131072"})
+    assert res.returncode == 0, res.stderr
+    grown, total = map(int, res.stdout.split())
+    exp = flatten(steps)
+    assert total == int(exp["neural"][:, -1].sum(dtype=np.int64))  # it really read every frame
+    assert grown < 0.15 * pools, (grown, pools)
+
+
+def test_extend_opens_only_the_new_chunks_and_stays_exact(tmp_path, monkeypatch):
+    import blendrl.datasets.reader as reader_module
+    n, t = 3, 60
+    steps = make_stream("tinyframes", n, t, seed=26, glitch=0.05, life_lost=True)
+    exp = flatten(steps)
+    d = tmp_path / "ds"
+    write_dataset(d, "tinyframes", n, steps, chunk_size=30)  # 6 chunks of 30
+    opened: list[str] = []
+    real = reader_module.open_chunk
+    monkeypatch.setattr(reader_module, "open_chunk",
+                        lambda directory, e, *a, **k: opened.append(e["file"]) or real(directory, e, *a, **k))
+    r = DatasetReader(d, limit=31)
+    assert len(r) == 31 and len(opened) == 2
+    for limit in (31, 45, 60, 61, 150, 180, 40):
+        r.extend(limit)
+        assert len(r) == limit
+        assert_batch_matches(r.get(np.arange(limit)), exp, np.arange(limit))
+        rng = np.random.default_rng(limit)
+        assert r.sample(200, rng).reward.max() <= exp["reward"][:limit].max()
+    assert opened == [e["file"] for e in manifest(d)["chunks"]]  # each chunk opened once, in order
+    for bad in (0, 181, 2.0):
+        with pytest.raises(DatasetError, match="limit"):
+            r.extend(bad)
+
+
+def test_sample_groups_by_chunk_and_matches_get(tmp_path):
+    n, t = 2, 50
+    steps = make_stream("tinyframes", n, t, seed=27, glitch=0.1)
+    exp = flatten(steps)
+    d = tmp_path / "ds"
+    write_dataset(d, "tinyframes", n, steps, chunk_size=16)
+    r = DatasetReader(d)
+    rng = np.random.default_rng(4)
+    positions = r.draw(500, np.random.default_rng(4))
+    batch = r.sample(500, rng)
+    assert np.all(np.diff(r.chunk_of(positions)) >= 0)
+    assert sorted(positions.tolist()) == sorted(np.random.default_rng(4).integers(0, 100, 500).tolist())
+    assert_batch_matches(batch, exp, positions)
+    # into given arrays (the prefetch thread's buffers)
+    from blendrl.datasets.reader import empty_batch
+    out = empty_batch(r.layout, 500)
+    again = r.sample(500, np.random.default_rng(4), out=out)
+    assert again is out
+    assert_batch_matches(out, exp, positions)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "header"])
+def test_damaged_sidecar_is_refused_naming_the_file(tmp_path, damage):
+    d = tmp_path / "ds"
+    write_dataset(d, "tinyframes", 2, make_stream("tinyframes", 2, 20, seed=28), chunk_size=8)
+    e = manifest(d)["chunks"][1]
+    side = d / e["sidecars"]["neural"]["file"]
+    data = side.read_bytes()
+    if damage == "missing":
+        side.unlink()
+    elif damage == "truncated":
+        side.write_bytes(data[:-7])
+    elif damage == "flipped":
+        side.write_bytes(data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+    else:  # a well-formed header of another shape, size and CRC fixed in the manifest
+        arr = np.load(side)
+        np.save(side, arr.reshape(-1, *arr.shape[2:], arr.shape[1]))
+        m = manifest(d)
+        raw = side.read_bytes()
+        m["chunks"][1]["sidecars"]["neural"].update(bytes=len(raw), crc32=zlib.crc32(raw))
+        (d / MANIFEST_NAME).write_text(json.dumps(m))
+    words = {"missing": "missing", "truncated": "truncated or altered pool", "flipped": "pool corrupted",
+             "header": "pool should be"}[damage]
+    if damage == "flipped":  # same size: only a CRC check sees it
+        DatasetReader(d)
+        with pytest.raises(DatasetError, match=f"{side.name}: {words}"):
+            DatasetReader(d, check_crc=True)
+    else:
+        with pytest.raises(DatasetError, match=f"{side.name}.*{words}"):
+            DatasetReader(d)
+    assert len(DatasetReader(d, limit=8)) == 8  # the chunk before it still reads
+    problems, _ = verify(d)
+    assert len(problems) == 1 and side.name in problems[0] and words in problems[0]
+    res = run_cli("verify", d)
+    assert res.returncode == 1 and side.name in res.stderr

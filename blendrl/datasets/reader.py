@@ -1,0 +1,295 @@
+"""``DatasetReader``: uniform minibatches from the first ``limit`` transitions of a dataset, read in
+place, and grown interval by interval with :meth:`DatasetReader.extend`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from blendrl.datasets.chunks import Chunk, index_chunk, open_chunk
+from blendrl.datasets.layout import DatasetError, Layout
+from blendrl.datasets.manifest import has_life_lost, read_manifest
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions (numpy arrays; leading dimension = batch size).
+
+    ``logic_state``/``next_logic_state`` float32 ``[B, O, F]``; ``neural_state``/
+    ``next_neural_state`` ``[B, *neural_shape]`` of the dataset's dtype (uint8 frames stay uint8);
+    ``action`` int64 ``[B]``; ``reward`` float64 ``[B]``; ``terminated``/``truncated``/``life_lost``
+    bool ``[B]``. ``life_lost`` (a life was lost in the transition) is all False where the dataset
+    does not record it; a Batch built by hand may leave it None (``to_torch`` then gives zeros).
+    """
+
+    logic_state: Any
+    neural_state: Any
+    action: Any
+    reward: Any
+    next_logic_state: Any
+    next_neural_state: Any
+    terminated: Any
+    truncated: Any
+    life_lost: Any = None
+
+    def to_torch(self, device: Any = "cpu", non_blocking: bool = False) -> "Batch":
+        """The same batch as torch tensors on ``device``.
+
+        States keep their dtype (float32; uint8 frames stay uint8, the network scales them);
+        ``action`` int64; ``reward``, ``terminated``, ``truncated`` and ``life_lost`` float32
+        (ready for ``r + gamma * (1 - terminated) * v``). ``non_blocking`` copies asynchronously
+        where the arrays are in pinned memory.
+        """
+        import torch
+
+        def t(a: np.ndarray, dtype: Any = None) -> Any:
+            x = torch.from_numpy(np.ascontiguousarray(a))
+            return x.to(device=device, dtype=dtype, non_blocking=non_blocking)
+
+        life_lost = self.life_lost if self.life_lost is not None else np.zeros(len(self.terminated), bool)
+        return Batch(t(self.logic_state), t(self.neural_state), t(self.action, torch.int64),
+                     t(self.reward, torch.float32), t(self.next_logic_state), t(self.next_neural_state),
+                     t(self.terminated, torch.float32), t(self.truncated, torch.float32),
+                     t(life_lost, torch.float32))
+
+
+def empty_batch(layout: Layout, size: int, alloc: Any = np.empty) -> Batch:
+    """A Batch of ``size`` uninitialised rows, each array made by ``alloc(shape, dtype)``."""
+    logic = (size, *layout.logic_shape)
+    neural = (size, *layout.neural_shape)
+    return Batch(alloc(logic, np.dtype(np.float32)), alloc(neural, layout.neural_dtype),
+                 alloc((size,), np.dtype(np.int64)), alloc((size,), np.dtype(np.float64)),
+                 alloc(logic, np.dtype(np.float32)), alloc(neural, layout.neural_dtype),
+                 alloc((size,), np.dtype(bool)), alloc((size,), np.dtype(bool)),
+                 alloc((size,), np.dtype(bool)))
+
+
+class DatasetReader:
+    """The first ``limit`` transitions of a dataset (all of them when ``limit`` is None).
+
+    Reads in place: the states stay in the chunks' pools, memory-mapped from their ``.npy``
+    sidecars (format 2), and only small per-transition tables live in memory (next-state and
+    frame indices, actions, rewards, flags: about 32 bytes a transition). A format-1 chunk has
+    no sidecars; its pools are loaded into memory. :meth:`extend` grows the prefix, opening only
+    the chunks it adds. ``check_crc`` also reads every pool opened at construction whole to check
+    its CRC-32 (pickles are always CRC-checked; pool sizes always checked).
+    """
+
+    def __init__(self, directory: str | os.PathLike, limit: int | None = None, check_crc: bool = False):
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        lay = Layout.from_manifest(self.manifest, self.directory)
+        self._layout = lay
+        self._life = has_life_lost(self.manifest)
+        entries = self.manifest["chunks"]
+        self._entries = entries
+        total = self.manifest["count"]
+        pools = [lay.pools_of(e) for e in entries]
+        self._starts = np.array([e["start"] for e in entries] + [total], np.int64)
+        self._state_base = np.cumsum([0] + [p.n_states for p in pools]).astype(np.int64)
+        biggest = max([p.n_states for p in pools] + [p.neural_rows for p in pools] + [0])
+        self._index_dtype = np.dtype(np.int32 if biggest < 2**31 else np.int64)
+        # tables for every listed transition; np.empty costs no memory until a chunk fills its part
+        self._next_local = np.empty(total, self._index_dtype)  # chunk-local state of the next state
+        self._action = np.empty(total, lay.action_dtype)
+        self._reward = np.empty(total, np.float64)
+        self._terminated = np.empty(total, bool)
+        self._truncated = np.empty(total, bool)
+        self._life_lost = np.empty(total, bool)
+        self._frame_src = (np.empty((int(self._state_base[-1]), lay.stack), self._index_dtype)
+                           if lay.frames else None)  # per state: chunk-local frame-pool rows
+        self._chunks: list[Chunk] = []
+        self._limit = 0
+        self._rng = np.random.default_rng()
+        if limit is None:
+            limit = total
+        self._check_limit(limit)
+        self._open_until(int(limit), check_crc)
+        self._limit = int(limit)
+
+    # ---- growing
+
+    def _check_limit(self, limit: Any) -> None:
+        total = self.manifest["count"]
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= total:
+            if not (limit == 0 == total and not isinstance(limit, bool)):
+                raise DatasetError(f"{self.directory}: limit {limit!r} must be an int in [1, {total}] "
+                                   f"(the dataset holds {total} transitions)")
+
+    def extend(self, limit: int) -> "DatasetReader":
+        """Make the reader hold the first ``limit`` transitions, opening only the chunks not yet
+        open (a smaller ``limit`` than before just narrows what is sampled)."""
+        self._check_limit(limit)
+        self._open_until(int(limit), check_crc=False)
+        self._limit = int(limit)
+        return self
+
+    def _open_until(self, limit: int, check_crc: bool) -> None:
+        lay = self._layout
+        while len(self._chunks) < len(self._entries) and self._entries[len(self._chunks)]["start"] < limit:
+            i = len(self._chunks)
+            e = self._entries[i]
+            chunk = open_chunk(self.directory, e, lay, self._life, check_crc)
+            idx = index_chunk(chunk)
+            here = slice(e["start"], e["start"] + e["count"])
+            a = chunk.arrays
+            self._next_local[here] = idx.next_of
+            self._action[here] = a["action"]
+            self._reward[here] = a["reward"]
+            self._terminated[here] = a["terminated"]
+            self._truncated[here] = a["truncated"]
+            self._life_lost[here] = a["life_lost"]
+            if lay.frames:
+                base = int(self._state_base[i])
+                self._frame_src[base:base + chunk.pools.n_states] = idx.frame_src
+            chunk.arrays = {}  # copied into the tables
+            self._chunks.append(chunk)
+
+    # ---- description
+
+    def __len__(self) -> int:
+        return self._limit
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """The chunks opened so far, in order (their pools: ``chunk.logic``, ``chunk.neural``)."""
+        return list(self._chunks)
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
+
+    @property
+    def marks(self) -> list[int]:
+        """The online evaluation marks recorded in the manifest (transition counts, sorted)."""
+        return list(self.manifest["marks"])
+
+    @property
+    def env(self) -> str:
+        return self.manifest["env"]
+
+    @property
+    def has_life_lost(self) -> bool:
+        """Whether the dataset records ``life_lost`` (otherwise batches hold all False)."""
+        return self._life
+
+    @property
+    def num_envs(self) -> int:
+        return self._layout.num_envs
+
+    @property
+    def n_actions(self) -> int:
+        return self._layout.n_actions
+
+    @property
+    def logic_shape(self) -> tuple[int, ...]:
+        return self._layout.logic_shape
+
+    @property
+    def neural_shape(self) -> tuple[int, ...]:
+        return self._layout.neural_shape
+
+    @property
+    def neural_dtype(self) -> np.dtype:
+        return self._layout.neural_dtype
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.manifest.get("metadata", {}))
+
+    # ---- tables the device pool copies
+
+    def tables(self, upto: int) -> dict[str, np.ndarray]:
+        """The per-transition tables of rows ``[0, upto)`` (views; ``upto`` within the open chunks)."""
+        return {"next_local": self._next_local[:upto], "action": self._action[:upto],
+                "reward": self._reward[:upto], "terminated": self._terminated[:upto],
+                "truncated": self._truncated[:upto], "life_lost": self._life_lost[:upto]}
+
+    def frame_sources(self, chunk: int) -> np.ndarray:
+        """Chunk-local frame-pool rows of each state of an open chunk ``[n_states, S]``."""
+        base = int(self._state_base[chunk])
+        return self._frame_src[base:int(self._state_base[chunk + 1])]
+
+    def chunk_of(self, positions: np.ndarray) -> np.ndarray:
+        """The chunk number of each transition position."""
+        return np.searchsorted(self._starts, positions, side="right") - 1
+
+    # ---- sampling
+
+    def draw(self, batch_size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``batch_size`` positions drawn uniformly (with replacement) from ``[0, len)``, ordered
+        by chunk (stable): the order :meth:`sample` returns them in."""
+        if self._limit == 0:
+            raise DatasetError(f"{self.directory}: cannot sample from an empty dataset")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise DatasetError(f"sample: batch_size must be a positive int, got {batch_size!r}")
+        idx = (rng or self._rng).integers(0, self._limit, size=int(batch_size))
+        if len(self._chunks) > 1:
+            idx = idx[np.argsort(self.chunk_of(idx), kind="stable")]
+        return idx
+
+    def sample(self, batch_size: int, rng: np.random.Generator | None = None,
+               out: Batch | None = None) -> Batch:
+        """``batch_size`` transitions drawn uniformly (with replacement) from positions ``[0, len)``,
+        grouped by chunk (the order of a minibatch carries no meaning).
+
+        Without ``rng``, the reader's own unseeded generator is used. ``out`` (arrays of
+        :func:`empty_batch`'s shapes and dtypes) receives the batch instead of new arrays.
+        """
+        return self._gather(self.draw(batch_size, rng), out)
+
+    def get(self, indices: Any) -> Batch:
+        """The transitions at the given positions (each in ``[0, len)``), in the given order."""
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise DatasetError(f"get: indices must be a 1-D integer sequence, got {idx.dtype} {idx.shape}")
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._limit):
+            raise DatasetError(f"get: positions must lie in [0, {self._limit}), got "
+                               f"min {idx.min()} max {idx.max()}")
+        order = np.argsort(self.chunk_of(idx), kind="stable")
+        grouped = self._gather(idx[order])
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return Batch(*(a[inverse] for a in grouped))
+
+    def _gather(self, idx: np.ndarray, out: Batch | None = None) -> Batch:
+        """The batch of positions ``idx``, which are grouped by chunk: per chunk, one ``take`` from
+        each pool straight into the output."""
+        lay = self._layout
+        out = out if out is not None else empty_batch(lay, idx.size)
+        out.action[:] = self._action[idx]  # the table's small unsigned dtype -> int64
+        np.take(self._reward, idx, out=out.reward, mode="clip")
+        np.take(self._terminated, idx, out=out.terminated, mode="clip")
+        np.take(self._truncated, idx, out=out.truncated, mode="clip")
+        np.take(self._life_lost, idx, out=out.life_lost, mode="clip")
+        if not idx.size:
+            return out
+        chunk = self.chunk_of(idx)
+        cuts = np.flatnonzero(np.diff(chunk)) + 1
+        bounds = [0, *cuts.tolist(), idx.size]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            c = int(chunk[a])
+            ch = self._chunks[c]
+            rows = idx[a:b] - self._starts[c]  # chunk-local states of the rows
+            nxt = self._next_local[idx[a:b]]
+            # mode="clip": the indices are the reader's own, in range by construction, and
+            # "raise" would buffer every output once more
+            np.take(ch.logic, rows, axis=0, out=out.logic_state[a:b], mode="clip")
+            np.take(ch.logic, nxt, axis=0, out=out.next_logic_state[a:b], mode="clip")
+            if lay.frames:
+                src = self.frame_sources(c)
+                for states, dest in ((rows, out.neural_state), (nxt, out.next_neural_state)):
+                    frames = np.take(src, states, axis=0).reshape(-1)
+                    np.take(ch.neural, frames, axis=0, out=dest[a:b].reshape(-1, *lay.frame_shape),
+                            mode="clip")
+            else:
+                np.take(ch.neural, rows, axis=0, out=out.neural_state[a:b], mode="clip")
+                np.take(ch.neural, nxt, axis=0, out=out.next_neural_state[a:b], mode="clip")
+        return out
