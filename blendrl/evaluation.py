@@ -9,9 +9,15 @@ environment and returns every episode's return and length:
   ``eval_seed(seed) + j``, far from the training seeds (``seed + i``); the returns are listed in
   episode order, so the result does not depend on the number of parallel copies;
 - the same seeds at every evaluation of a run and for every method with the same ``seed``, so
-  online and offline points at the same x are paired comparisons;
-- actions are the policy's most probable action by default (``deterministic=True``) for every
-  method alike.
+  online and offline points at the same x are paired comparisons; on Atari the episode's seed
+  also draws its random no-op start (:mod:`blendrl.envs.atari`) and ALE's sticky actions;
+- actions, for every method alike (``policy``): ``"sample"`` (the default) draws from the
+  policy, what PPO-style results in the field report and what the agent was trained to be;
+  ``"greedy"`` takes the most probable action — a deterministic policy on a deterministic
+  start repeats one game, and it can hide what a stochastic policy learned. A sample of episode
+  ``j`` uses uniforms from its own generator seeded with the episode's seed (inverse-CDF
+  sampling), so the actions, like the starts, do not depend on the number of parallel copies and
+  two agents with the same policy play the same episodes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ import torch
 
 from blendrl.agents.base import Agent
 from blendrl.envs import make_vec_env
+
+EVAL_POLICIES: tuple[str, ...] = ("sample", "greedy")
+"""How an evaluation selects actions (``--eval_policy``)."""
+
+DEFAULT_EVAL_POLICY = "sample"
 
 EVAL_SEED_OFFSET = 1_000_000_000
 """Evaluation seeds start here; training copies use ``seed + i`` with small ``seed`` and ``i``."""
@@ -76,10 +87,13 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: torch.device,
-             num_envs: int = 8, deterministic: bool = True) -> EvalResult:
+             num_envs: int = 8, policy: str = DEFAULT_EVAL_POLICY) -> EvalResult:
     """Run ``n_episodes`` full evaluation episodes of ``agent`` on ``env_name``."""
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be positive, got {n_episodes}")
+    if policy not in EVAL_POLICIES:
+        raise ValueError(f"policy must be one of {EVAL_POLICIES}, got {policy!r}")
+    greedy = policy == "greedy"
     quotas = episode_quotas(n_episodes, num_envs)
     k = len(quotas)
     base = eval_seed(seed)
@@ -89,13 +103,17 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
     weight_sum, weight_n = 0.0, 0
     was_training = agent.training
     agent.eval()
+    # The action sampler of the episode each copy plays (episode i first on copy i).
+    samplers = [np.random.default_rng(base + i) for i in range(k)]
     env = make_vec_env(env_name, k)
     try:
         logic, neural = env.reset(seed=base)  # copy i starts episode i
         while (done_count < quotas).any():
             active = done_count < quotas
+            uniforms = None if greedy else torch.as_tensor(
+                np.array([g.random() for g in samplers]), dtype=torch.float32, device=device)
             action, logic_weight = agent.act(to_tensor(logic, device), to_tensor(neural, device),
-                                             deterministic=deterministic)
+                                             deterministic=greedy, uniforms=uniforms)
             if logic_weight is not None:
                 w = logic_weight.cpu().numpy()[active]
                 weight_sum += float(w.sum())
@@ -113,6 +131,8 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
             if again.any():  # start each copy's next episode from that episode's own seed
                 seeds = [int(base + i + k * done_count[i]) if again[i] else None for i in range(k)]
                 logic, neural = env.reset_copies(again, seeds)
+                for i in np.flatnonzero(again):
+                    samplers[i] = np.random.default_rng(seeds[i])
     finally:
         env.close()
         agent.train(was_training)

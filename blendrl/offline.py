@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Annotated, Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -35,15 +35,18 @@ from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry
+from blendrl.algos.signal import LearnerSignal, SignalError
+from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.runs import UsageError, interval_marks
 from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, args_to_dict,
                           default_threads, load_checkpoint, new_training_log, resolve_device,
                           rng_state, save_checkpoint, seed_everything, set_rng_state,
                           validate_run_id)
+from blendrl.validation import check_ranges, check_rule_set, in_range
 
 
 @dataclass
-class OfflineArgs:
+class OfflineArgs(ProtocolFields):
     """Offline discrete IQL on growing prefixes of an online run's dataset (one interval per
     online evaluation mark), each interval evaluated in the live environment."""
 
@@ -61,47 +64,47 @@ class OfflineArgs:
     """experiment this run belongs to (recorded in run.json)"""
     runs_dir: Path = Path("out/runs")
     """parent folder of runs"""
-    epochs: int = 10
+    epochs: Annotated[int, in_range("[1, inf)")] = 10
     """passes over the interval's data prefix: interval k trains ceil(epochs * limit_k / batch_size) gradient steps"""
-    intervals: int = 10
+    intervals: Annotated[int, in_range("[1, inf)")] = 10
     """number of evenly spaced data limits, used only when the dataset records no evaluation marks"""
-    eval_episodes: int = 10
+    eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
     """episodes per interval evaluation"""
-    eval_envs: int = 8
+    eval_envs: Annotated[int, in_range("[1, inf)")] = 8
     """parallel environments used by an evaluation"""
-    batch_size: int = 256
+    batch_size: Annotated[int, in_range("[1, inf)")] = 256
     """minibatch size of a gradient step"""
-    learning_rate: float = 3e-4
+    learning_rate: Annotated[float, in_range("(0, inf)")] = 3e-4
     """Adam learning rate of the critics (Q1, Q2, V) and of the neural actor"""
-    expectile: float = 0.7
+    expectile: Annotated[float, in_range("(0, 1)")] = 0.7
     """expectile of the value loss (0.5 = mean; towards 1 = max over the data's actions)"""
-    beta: float = 3.0
+    beta: Annotated[float, in_range("[0, inf)")] = 3.0
     """inverse temperature of the advantage weights exp(beta * (Q - V))"""
-    max_weight: float = 100.0
+    max_weight: Annotated[float, in_range("(0, inf)")] = 100.0
     """upper clip of the advantage weights"""
-    gamma: float = 0.99
+    gamma: Annotated[float, in_range("[0, 1]")] = 0.99
     """discount factor"""
-    polyak: float = 0.005
+    polyak: Annotated[float, in_range("(0, 1]")] = 0.005
     """step of the target Q networks towards the online ones after every update"""
-    hidden: int = 64
+    hidden: Annotated[int, in_range("[1, inf)")] = 64
     """hidden units of the actor's MLPs (vector states), as in the online scripts"""
-    critic_hidden: int = 256
+    critic_hidden: Annotated[int, in_range("[1, inf)")] = 256
     """hidden units of the critics' MLPs (vector states; frames use the Nature CNN)"""
     reset_per_interval: bool = False
     """train each interval from the same initial weights instead of continuing from the previous interval"""
-    seed: int = 0
+    seed: Annotated[int, in_range("[0, 4294967295]")] = 0
     """seed of torch, numpy and the minibatch sampler; evaluation seeds derive from it"""
     device: str = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
-    threads: int | None = None
+    threads: Annotated[int | None, in_range("[1, inf)")] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
     resume: bool = False
     """continue the run from its latest checkpoint"""
-    log_every: int = 500
+    log_every: Annotated[int, in_range("[1, inf)")] = 500
     """gradient steps between logging points (tensorboard, training_log.pkl)"""
-    checkpoint_seconds: float = 600.0
+    checkpoint_seconds: Annotated[float, in_range("(0, inf)")] = 600.0
     """also checkpoint at least this often within an interval, besides after every interval"""
-    progress_seconds: float = 15.0
+    progress_seconds: Annotated[float, in_range("[0, inf)")] = 15.0
     """seconds between progress lines on stderr"""
 
 
@@ -110,10 +113,16 @@ class BlendRLOfflineArgs(OfflineArgs, BlendRLFields):
     """Offline discrete IQL of the BlendRL agent: the AWR loss trains the neural actor, the logic
     clause weights and the blender together (each at its own learning rate)."""
 
+    offline_blend_ent_coef: Annotated[float, in_range("[0, inf)")] = 0.0
+    """entropy bonus on the blend weights in the actor loss (online BlendRL's --blend_ent_coef; 0: none)"""
 
-RESUME_FIXED = ("epochs", "batch_size", "learning_rate", "expectile", "beta", "max_weight", "gamma",
+
+RESUME_FIXED = ("reward_transform", "life_loss_terminal", "eval_policy",
+                "epochs", "batch_size", "learning_rate", "expectile", "beta", "max_weight", "gamma",
                 "polyak", "hidden", "critic_hidden", "reset_per_interval", "seed", "eval_episodes",
-                "rules", "actor_mode", "blender_mode", "blend_function", "logic_lr", "blender_lr")
+                "rules", "actor_mode", "blender_mode", "blend_function", "logic_lr", "blender_lr",
+                "soft_or", "clause_weights", "critic", "logic_actions", "neural_blender_input",
+                "offline_blend_ent_coef")
 """Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 ReaderFactory = Callable[[Path, int], Any]
@@ -138,15 +147,7 @@ def check_args(args: OfflineArgs) -> None:
     """Checks needing no file: raises UsageError naming the flag."""
     if (args.dataset is None) == (args.dataset_run_id is None):
         raise UsageError("give exactly one of --dataset DIR and --dataset_run_id ID")
-    for name in ("epochs", "intervals", "eval_episodes", "eval_envs", "batch_size", "hidden",
-                 "critic_hidden", "log_every"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ("checkpoint_seconds", "progress_seconds", "learning_rate"):
-        if not getattr(args, name) > 0:
-            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
+    check_ranges(args)
     if args.env is not None and args.env not in ENV_NAMES:
         raise UsageError(f"unknown environment {args.env!r}; valid: {', '.join(ENV_NAMES)}")
     if args.resume and not args.run_id:
@@ -158,16 +159,24 @@ def check_args(args: OfflineArgs) -> None:
             validate_run_id(args.run_id)
     except RunError as e:
         raise UsageError(str(e)) from e
-    iql_config(args)  # hyperparameter ranges
+    try:
+        check_eval_policy(args.eval_policy)
+    except SignalError as e:
+        raise UsageError(str(e)) from e
+    iql_config(args)  # the trainer's own checks, also before any work
 
 
-def iql_config(args: OfflineArgs) -> IQLConfig:
+def iql_config(args: OfflineArgs, signal: LearnerSignal | None = None) -> IQLConfig:
+    """The trainer's hyperparameters; ``signal`` is the resolved learner signal (the raw reward
+    until it is resolved)."""
     blend = args if isinstance(args, BlendRLFields) else None
     try:
         return IQLConfig(gamma=args.gamma, expectile=args.expectile, beta=args.beta,
                          max_weight=args.max_weight, polyak=args.polyak,
                          critic_lr=args.learning_rate,
-                         actor_lrs=learning_rates(args.learning_rate, blend))
+                         actor_lrs=learning_rates(args.learning_rate, blend),
+                         signal=signal or LearnerSignal(),
+                         blend_ent_coef=getattr(args, "offline_blend_ent_coef", 0.0))
     except ValueError as e:
         raise UsageError(f"bad hyperparameter: {e}") from e
 
@@ -250,6 +259,12 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     blend = args if isinstance(args, BlendRLFields) else None
     check_args(args)
     info = inspect_dataset(args)
+    try:  # the learner's signal: unset flags take the dataset's online setting (blendrl.protocol)
+        args, signal = resolve_signal_fields(args, get_spec(info.env), recorded=info.metadata)
+    except SignalError as e:
+        raise UsageError(str(e)) from e
+    if blend is not None:
+        check_rule_set(info.env, blend.rules)
     limits = data_limits(info, args.intervals)
     try:
         device = resolve_device(args.device)
@@ -267,6 +282,9 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         except DatasetError as e:
             raise UsageError(f"dataset {info.path} is broken: {e}") from e
         check_chunk_files(info.path, first_reader.manifest)
+        if signal.life_loss_terminal and not getattr(first_reader, "has_life_lost", False):
+            raise UsageError(f"--life_loss_terminal: dataset {info.path} does not record lost lives "
+                             "(written before format version 2); pass --life_loss_terminal False")
     try:
         run.prepare(args.resume)
     except RunError as e:
@@ -276,7 +294,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     torch.set_num_threads(args.threads or default_threads(spec.is_image))
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
-    trainer = IQLTrainer.for_spec(agent, spec, iql_config(args), device, hidden=args.critic_hidden)
+    trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, signal), device, hidden=args.critic_hidden)
     loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, reader_factory)
     try:
         with Interrupt() as interrupt:
@@ -474,6 +492,7 @@ class OfflineLoop:
         # very same episode starts (a paired comparison); --seed only seeds training here.
         online_seed = int(self.info.metadata.get("seed", a.seed))
         res = evaluate(self.trainer.actor, self.info.env, a.eval_episodes, online_seed, self.device,
+                       policy=a.eval_policy,
                        num_envs=a.eval_envs)
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -26,27 +27,30 @@ from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
+from blendrl.algos.signal import LearnerSignal, SignalError
+from blendrl.protocol import ProtocolFields, resolve_signal_fields
 from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, UsageError,
                           args_to_dict,
                           default_threads, interval_marks, load_checkpoint, new_training_log,
                           resolve_device, rng_state, save_checkpoint, seed_everything,
                           set_rng_state, validate_run_id)
+from blendrl.validation import check_ranges, check_rule_set, in_range
 
 
 @dataclass
-class OnlineArgs:
+class OnlineArgs(ProtocolFields):
     """Online PPO training. Hyperparameters left unset take the per-environment defaults of
     CleanRL's PPO (classic control: ppo.py; Atari: ppo_atari.py)."""
 
     env: str = "cartpole"
     """environment: cartpole, mountaincar, seaquest, kangaroo or donkeykong"""
-    total_timesteps: int | None = None
+    total_timesteps: Annotated[int | None, in_range("[1, inf)")] = None
     """environment transitions to collect (default: 500000 classic control, 10000000 Atari); rounded up to whole PPO iterations"""
-    num_envs: int | None = None
+    num_envs: Annotated[int | None, in_range("[1, inf)")] = None
     """parallel environments (default: 4 classic control, 8 Atari)"""
-    num_steps: int = 128
+    num_steps: Annotated[int, in_range("[1, inf)")] = 128
     """steps per environment per PPO iteration (rollout length)"""
-    seed: int = 0
+    seed: Annotated[int, in_range("[0, 4294967295]")] = 0
     """seed of torch, numpy and the training environments (copy i gets seed + i)"""
     run_id: str | None = None
     """name of the run: its folder is {runs_dir}/{run_id} (default: {method}_{env}_s{seed}_{time})"""
@@ -58,51 +62,51 @@ class OnlineArgs:
     """parent folder of datasets"""
     runs_dir: Path = Path("out/runs")
     """parent folder of runs"""
-    intervals: int = 10
+    intervals: Annotated[int, in_range("[1, inf)")] = 10
     """number of interval evaluations, at evenly spaced transition counts up to total_timesteps"""
-    eval_episodes: int = 10
+    eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
     """episodes per interval evaluation"""
-    eval_envs: int = 8
+    eval_envs: Annotated[int, in_range("[1, inf)")] = 8
     """parallel environments used by an evaluation"""
     resume: bool = False
     """continue the run from its latest checkpoint"""
     device: str = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
-    threads: int | None = None
+    threads: Annotated[int | None, in_range("[1, inf)")] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
-    learning_rate: float = 2.5e-4
+    learning_rate: Annotated[float, in_range("(0, inf)")] = 2.5e-4
     """learning rate of the neural actor and critic"""
     anneal_lr: bool = True
     """anneal learning rates linearly to 0 over training"""
-    gamma: float = 0.99
+    gamma: Annotated[float, in_range("[0, 1]")] = 0.99
     """discount factor"""
-    gae_lambda: float = 0.95
+    gae_lambda: Annotated[float, in_range("[0, 1]")] = 0.95
     """GAE lambda"""
-    num_minibatches: int = 4
+    num_minibatches: Annotated[int, in_range("[1, inf)")] = 4
     """minibatches per update epoch"""
-    update_epochs: int = 4
+    update_epochs: Annotated[int, in_range("[1, inf)")] = 4
     """update epochs per PPO iteration"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
-    clip_coef: float | None = None
+    clip_coef: Annotated[float | None, in_range("(0, inf)")] = None
     """PPO clipping coefficient (default: 0.2 classic control, 0.1 Atari)"""
     clip_vloss: bool = True
     """clip the value loss as CleanRL does"""
-    ent_coef: float = 0.01
+    ent_coef: Annotated[float, in_range("[0, inf)")] = 0.01
     """entropy bonus coefficient"""
-    vf_coef: float = 0.5
+    vf_coef: Annotated[float, in_range("[0, inf)")] = 0.5
     """value loss coefficient"""
-    max_grad_norm: float = 0.5
+    max_grad_norm: Annotated[float, in_range("(0, inf)")] = 0.5
     """gradient clipping norm"""
-    target_kl: float | None = None
+    target_kl: Annotated[float | None, in_range("(0, inf)")] = None
     """stop an update early when the approximate KL exceeds this"""
-    hidden: int = 64
+    hidden: Annotated[int, in_range("[1, inf)")] = 64
     """hidden units of the MLPs (vector states)"""
-    chunk_size: int = 50_000
+    chunk_size: Annotated[int, in_range("[1, inf)")] = 50_000
     """transitions per dataset chunk file"""
-    checkpoint_seconds: float = 600.0
+    checkpoint_seconds: Annotated[float, in_range("(0, inf)")] = 600.0
     """also checkpoint (and flush the dataset) at least this often, besides every evaluation"""
-    progress_seconds: float = 15.0
+    progress_seconds: Annotated[float, in_range("[0, inf)")] = 15.0
     """seconds between progress lines on stderr"""
 
 
@@ -110,12 +114,13 @@ class OnlineArgs:
 class BlendRLOnlineArgs(OnlineArgs, BlendRLFields):
     """Online PPO training of the BlendRL agent (neural actor + logic actor + blender)."""
 
-    blend_ent_coef: float = 0.01
+    blend_ent_coef: Annotated[float, in_range("[0, inf)")] = 0.01
     """entropy bonus on the blend weights (BlendRL's default)"""
 
 
 def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     """Validate and fill in per-environment defaults; raises UsageError."""
+    check_ranges(args)
     if args.env not in ENV_NAMES:
         raise UsageError(f"unknown environment {args.env!r}; valid: {', '.join(ENV_NAMES)}")
     atari = get_spec(args.env).is_image
@@ -126,15 +131,10 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
         clip_coef=args.clip_coef if args.clip_coef is not None else (0.1 if atari else 0.2),
         run_id=args.run_id or f"{method}_{args.env}_s{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}",
     )
-    for name in ("total_timesteps", "num_envs", "num_steps", "intervals", "eval_episodes",
-                 "eval_envs", "num_minibatches", "update_epochs", "chunk_size", "hidden"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.threads is not None and args.threads <= 0:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
     try:
         validate_run_id(args.run_id)
-    except RunError as e:
+        args, _ = resolve_signal_fields(args, get_spec(args.env))
+    except (RunError, SignalError) as e:
         raise UsageError(str(e)) from e
     batch = args.num_envs * args.num_steps
     if args.total_timesteps / args.intervals < batch:
@@ -145,6 +145,8 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     if batch % args.num_minibatches:
         raise UsageError(f"--num_minibatches {args.num_minibatches} does not divide the batch of "
                          f"{batch} transitions (num_envs x num_steps)")
+    if isinstance(args, BlendRLFields):
+        check_rule_set(args.env, args.rules)
     return args
 
 
@@ -156,7 +158,9 @@ RESUME_FIXED = ("exp_id", "total_timesteps", "num_envs", "num_steps", "seed", "s
                 "intervals", "eval_episodes", "learning_rate", "anneal_lr", "gamma", "gae_lambda",
                 "num_minibatches", "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef",
                 "vf_coef", "max_grad_norm", "target_kl", "hidden", "rules", "actor_mode",
-                "blender_mode", "blend_function", "logic_lr", "blender_lr", "blend_ent_coef")
+                "blender_mode", "blend_function", "logic_lr", "blender_lr", "blend_ent_coef",
+                "soft_or", "clause_weights", "critic", "logic_actions", "neural_blender_input",
+                "reward_transform", "life_loss_terminal", "eval_policy")
 """Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 
@@ -243,7 +247,9 @@ def run_online(args: OnlineArgs, method: str) -> int:
             dataset_path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
             neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
             chunk_size=args.chunk_size,
-            metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed},
+            metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
+                      "reward_transform": args.reward_transform,
+                      "life_loss_terminal": args.life_loss_terminal},
             resume_at=state["global_step"] if args.resume else None)
 
     from torch.utils.tensorboard import SummaryWriter
@@ -269,6 +275,7 @@ class _OnlineLoop:
         self.run_dir, self.writer, self.tb, self.timer = run, writer, tb, timer
         self.state, self.marks, self.num_iterations, self.device = state, marks, num_iterations, device
         self.log = state["training_log"]
+        self.signal = LearnerSignal(args.reward_transform, args.life_loss_terminal)
         self.last_checkpoint = time.perf_counter()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -334,12 +341,18 @@ class _OnlineLoop:
                 weights.append(out.logic_weight)
             action = out.action.cpu().numpy()
             step = envs.step(action)
-            storage.rewards[t] = torch.as_tensor(step.reward, dtype=torch.float32, device=dev)
-            storage.terminated[t] = torch.as_tensor(step.terminated, dtype=torch.float32, device=dev)
+            # The learner's signal (blendrl.algos.signal); the dataset and the logs keep it raw.
+            sig = self.signal
+            storage.rewards[t] = torch.as_tensor(sig.reward_np(step.reward), device=dev)
+            storage.terminated[t] = torch.as_tensor(sig.no_bootstrap_np(step.terminated, step.life_lost),
+                                                    dtype=torch.float32, device=dev)
             storage.dones[t] = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
+            storage.chain_ends[t] = torch.as_tensor(sig.no_bootstrap_np(step.done, step.life_lost),
+                                                    dtype=torch.float32, device=dev)
             if self.writer is not None:
                 self.writer.add(logic, neural, action, step.reward, step.next_logic, step.next_neural,
-                                step.terminated, step.truncated)
+                                step.terminated, step.truncated,
+                                life_lost=step.life_lost if self.spec.has_lives else None)
             st["global_step"] += self.args.num_envs
             if step.done.any():
                 idx = np.flatnonzero(step.done)
@@ -379,7 +392,8 @@ class _OnlineLoop:
     def evaluate_interval(self) -> None:
         a, st = self.args, self.state
         t0 = time.perf_counter()
-        res = evaluate(self.agent, a.env, a.eval_episodes, a.seed, self.device, num_envs=a.eval_envs)
+        res = evaluate(self.agent, a.env, a.eval_episodes, a.seed, self.device, num_envs=a.eval_envs,
+                       policy=a.eval_policy)
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds
         previous_train = sum(r["train_seconds"] for r in st["results"])

@@ -267,7 +267,8 @@ def test_atari_rollout_states(name):
 
 @pytest.mark.parametrize("name", ATARI_ENVS)
 def test_atari_neural_state_is_bit_exact_to_gymnasium_preprocessing(name, ale_ids):
-    """Same seed, same actions: frames, rewards and flags equal gymnasium's standard pipeline."""
+    """Same seed, same actions: frames, rewards and flags equal gymnasium's standard pipeline
+    (without the start protocol, which gymnasium's pipeline does not have; tested below)."""
     from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
     spec = get_spec(name)
@@ -275,7 +276,7 @@ def test_atari_neural_state_is_bit_exact_to_gymnasium_preprocessing(name, ale_id
         AtariPreprocessing(gym.make(spec.gym_id, frameskip=1, repeat_action_probability=0.25),
                            noop_max=0, frame_skip=4, screen_size=84),
         4, padding_type="reset")
-    env = OCAtariEnv(spec)
+    env = OCAtariEnv(spec, noop_max=0, fire_reset=False)
     try:
         expected, _ = ref.reset(seed=21)
         obs, _ = env.reset(seed=21)
@@ -321,7 +322,7 @@ def test_atari_objects_once_per_step_equal_objects_after_every_frame(name):
 def test_seaquest_logic_state_matches_ram():
     """Player position and oxygen level against the RAM addresses of Seaquest (70, 97, 102)."""
     spec = get_spec("seaquest")
-    env = OCAtariEnv(spec)
+    env = OCAtariEnv(spec, noop_max=0, fire_reset=False)  # the game's own start
     player, oxygen = 0, spec.objects.index("oxygenbar")
     try:
         obs, _ = env.reset(seed=0)
@@ -424,7 +425,9 @@ def test_atari_game_over_gives_the_terminal_state():
         assert b.episode_length[0] == steps and b.episode_return[0] == total
         assert not np.array_equal(b.next_neural[0], b.obs_neural[0])
         assert not np.array_equal(b.next_logic[0], b.obs_logic[0])
-        assert b.obs_logic[0, 0].tolist() == [1.0, 45.0, 176.0, 8.0, 17.0, 0.0]  # Mario's start
+        # Mario back at the start (x 45 on the bottom floor; the FIRE press of the start protocol
+        # makes him jump, so y and h are those of a jump).
+        assert b.obs_logic[0, 0, :2].tolist() == [1.0, 45.0] and b.obs_logic[0, 0, 2] >= 165
         assert b.next_logic[0, 0, 1:3].tolist() != [45.0, 176.0]
     finally:
         env.close()
@@ -451,3 +454,93 @@ def test_atari_bad_arguments_are_rejected():
     wrong = dataclasses.replace(get_spec("kangaroo"), action_names=ALE_FULL_ACTION_NAMES[:6])
     with pytest.raises(ValueError, match="action names"):
         OCAtariEnv(wrong).reset(seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the start protocol and lives (issue 13)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ATARI_ENVS)
+def test_atari_start_is_noop_steps_then_fire_and_up(name):
+    """A reset with seed s plays k no-op agent steps (k drawn from the ALE env's generator seeded
+    by s), then FIRE and UP: the state equals a plain start driven by those actions by hand."""
+    spec = get_spec(name)
+    env, plain = OCAtariEnv(spec), OCAtariEnv(spec, noop_max=0, fire_reset=False)
+    try:
+        obs, info = env.reset(seed=13)
+        assert info == {"life_lost": False} and env._fire  # all three games have FIRE as action 1
+        ref, _ = plain.reset(seed=13)
+        k = int(plain._ale_rng.integers(1, 31))  # the draw env.reset made from the same generator
+        for a in [0] * k + [spec.action_names.index("fire"), 2]:
+            ref, *_ = plain.step(a)
+        assert env._ale.getEpisodeFrameNumber() == plain._ale.getEpisodeFrameNumber() == 4 * (k + 2)
+        assert np.array_equal(obs["logic"], ref["logic"])
+        assert all(np.array_equal(obs["neural"][i], ref["neural"][-1]) for i in range(4))
+        # Another seed draws another number of no-ops (the starts really differ).
+        counts = set()
+        for s in range(6):
+            env.reset(seed=100 + s)
+            counts.add(env._ale.getEpisodeFrameNumber())
+        assert len(counts) >= 4
+    finally:
+        env.close()
+        plain.close()
+
+
+def test_atari_life_lost_flag_and_fire_after_a_lost_life():
+    """Kangaroo played randomly to a game over: life_lost is exactly where ALE's lives dropped;
+    a lost life that does not end the game is followed, inside the same transition, by FIRE and
+    UP (12 frames instead of 4); the game is not reset there."""
+    spec = get_spec("kangaroo")
+    env = OCAtariEnv(spec)
+    try:
+        env.reset(seed=2)
+        rng = np.random.default_rng(1)
+        lives, frames, lost = env._ale.lives(), env._ale.getEpisodeFrameNumber(), 0
+        assert lives == 3
+        for _ in range(5000):
+            _, _, term, trunc, info = env.step(int(rng.integers(0, spec.n_actions)))
+            now_lives, now_frames = env._ale.lives(), env._ale.getEpisodeFrameNumber()
+            assert info["life_lost"] == (now_lives < lives)
+            if term:
+                break
+            assert now_frames - frames == (12 if info["life_lost"] else 4)
+            lost += info["life_lost"]
+            lives, frames = now_lives, now_frames
+        assert term and lost == 2  # three lives: two lost in play, the last one ends the game
+    finally:
+        env.close()
+
+
+def test_life_lost_reaches_the_step_batch_through_subprocesses_and_autoreset():
+    """VecEnv.step's life_lost equals the per-env flags, also on the step that ends an episode
+    (whose info gymnasium moves to final_info); classic control has none."""
+    env = make_vec_env("kangaroo", 2, vectorization="async")
+    single = [OCAtariEnv(get_spec("kangaroo")) for _ in range(2)]
+    try:
+        env.reset(seed=5)
+        for i, e in enumerate(single):
+            e.reset(seed=5 + i)
+        rng = np.random.default_rng(3)
+        flags, ends = 0, 0
+        for _ in range(1200):
+            a = rng.integers(0, 18, size=2)
+            b = env.step(a)
+            for i, e in enumerate(single):
+                _, _, term, trunc, info = e.step(int(a[i]))
+                assert b.life_lost[i] == info["life_lost"]
+                if term or trunc:
+                    e.reset()
+            flags += int(b.life_lost.sum())
+            ends += int((b.done & b.life_lost).sum())
+        assert flags > 0 and ends > 0
+    finally:
+        env.close()
+        for e in single:
+            e.close()
+    classic = make_vec_env("cartpole", 2)
+    classic.reset(seed=0)
+    b = classic.step(np.zeros(2, dtype=np.int64))
+    assert b.life_lost.dtype == bool and not b.life_lost.any()
+    classic.close()
+    assert get_spec("kangaroo").has_lives and not get_spec("cartpole").has_lives

@@ -30,6 +30,7 @@ def test_rollout_storage_uses_next_stored_value_unless_episode_ended():
     st.values[:] = torch.tensor([[0.5], [0.6], [0.7]])
     st.terminated[:] = torch.tensor([[0.0], [0.0], [0.0]])
     st.dones[:] = torch.tensor([[0.0], [1.0], [0.0]])
+    st.chain_ends[:] = st.dones
     st.next_values[1, 0] = 2.0  # V(final state) of the truncated episode
     batch = st.finish(torch.tensor([0.9]), 0.9, 0.8)
     # t2: delta = 1 + 0.9*0.9 - 0.7 = 1.11; t1: delta = 1 + 0.9*2.0 - 0.6 = 2.2 (cut);

@@ -75,12 +75,27 @@ class Agent(nn.Module):
         return log_probs.gather(1, action.long().unsqueeze(1)).squeeze(1)
 
     @torch.no_grad()
-    def act(self, logic: torch.Tensor, neural: torch.Tensor, deterministic: bool = True
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Actions for evaluation: the most probable one (or a sample); also the logic weight."""
+    def act(self, logic: torch.Tensor, neural: torch.Tensor, deterministic: bool = True,
+            uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Actions for evaluation, and the logic weight: the most probable action
+        (``deterministic``), else a sample — by inverse CDF from the given ``uniforms`` ``[B]`` in
+        [0, 1) (the first action whose cumulative probability exceeds ``u``), or from torch's
+        global generator when they are not given."""
         pol = self.policy(logic, neural)
         if deterministic:
             action = pol.log_probs.argmax(dim=1)
+        elif uniforms is not None:
+            action = inverse_cdf_sample(pol.log_probs.exp(), uniforms)
         else:
             action = torch.multinomial(pol.log_probs.exp(), 1).squeeze(1)
         return action, pol.logic_weight
+
+
+def inverse_cdf_sample(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Row ``b``'s action: the number of actions whose cumulative probability is ``<= u_b * total``
+    (``total`` the row's sum, 1 up to rounding), so ``P(a) = probs[b, a]`` for ``u ~ U[0, 1)`` and
+    an action of probability 0 is never drawn."""
+    cdf = probs.cumsum(dim=1)
+    threshold = uniforms.to(cdf.dtype) * cdf[:, -1]
+    action = (cdf <= threshold.unsqueeze(1)).sum(dim=1)
+    return action.clamp_(max=probs.shape[1] - 1)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from blendrl.agents.base import Agent
 from blendrl.agents.blendrl import BlendRLAgent
 from blendrl.agents.neural import NeuralAgent
 from blendrl.envs.base import EnvSpec
+from blendrl.validation import in_range
 
 
 @dataclass
@@ -20,12 +21,27 @@ class BlendRLFields:
     actor_mode: Literal["hybrid", "logic", "neural"] = "hybrid"
     """hybrid blends the neural and logic actors; logic / neural uses one of them alone"""
     blender_mode: Literal["logic", "neural"] = "logic"
-    """the blender: the rule set's blender clauses (logic) or a small MLP on the logic state (neural)"""
+    """the blender: the rule set's blender clauses (logic) or a small network of its own (neural)"""
+    neural_blender_input: Literal["logic", "neural"] = "logic"
+    """what a neural blender reads: the logic state (an MLP) or the neural state (the BlendRL
+    reference: a Nature CNN of its own on frames)"""
     blend_function: Literal["softmax", "gumbel_softmax"] = "softmax"
     """how the blender's two logits become blend weights"""
-    logic_lr: float = 2.5e-4
+    soft_or: Literal["boltzmann", "logsumexp"] = "boltzmann"
+    """the reasoner's soft OR: boltzmann (sum_i x_i softmax(x/T)_i, never above the max) or
+    logsumexp (the BlendRL reference: T log sum_i exp(x_i/T), divided by the max where above 1); T = 0.01"""
+    clause_weights: Literal["sigmoid", "softmax"] = "sigmoid"
+    """clause weights: sigmoid (one weight per clause, from 0.98) or softmax (the BlendRL reference:
+    an m x C matrix from N(0, 1), softmax over the clauses, m = the program's head predicates)"""
+    critic: Literal["neural", "blended"] = "neural"
+    """PPO's value: neural (the neural critic on the neural state) or blended (the BlendRL reference:
+    w_n V_neural(neural state) + w_l V_logic(logic state)); IQL uses its own critics, not this one"""
+    logic_actions: Literal["all", "rules"] = "all"
+    """the logic actor's actions: all env actions (those without rules get the false rule's logit)
+    or rules (the reference's reduced action set: probability 0 outside the actions the rules name)"""
+    logic_lr: Annotated[float, in_range("(0, inf)")] = 2.5e-4
     """learning rate of the logic actor's clause weights (BlendRL's default)"""
-    blender_lr: float = 2.5e-4
+    blender_lr: Annotated[float, in_range("(0, inf)")] = 2.5e-4
     """learning rate of the blender (BlendRL's default)"""
     compile_logic: bool = False
     """run the logic actor, blender and mixture through torch.compile: their many tiny ops fuse into
@@ -40,7 +56,10 @@ def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) ->
         return NeuralAgent(spec, hidden)
     return BlendRLAgent(spec, rules=blend.rules, actor_mode=blend.actor_mode,
                         blender_mode=blend.blender_mode, blend_function=blend.blend_function,
-                        hidden=hidden, compile_logic=blend.compile_logic)
+                        hidden=hidden, compile_logic=blend.compile_logic, soft_or=blend.soft_or,
+                        clause_weights=blend.clause_weights, critic=blend.critic,
+                        logic_actions=blend.logic_actions,
+                        neural_blender_input=blend.neural_blender_input)
 
 
 def learning_rates(neural_lr: float, blend: BlendRLFields | None) -> dict[str, float]:

@@ -8,11 +8,14 @@ One gradient step (:meth:`IQLTrainer.update`) does, on a minibatch of transition
    ``min(Q1_target(s, a), Q2_target(s, a))`` at the action the data took;
 2. **Q** (:meth:`~IQLTrainer._update_q`): both Q networks are fitted (MSE) to
    ``r + gamma * (1 - terminated) * V(s')``. Truncation is *not* termination: a transition cut by a
-   time limit bootstraps from ``V(s')`` like any other. The target networks then move towards the
-   online ones by Polyak averaging;
+   time limit bootstraps from ``V(s')`` like any other. ``r`` and ``terminated`` are the learner's
+   signal (:class:`~blendrl.algos.signal.LearnerSignal` in the config: the reward transform, and
+   a lost life counted as terminal when that is on), the same rule the online PPO run applied.
+   The target networks then move towards the online ones by Polyak averaging;
 3. **actor** (:meth:`~IQLTrainer._update_actor`): advantage-weighted regression,
    ``-min(exp(beta * (Q - V)), max_weight) * log pi(a|s)``, with the advantage of step 1 (target
-   Qs minus V before its update, as in CORL).
+   Qs minus V before its update, as in CORL); with ``blend_ent_coef`` > 0 minus that times the
+   mean entropy of a BlendRL agent's blend weights (the online blend-entropy bonus).
 
 The actor is any agent of :mod:`blendrl.agents` (``log_prob(logic, neural, action)`` and
 ``optimizer_param_groups(lrs)``): for the BlendRL agent the AWR loss trains the neural actor, the
@@ -35,6 +38,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from blendrl.algos.signal import LearnerSignal
 
 STATE_DICT_VERSION = 1
 
@@ -125,6 +130,12 @@ class IQLConfig:
     """Adam learning rate of the Q networks and the value network."""
     actor_lrs: dict[str, float] = field(default_factory=lambda: {"neural": 3e-4})
     """Learning rate of each actor parameter group (keys as the agent's optimizer_param_groups)."""
+    signal: LearnerSignal = field(default_factory=LearnerSignal)
+    """The learner's reward and bootstrap rule (:mod:`blendrl.algos.signal`), the one the online
+    run that wrote the data trained with."""
+    blend_ent_coef: float = 0.0
+    """Bonus on the entropy of the BlendRL agent's blend weights in the actor loss (online
+    BlendRL's ``blend_ent_coef``); 0 leaves the AWR loss alone."""
 
     def __post_init__(self) -> None:
         checks = (("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
@@ -132,7 +143,8 @@ class IQLConfig:
                   ("beta", self.beta >= 0.0, ">= 0"),
                   ("max_weight", self.max_weight > 0.0, "> 0"),
                   ("polyak", 0.0 < self.polyak <= 1.0, "in (0, 1]"),
-                  ("critic_lr", self.critic_lr > 0.0, "> 0"))
+                  ("critic_lr", self.critic_lr > 0.0, "> 0"),
+                  ("blend_ent_coef", self.blend_ent_coef >= 0.0, ">= 0"))
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"IQL {name} must be {rule}, got {getattr(self, name)!r}")
@@ -194,6 +206,14 @@ class IQLTrainer:
                              v.mean(), q_mean, q_target.mean(), weights.mean(), clipped])
         return dict(zip(METRIC_KEYS, stats.tolist(), strict=True))
 
+    def q_targets(self, batch: TransitionBatch, next_v: torch.Tensor) -> torch.Tensor:
+        """The Q networks' TD targets in the learner's signal: ``r' + gamma * (1 - stop) * V(s')``
+        with ``r'`` the transformed reward and ``stop`` termination (or a lost life, when that is
+        terminal)."""
+        signal = self.config.signal
+        stop = signal.no_bootstrap(batch.terminated, getattr(batch, "life_lost", None))
+        return td_targets(signal.reward(batch.reward), stop, next_v, self.config.gamma)
+
     def min_target_q(self, neural: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``min(Q1_target, Q2_target)`` at the given actions, ``[B]``, without gradient."""
         with torch.no_grad():
@@ -217,7 +237,7 @@ class IQLTrainer:
     def _update_q(self, batch: TransitionBatch, action: torch.Tensor, next_v: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """MSE of both Qs to the TD target, then the Polyak step; returns (loss, mean Q)."""
-        target = td_targets(batch.reward.float(), batch.terminated, next_v, self.config.gamma)
+        target = self.q_targets(batch, next_v)
         index = action.unsqueeze(1)
         q1 = self.q1(batch.neural_state).gather(1, index).squeeze(1)
         q2 = self.q2(batch.neural_state).gather(1, index).squeeze(1)
@@ -233,8 +253,15 @@ class IQLTrainer:
                       v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advantage-weighted regression on the data's actions; returns (loss, weights)."""
         weights = awr_weights(q, v, self.config.beta, self.config.max_weight)
-        log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
-        loss = -(weights * log_prob).mean()
+        if self.config.blend_ent_coef > 0:  # the policy's blend entropy too: one forward pass
+            pol = self.actor.policy(batch.logic_state, batch.neural_state)
+            log_prob = pol.log_probs.gather(1, action.unsqueeze(1)).squeeze(1)
+            loss = -(weights * log_prob).mean()
+            if pol.blend_entropy is not None:
+                loss = loss - self.config.blend_ent_coef * pol.blend_entropy.mean()
+        else:
+            log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
+            loss = -(weights * log_prob).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()

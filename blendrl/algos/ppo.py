@@ -41,6 +41,10 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.
     ``delta_t = r_t + gamma * (1 - terminated_t) * next_values[t] - values[t]``; the GAE chain
     stops at every episode end (terminated or truncated):
     ``A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}``. Returns (advantages, returns).
+
+    With a lost life treated as terminal (:class:`~blendrl.algos.signal.LearnerSignal`), the
+    caller passes ``terminated`` and ``dones`` with the life losses included: neither the
+    bootstrap nor the chain crosses a lost life, exactly as CleanRL's ``EpisodicLifeEnv`` makes it.
     """
     T = rewards.shape[0]
     advantages = torch.zeros_like(rewards)
@@ -85,7 +89,11 @@ class RolloutStorage:
         self.values = z(T, N)
         self.next_values = z(T, N)
         self.terminated = z(T, N)
+        """1 where the learner does not bootstrap (termination; a lost life if that is terminal)."""
         self.dones = z(T, N)
+        """1 where the episode ended (the successor is its final state, in ``next_values``)."""
+        self.chain_ends = z(T, N)
+        """1 where the GAE chain stops: ``dones``, or a lost life if that is terminal."""
 
     def finish(self, last_values: torch.Tensor, gamma: float, gae_lambda: float) -> RolloutBatch:
         """Fill in V(s') where the successor is the next stored state, run GAE, flatten.
@@ -95,8 +103,8 @@ class RolloutStorage:
         """
         nxt = torch.cat([self.values[1:], last_values.unsqueeze(0)], dim=0)
         next_values = torch.where(self.dones.bool(), self.next_values, nxt)
-        adv, ret = compute_gae(self.rewards, self.values, next_values, self.terminated, self.dones,
-                               gamma, gae_lambda)
+        adv, ret = compute_gae(self.rewards, self.values, next_values, self.terminated,
+                               self.chain_ends, gamma, gae_lambda)
         flat = lambda x: x.reshape(self.num_steps * self.num_envs, *x.shape[2:])  # noqa: E731
         return RolloutBatch(flat(self.logic), flat(self.neural), flat(self.actions),
                             flat(self.log_probs), flat(adv), flat(ret), flat(self.values))

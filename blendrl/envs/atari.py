@@ -4,8 +4,22 @@ One agent step of an :class:`OCAtariEnv`:
 
 * repeats the action for 4 ALE frames (``FRAME_SKIP``), summing the raw rewards and stopping early
   at game over or at ALE's frame limit; sticky actions with ``repeat_action_probability=0.25``
-  (the ALE v5 default) are applied by ALE itself, frame by frame, so the environment is stochastic
-  even from a fixed start (there are no random no-op starts);
+  (the ALE v5 default) are applied by ALE itself, frame by frame;
+* **starts** as the standard Atari protocol has them (Mnih et al. 2015's random no-op starts;
+  CleanRL's ``FireResetEnv``), for every method, in training and evaluation alike: after ALE's
+  reset, a random number in ``[1, noop_max]`` (``NOOP_MAX = 30``) of no-op **agent steps** (4
+  frames each, as the Nature DQN's "do nothing actions performed by the agent"; CleanRL's
+  ``NoopResetEnv`` sits below its frame skip and plays single frames instead — with a policy that
+  repeats one action, 1-30 single frames give only about 8 distinct games, 1-30 agent steps give
+  30), drawn from the episode's seed (the generator of ALE's gymnasium env, which its
+  ``reset(seed)`` seeds: a reset with seed ``s`` always plays the same number), then, in games whose action set has FIRE, the agent steps FIRE and action 2 (UP), as
+  CleanRL's ``FireResetEnv`` does. The same two presses follow every **lost life** that does not
+  end the game, inside the transition that lost it (their frames and rewards belong to it), so
+  the game goes on without waiting for FIRE. Those presses are environment dynamics, not agent
+  actions: they are not counted as agent steps;
+* **lives**: ``info["life_lost"]`` is True where the number of lives (ALE's ``lives()``) dropped
+  during the transition; the game is *not* reset there. What the learner makes of it
+  (``--life_loss_terminal``) is :mod:`blendrl.algos.signal`'s business, not the environment's;
 * **neural state**: the pixel-wise max of the grey screens of the last two frames (ALE's own
   ``getScreenGrayscale`` into a preallocated buffer), resized to 84x84 with ``cv2.INTER_AREA``,
   stacked with the three previous ones, newest last: ``uint8 [4, 84, 84]``. After a reset the
@@ -24,7 +38,11 @@ One agent step of an :class:`OCAtariEnv`:
   ``value`` is the value of OCAtari's value objects (e.g. Seaquest's oxygen bar level), else 0;
 * full-game episodes across lives: ``terminated`` at game over, ``truncated`` (and not
   terminated) after ``max_episode_steps`` agent steps = 27,000 = ALE's 108,000 frames;
-* the reward is the raw game score difference (no clipping).
+* the reward is the raw game score difference (no clipping): what is recorded stays raw.
+
+With ``noop_max=0`` and ``fire_reset=False`` the frames, rewards and flags are bit-exact to
+gymnasium's ``AtariPreprocessing(noop_max=0)`` + ``FrameStackObservation`` (tested); a start with
+no-ops is the state that many no-op steps reach from the plain start (tested).
 
 :func:`make_atari_vec` puts ``num_envs`` copies in subprocesses (gymnasium's ``AsyncVectorEnv``
 with shared memory; ``"sync"`` for one process) in ``SAME_STEP`` autoreset mode, with the
@@ -66,6 +84,9 @@ MAX_EPISODE_STEPS = 27_000
 
 STICKY_ACTION_PROBABILITY = 0.25
 """ALE v5 default: at every frame ALE repeats the previous action with this probability."""
+
+NOOP_MAX = 30
+"""Random no-op starts: after a reset, 1..NOOP_MAX no-op agent steps drawn from the episode's seed."""
 
 ALE_FULL_ACTION_NAMES: tuple[str, ...] = (
     "noop", "fire", "up", "right", "left", "down", "upright", "upleft", "downright",
@@ -113,6 +134,7 @@ def atari_spec(name: str, gym_id: str, counts: Sequence[tuple[str, int]],
         action_names=action_names,
         max_episode_steps=MAX_EPISODE_STEPS,
         presence_feature="visible",
+        has_lives=True,
     )
 
 
@@ -137,16 +159,21 @@ class OCAtariEnv(gym.Env):
     extraction after every ALE frame, as OCAtari's own ``step`` does at frameskip 1; it exists to
     check that extraction once per agent step gives the same objects. ``extract_objects=False``
     skips the extraction altogether (the logic state stays all zeros); it exists to measure what
-    the extraction costs (``bench/bench_envs.py``).
+    the extraction costs (``bench/bench_envs.py``). ``noop_max`` (0: none) and ``fire_reset``
+    (None: when the game's action set has FIRE) are the start protocol of the module docstring;
+    the defaults are the protocol every method trains and is evaluated with.
     """
 
     def __init__(self, spec: EnvSpec, *, hud: bool = False,
                  repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
-                 detect_every_frame: bool = False, extract_objects: bool = True):
+                 detect_every_frame: bool = False, extract_objects: bool = True,
+                 noop_max: int = NOOP_MAX, fire_reset: bool | None = None):
         if tuple(spec.features) != FEATURES:
             raise ValueError(f"{spec.name}: Atari specs need the features {FEATURES}, got {spec.features}")
         if not 0.0 <= repeat_action_probability <= 1.0:
             raise ValueError(f"repeat_action_probability must lie in [0, 1], got {repeat_action_probability}")
+        if isinstance(noop_max, bool) or not isinstance(noop_max, (int, np.integer)) or noop_max < 0:
+            raise ValueError(f"noop_max must be an int >= 0, got {noop_max!r}")
         self.game_spec = spec
         self.metadata = {"render_modes": []}
         self.observation_space = observation_space(spec)
@@ -155,6 +182,10 @@ class OCAtariEnv(gym.Env):
         self._sticky = float(repeat_action_probability)
         self._detect_every_frame = detect_every_frame and extract_objects
         self._extract_objects = extract_objects
+        self._noop_max = int(noop_max)
+        self._fire_reset_arg = fire_reset
+        self._fire = False  # decided by _build from the action set when fire_reset is None
+        self._lives = 0
         self._slots_of_type: dict[str, list[int]] = {}
         for slot, object_type in enumerate(spec.object_types):
             self._slots_of_type.setdefault(object_type, []).append(slot)
@@ -200,6 +231,14 @@ class OCAtariEnv(gym.Env):
         self._oc = oc
         self._ale = inner.ale
         self._action_set = list(inner._action_set)
+        # The no-op count comes from ALE env's own generator, which its reset(seed) seeds (as
+        # AtariPreprocessing draws it); unseeded resets continue its stream.
+        self._inner = inner
+        has_fire = len(names) >= 3 and names[1] == "fire"
+        if self._fire_reset_arg and not has_fire:
+            oc.close()
+            raise ValueError(f"{spec.name}: fire_reset needs FIRE as action 1, the actions are {names}")
+        self._fire = has_fire if self._fire_reset_arg is None else bool(self._fire_reset_arg)
         height, width = self._ale.getScreenDims()
         self._screens = np.zeros((2, height, width), dtype=np.uint8)
         self._grey = np.zeros((height, width), dtype=np.uint8)
@@ -207,25 +246,49 @@ class OCAtariEnv(gym.Env):
         self._value_object = ValueObject
         self._slots_of_class[NoObject] = None
 
+    @property
+    def _ale_rng(self) -> np.random.Generator:
+        return self._inner.np_random
+
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if self._oc is None:
             self._build()
-        # OCAtari's reset resets (and, given a seed, reseeds) ALE, re-creates and detects objects.
-        self._oc.reset(seed=seed)
+        ale = self._ale
+        while True:
+            # OCAtari's reset resets (and, given a seed, reseeds) ALE, re-creates and detects objects.
+            self._oc.reset(seed=seed)
+            seed = None  # a start that ended the game (never seen) retries from the stream
+            over, t = False, -1
+            if self._noop_max > 0:  # no-op agent steps (Nature DQN's "do nothing" actions)
+                noop = self._action_set[0]
+                for _ in range(int(self._ale_rng.integers(1, self._noop_max + 1))):
+                    _, over, _, t = self._repeat(noop)
+                    if over:
+                        break
+            if not over and self._fire:
+                _, over, _, t = self._fire_presses()
+            if not over:
+                break
+        pooled = t == FRAME_SKIP - 1  # after an agent step: the max of its last two frames
         self._steps = 0
-        self._ale.getScreenGrayscale(self._grey)
+        self._lives = ale.lives()
+        if pooled:
+            np.maximum(self._screens[0], self._screens[1], out=self._grey)
+        else:
+            ale.getScreenGrayscale(self._grey)
         self._stack[:] = self._resize(self._grey)
         if self._extract_objects:
+            if self._noop_max > 0 or self._fire:
+                self._detect_ram(self._oc.objects, ale.getRAM().tolist(), self._hud)
             self._fill_logic()
-        return self._observation(), {}
+        return self._observation(), {"life_lost": False}
 
-    def step(self, action):
-        if self._oc is None:
-            raise RuntimeError("call reset() before step()")
+    def _repeat(self, ale_action) -> tuple[float, bool, bool, int]:
+        """Act ``FRAME_SKIP`` frames (fewer if the game ends); (reward, terminated, truncated,
+        index of the last frame). The last two screens are in ``self._screens``."""
         ale = self._ale
-        ale_action = self._action_set[int(action)]
         reward = 0.0
         terminated = truncated = False
         t = 0
@@ -241,6 +304,27 @@ class OCAtariEnv(gym.Env):
             truncated = ale.game_truncated()
             if terminated or truncated:
                 break
+        return reward, terminated, truncated, t
+
+    def _fire_presses(self) -> tuple[float, bool, bool, int]:
+        """FIRE, then action 2, one agent step each (CleanRL's ``FireResetEnv``)."""
+        reward, terminated, truncated, t = self._repeat(self._action_set[1])
+        if not (terminated or truncated):
+            r, terminated, truncated, t = self._repeat(self._action_set[2])
+            reward += r
+        return reward, terminated, truncated, t
+
+    def step(self, action):
+        if self._oc is None:
+            raise RuntimeError("call reset() before step()")
+        ale = self._ale
+        reward, terminated, truncated, t = self._repeat(self._action_set[int(action)])
+        lives = ale.lives()
+        life_lost = lives < self._lives
+        self._lives = lives
+        if life_lost and self._fire and not (terminated or truncated):
+            r, terminated, truncated, t = self._fire_presses()
+            reward += r
         if t == FRAME_SKIP - 1:
             np.maximum(self._screens[0], self._screens[1], out=self._grey)
         else:  # the game ended early: the last screen alone
@@ -253,7 +337,7 @@ class OCAtariEnv(gym.Env):
             self._fill_logic()
         self._steps += 1
         truncated = (truncated or self._steps >= self.game_spec.max_episode_steps) and not terminated
-        return self._observation(), reward, terminated, truncated, {}
+        return self._observation(), reward, terminated, truncated, {"life_lost": life_lost}
 
     def close(self) -> None:
         if self._oc is not None:
@@ -322,14 +406,15 @@ def _in_worker(factory: Callable[[], gym.Env]) -> gym.Env:
 
 def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectorization: str = "async",
                    repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
-                   detect_every_frame: bool = False, extract_objects: bool = True) -> VecEnv:
+                   detect_every_frame: bool = False, extract_objects: bool = True,
+                   noop_max: int = NOOP_MAX, fire_reset: bool | None = None) -> VecEnv:
     """``num_envs`` copies of an Atari game as a :class:`VecEnv` (call ``reset(seed)`` first).
 
     ``vectorization="async"`` runs each copy in its own subprocess (shared-memory observations);
     ``"sync"`` steps them in this process. ``hud`` is passed to OCAtari (HUD objects such as the
     score); ``repeat_action_probability`` is ALE's sticky-action probability;
     ``detect_every_frame`` and ``extract_objects`` are the checking / benchmarking switches of
-    :class:`OCAtariEnv`.
+    :class:`OCAtariEnv`; ``noop_max`` and ``fire_reset`` its start protocol.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -338,7 +423,8 @@ def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectoriza
     factory = functools.partial(OCAtariEnv, spec, hud=hud,
                                 repeat_action_probability=repeat_action_probability,
                                 detect_every_frame=detect_every_frame,
-                                extract_objects=extract_objects)
+                                extract_objects=extract_objects, noop_max=noop_max,
+                                fire_reset=fire_reset)
     fns = [factory] * int(num_envs)
     if vectorization == "async":
         # Import OCAtari in this process first: forked workers then inherit it instead of each

@@ -9,7 +9,9 @@ Every environment gives, for a batch of ``num_envs`` parallel copies:
 * ``terminated`` and ``truncated`` kept apart;
 * the true final state of an episode that ended (``next_logic`` / ``next_neural`` of a
   :class:`StepBatch`), never the reset state of the following episode;
-* raw environment rewards (no clipping, no shaping).
+* raw environment rewards (no clipping, no shaping);
+* ``life_lost``, where a game with lives lost one in the transition (from the step's
+  ``info["life_lost"]``; False for environments without lives).
 
 Auto-reset happens inside :meth:`VecEnv.step` in the same call (gymnasium's ``SAME_STEP`` mode):
 ``obs_*`` is what the agent acts on next (a reset state where an episode just ended) and
@@ -52,6 +54,9 @@ class EnvSpec:
     """The feature that is 1 where an object slot holds an object and 0 where it is empty (Atari:
     ``visible``); None where every slot always holds its object (classic control). The logic
     reasoner makes every valuation atom about an empty slot exactly 0 (false)."""
+    has_lives: bool = False
+    """The game has lives (Atari): :attr:`StepBatch.life_lost` can be True, and the learner may
+    treat a lost life as the end of its bootstrap (``--life_loss_terminal``)."""
 
     @property
     def logic_shape(self) -> tuple[int, int]:
@@ -94,6 +99,9 @@ class StepBatch(NamedTuple):
     """[N] float64: the finished episode's undiscounted return where done, NaN elsewhere."""
     episode_length: np.ndarray
     """[N] int64: the finished episode's length in agent steps where done, 0 elsewhere."""
+    life_lost: np.ndarray
+    """[N] bool: a life was lost during the transition (games with lives; the game goes on unless
+    ``terminated``). Always False where the environment has no lives."""
 
     @property
     def done(self) -> np.ndarray:
@@ -147,6 +155,7 @@ class VecEnv:
         self._ep_return += reward
         self._ep_length += 1
         done = terminated | truncated
+        life_lost = _life_lost(info, done, self.num_envs)
         ep_return = np.full(self.num_envs, np.nan)
         ep_length = np.zeros(self.num_envs, dtype=np.int64)
         if done.any():
@@ -161,7 +170,7 @@ class VecEnv:
         else:
             next_logic, next_neural = logic, neural
         return StepBatch(logic, neural, reward, terminated, truncated, next_logic, next_neural,
-                         ep_return, ep_length)
+                         ep_return, ep_length, life_lost)
 
     def close(self) -> None:
         self.vec.close()
@@ -171,6 +180,22 @@ class VecEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _life_lost(info: dict, done: np.ndarray, n: int) -> np.ndarray:
+    """``info["life_lost"]`` of the transition; where an episode ended (SAME_STEP autoreset) the
+    transition's own info is ``info["final_info"]``, the top level being the reset's."""
+    out = np.zeros(n, dtype=bool)
+    if "life_lost" in info:
+        out[:] = np.asarray(info["life_lost"], dtype=bool) & np.asarray(info["_life_lost"], dtype=bool)
+    if done.any():
+        final = info.get("final_info", {})
+        if "life_lost" in final:
+            flags = np.asarray(final["life_lost"], dtype=bool) & np.asarray(final["_life_lost"], dtype=bool)
+            out[done] = flags[done]
+        else:
+            out[done] = False
+    return out
 
 
 def _final_obs_of(final_obs: Any, i: int) -> Any:

@@ -1,0 +1,62 @@
+"""The training and evaluation protocol flags that all four training scripts share, defined once.
+
+* ``--reward_transform`` and ``--life_loss_terminal``: what the learner optimises
+  (:mod:`blendrl.algos.signal`); recorded data stays raw whatever they are;
+* ``--eval_policy``: how evaluation selects actions, the same for every method
+  (:mod:`blendrl.evaluation`).
+
+Left unset (``None``), the learner's signal takes the environment's default (Atari: ``sign`` and
+a lost life terminal; classic control: the raw reward); an offline run takes the setting its
+dataset's online run trained with, so that both learn from the same signal. ``run.json`` records
+the resolved values (the Args are written after :func:`resolve_signal_fields`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from blendrl.algos.signal import LearnerSignal, SignalError, resolve_signal
+from blendrl.envs.base import EnvSpec
+from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
+
+
+@dataclass
+class ProtocolFields:
+    """Flags of the learner's signal and of the evaluation (shared by the four scripts)."""
+
+    reward_transform: str | None = None
+    """reward the learner optimises: none (raw) or sign (clipped to -1/0/1); default: sign on Atari, none on classic control (an offline run: its dataset's online setting). Recorded data stays raw"""
+    life_loss_terminal: bool | None = None
+    """a lost life stops the learner's bootstrap (GAE, IQL targets) without resetting the game; default: True on Atari (an offline run: its dataset's online setting); games with lives only"""
+    eval_policy: str = DEFAULT_EVAL_POLICY
+    """evaluation actions: sample (from the policy, what the field reports) or greedy (its most probable action); the same for all four methods"""
+
+
+T = TypeVar("T", bound=ProtocolFields)
+
+
+def check_eval_policy(value: str) -> None:
+    """Raises SignalError (a ValueError) for an unknown ``--eval_policy``."""
+    if value not in EVAL_POLICIES:
+        raise SignalError(f"--eval_policy {value!r} is not one of {', '.join(EVAL_POLICIES)}")
+
+
+def resolve_signal_fields(args: T, spec: EnvSpec, recorded: dict | None = None) -> tuple[T, LearnerSignal]:
+    """``args`` with the signal flags filled in, and the signal; raises SignalError.
+
+    ``recorded`` (an offline run: the dataset's manifest metadata) supplies the online run's
+    settings for the flags left unset, before the environment's defaults.
+    """
+    check_eval_policy(args.eval_policy)
+    recorded = recorded or {}
+    transform = args.reward_transform
+    if transform is None:
+        transform = recorded.get("reward_transform")
+    life = args.life_loss_terminal
+    if life is None:
+        life = recorded.get("life_loss_terminal")
+    signal = resolve_signal(transform, life, env=spec.name, has_lives=spec.has_lives,
+                            is_atari=spec.is_image)
+    return replace(args, reward_transform=signal.reward_transform,
+                   life_loss_terminal=signal.life_loss_terminal), signal
