@@ -1,10 +1,14 @@
 #!/usr/bin/env python
-"""The plots and the timing table of one experiment.
+"""The plots, interval estimates, report and timing table of one experiment.
 
 Example: python plot_results.py exp1 --runs_dir out/runs --output_dir plots
 Reads every run under --runs_dir whose run.json says exp_id == EXP (see docs/FORMATS.md) and writes
-{output_dir}/{EXP}/: online_returns.png, interval_comparison.png, blend_weights.png (BlendRL runs
-only), timing.md and timing.csv; prints the timing table. Works on partial results (warnings).
+{output_dir}/{EXP}/: online_returns.png, interval_comparison.png, paired_differences.png,
+blend_weights.png (BlendRL runs only), summary.csv (estimate and bootstrap CI per method and mark),
+paired_differences.csv (offline - online per mark, paired bootstrap CI), report.md (one page:
+knobs, figures, readings, tables, what is missing, timing), timing.md and timing.csv; prints the
+timing table and one reading per offline-vs-online pair. Works on partial results (estimates over
+what is there; the report lists what is missing).
 Exit status: 0 written, 1 no run of EXP found (lists the experiments found), 2 bad arguments.
 """
 
@@ -16,6 +20,7 @@ from typing import Annotated
 import tyro
 
 from blendrl.plotting.report import make_plots
+from blendrl.plotting.stats import BootstrapSettings
 
 
 @dataclass
@@ -28,8 +33,16 @@ class Args:
     """where the plots go: {output_dir}/{exp_id}/"""
     smooth_window: int = 10
     """online_returns.png: trailing mean over this many training episodes per seed (1 = raw)"""
+    bootstrap_reps: int = BootstrapSettings.reps
+    """bootstrap resamples per confidence interval (at least 100)"""
+    bootstrap_seed: int = BootstrapSettings.seed
+    """seed of the bootstrap resampling: the same seed and runs give the same intervals"""
+    confidence: float = BootstrapSettings.confidence
+    """coverage of the confidence intervals, in [0.5, 1)"""
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    sys.exit(make_plots(args.exp_id, args.runs_dir, args.output_dir, args.smooth_window))
+    sys.exit(make_plots(args.exp_id, args.runs_dir, args.output_dir, args.smooth_window,
+                        bootstrap_reps=args.bootstrap_reps, bootstrap_seed=args.bootstrap_seed,
+                        confidence=args.confidence))

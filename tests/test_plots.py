@@ -1,12 +1,15 @@
 """plot_results.py and blendrl.plotting: runs written by hand in tmp_path (docs/FORMATS.md), the
 plotted data read back from the Figure objects and compared with hand-computed values, the timing
-table's sums, exp1/exp10 kept apart, partial and empty experiments, the CLI as a real process."""
+table's sums, exp1/exp10 kept apart, partial and empty experiments, the CLI as a real process.
+
+Hand-computed intervals: the percentile bootstrap CI of the mean of two values a < b is exactly
+[a, b] (a resample is all a with probability 1/4, far above 2.5%), and of n values it reaches the
+smallest and largest whenever (1/n)^n > 2.5% (n <= 3)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import pickle
 import subprocess
 import sys
@@ -23,57 +26,12 @@ from blendrl.plotting.curves import collapse_duplicates, seed_band, trailing_mea
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
                                       plot_online_returns)
 from blendrl.plotting.report import EXIT_NO_RUNS, EXIT_OK, EXIT_USAGE, make_plots
+from helpers_runs import evaluation, timing, training_log, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
-PNGS = ("online_returns.png", "interval_comparison.png", "blend_weights.png")
-
-
-# --------------------------------------------------------------------------- writing runs by hand
-
-def evaluation(interval: int, data_limit: int, returns: list[float], train_s: float, eval_s: float,
-               logic_weight: float | None = None) -> dict:
-    e = {"interval": interval, "data_limit": data_limit, "mean_return": float(np.mean(returns)),
-         "std_return": float(np.std(returns)), "episodes": len(returns), "returns": returns,
-         "lengths": [10] * len(returns), "train_seconds": train_s, "eval_seconds": eval_s,
-         "global_step": data_limit}
-    if logic_weight is not None:
-        e["logic_weight"] = logic_weight
-    return e
-
-
-def training_log(steps: list[int], returns: list[float], blend: list[tuple[int, float]] = ()) -> dict:
-    return {"episode_returns": returns, "episode_lengths": [10] * len(returns),
-            "episode_end_steps": steps, "updates": [],
-            "blend": [{"global_step": s, "logic_weight_mean": w, "logic_weight_std": 0.05}
-                      for s, w in blend]}
-
-
-def write_run(runs_dir: Path, folder: str, *, exp_id: str, method: str, seed: int,
-              results: list | None = None, timing: dict | None = None, log: dict | None = None,
-              source: str | None = None, env: str = "cartpole") -> Path:
-    """A run folder with run.json and whichever other files are given."""
-    d = runs_dir / folder
-    d.mkdir(parents=True)
-    online = method in ("ppo", "blendrl_ppo")
-    dataset = ({"role": "written", "path": f"offline_dataset/{folder}", "run_id": folder} if online
-               else {"role": "read", "path": f"offline_dataset/{exp_id}_{source}_s{seed}",
-                     "run_id": f"{exp_id}_{source}_s{seed}", "method": source})
-    (d / "run.json").write_text(json.dumps({
-        "format_version": 1, "run_id": folder, "exp_id": exp_id, "method": method,
-        "kind": "online" if online else "offline", "env": env, "seed": seed, "args": {},
-        "dataset_source": dataset, "versions": {}, "created_at": "2026-01-01T00:00:00+00:00"}))
-    if results is not None:
-        (d / "results.json").write_text(json.dumps(results))
-    if timing is not None:
-        (d / "timing.json").write_text(json.dumps(timing))
-    if log is not None:
-        (d / "training_log.pkl").write_bytes(pickle.dumps(log))
-    return d
-
-
-def timing(wall: float, finished: bool = True) -> dict:
-    return {"started_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:01:00+00:00",
-            "wall_seconds": wall, "train_seconds": 0.0, "eval_seconds": 0.0, "finished": finished}
+PNGS = ("online_returns.png", "interval_comparison.png", "paired_differences.png",
+        "blend_weights.png")
+TABLES = ("summary.csv", "paired_differences.csv", "report.md", "timing.md", "timing.csv")
 
 
 @pytest.fixture
@@ -118,10 +76,10 @@ def errorbars(fig) -> dict[str, ErrorbarContainer]:
     return {c.get_label(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
 
 
-def bar_half_widths(c: ErrorbarContainer) -> list[float]:
-    """Half the length of each vertical error bar, read from the bar segments."""
+def bar_bounds(c: ErrorbarContainer) -> list[tuple[float, float]]:
+    """(low, high) of each vertical error bar, read from the bar segments."""
     (bars,) = c.lines[2]
-    return [float(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    return [(float(min(seg[:, 1])), float(max(seg[:, 1]))) for seg in bars.get_segments()]
 
 
 def lines(fig) -> dict[str, object]:
@@ -179,6 +137,7 @@ def test_online_returns_mean_band_and_seed_counts(exp1):
     # seed 1 stopped at 200 transitions: the mean is 150 up to there, then seed 0 alone (100)
     np.testing.assert_allclose(by, np.where(bx <= 200, 150.0, 100.0))
 
+    # two seeds: the band (the 95% CI of their mean) runs from one seed to the other
     verts = band_vertices(fig)
     ppo_band = [v for v in verts if np.allclose(np.abs(v[:, 1] - (v[:, 0] / 10 + 10)), 10)]
     assert ppo_band, "the PPO band (mean +- 10) is missing"
@@ -202,21 +161,26 @@ def test_interval_comparison_values_error_bars_and_labels(exp1):
     assert set(bars) == {"PPO (online), 2 seeds", "BlendRL-PPO (online), 2 seeds",
                          "IQL on PPO data, 2 seeds", "IQL on BlendRL-PPO data, 1 seed",
                          "BlendRL-IQL on BlendRL-PPO data, 1 seed"}
-    expected = {  # label: (x, means, error bars)
-        # two seeds: mean and std of the seeds' means (20, 30) and (50, 70)
-        "PPO (online), 2 seeds": ([100, 200], [25, 60], [5, 10]),
-        # x=100: seeds 5 and 7; x=200: seed 0 alone, std across its episodes (all 9)
-        "BlendRL-PPO (online), 2 seeds": ([100, 200], [6, 9], [1, 0]),
-        "IQL on PPO data, 2 seeds": ([100, 200], [2, 4], [1, 2]),
-        # one seed: std across episodes, [0, 10] -> 5 and [4, 8] -> 2
-        "IQL on BlendRL-PPO data, 1 seed": ([100, 200], [5, 6], [5, 2]),
-        "BlendRL-IQL on BlendRL-PPO data, 1 seed": ([100], [1], [0]),
+    expected = {  # label: (x, estimates, 95% CI bounds)
+        # two seeds: the mean of the seeds' means (20, 30) and (50, 70), CI [min, max]
+        "PPO (online), 2 seeds": ([100, 200], [25, 60], [(20, 30), (50, 70)]),
+        # x=100: seeds 5 and 7; x=200: seed 0 alone, CI across its episodes (all 9)
+        "BlendRL-PPO (online), 2 seeds": ([100, 200], [6, 9], [(5, 7), (9, 9)]),
+        "IQL on PPO data, 2 seeds": ([100, 200], [2, 4], [(1, 3), (2, 6)]),
+        # one seed: CI across episodes, [0, 10] -> [0, 10] and [4, 8] -> [4, 8]
+        "IQL on BlendRL-PPO data, 1 seed": ([100, 200], [5, 6], [(0, 10), (4, 8)]),
+        "BlendRL-IQL on BlendRL-PPO data, 1 seed": ([100], [1], [(1, 1)]),
     }
-    for label, (x, y, err) in expected.items():
+    for label, (x, y, bounds) in expected.items():
         line = bars[label].lines[0]
         assert list(line.get_xdata()) == x, label  # exactly the data limits
         np.testing.assert_allclose(line.get_ydata(), y, err_msg=label)
-        np.testing.assert_allclose(bar_half_widths(bars[label]), err, err_msg=label)
+        np.testing.assert_allclose(bar_bounds(bars[label]), bounds, err_msg=label)
+    # bands only where two seeds evaluated: PPO and IQL on PPO data over both marks, BlendRL-PPO
+    # at x=100 alone (a single point: no area)
+    verts = band_vertices(fig)
+    spans = sorted((float(v[:, 1].min()), float(v[:, 1].max())) for v in verts if np.ptp(v[:, 0]) > 0)
+    assert spans == [(1.0, 6.0), (20.0, 70.0)]
     ax = fig.axes[0]
     assert ax.get_xlabel() == "environment transitions" and "episodic return" in ax.get_ylabel()
     assert list(ax.get_xticks()) == [100, 200]
@@ -248,7 +212,7 @@ def test_blend_weights_training_curve_and_evaluations(exp1):
     online = bars["BlendRL-PPO (online) evaluation, 2 seeds"]
     assert list(online.lines[0].get_xdata()) == [100, 200]
     np.testing.assert_allclose(online.lines[0].get_ydata(), [0.4, 0.5])  # (0.3, 0.5) then 0.5 alone
-    np.testing.assert_allclose(bar_half_widths(online), [0.1, 0.0])
+    np.testing.assert_allclose(bar_bounds(online), [(0.3, 0.5), (0.5, 0.5)])
     offline = bars["BlendRL-IQL on BlendRL-PPO data evaluation, 1 seed"]
     assert list(offline.lines[0].get_xdata()) == [100]
     np.testing.assert_allclose(offline.lines[0].get_ydata(), [0.25])
@@ -282,7 +246,44 @@ def test_report_writes_every_file_and_the_timing_sums(exp1, tmp_path):
     md = (target / "timing.md").read_text()
     assert "| exp1_ppo_s0 " in md and "3.75" in md and "10.00" in md
     assert md in out.getvalue()  # the table is printed too
-    assert f"wrote {target / 'interval_comparison.png'}" in out.getvalue()
+    for name in (*PNGS, *TABLES):
+        assert f"wrote {target / name}" in out.getvalue(), name
+
+    summary = {(r["method"], r["online_source"], r["mark"]): r for r in read_csv(target / "summary.csv")}
+    ppo = summary[("ppo", "", "100")]
+    assert (ppo["seeds"], ppo["seed_ids"], ppo["episodes"], ppo["ci_over"]) == ("2", "0 1", "5", "seeds")
+    assert [float(ppo[k]) for k in ("estimate", "ci_low", "ci_high")] == [25.0, 20.0, 30.0]
+    one = summary[("iql", "blendrl_ppo", "100")]
+    assert (one["seeds"], one["ci_over"], one["iqm"]) == ("1", "episodes", "")
+    assert [float(one[k]) for k in ("estimate", "ci_low", "ci_high")] == [5.0, 0.0, 10.0]
+    # offline - online, paired by seed: IQL on PPO data (1 - 20, 3 - 30) and (2 - 50, 6 - 70);
+    # one seed, paired by episode: IQL on BlendRL-PPO data [0 - 5, 10 - 5] and [4 - 9, 8 - 9]
+    diffs = {(r["method"], r["online_source"], r["mark"]): r
+             for r in read_csv(target / "paired_differences.csv")}
+    expected = {("iql", "ppo", "100"): (-23.0, -27.0, -19.0, "below", "seeds"),
+                ("iql", "ppo", "200"): (-56.0, -64.0, -48.0, "below", "seeds"),
+                ("iql", "blendrl_ppo", "100"): (0.0, -5.0, 5.0, "inconclusive", "episodes"),
+                ("iql", "blendrl_ppo", "200"): (-3.0, -5.0, -1.0, "below", "episodes"),
+                ("blendrl_iql", "blendrl_ppo", "100"): (-4.0, -4.0, -4.0, "below", "episodes")}
+    assert set(diffs) == set(expected)
+    for key, (d, lo, hi, verdict, over) in expected.items():
+        r = diffs[key]
+        assert ([float(r["difference"]), float(r["ci_low"]), float(r["ci_high"]), r["verdict"],
+                 r["ci_over"]] == [d, lo, hi, verdict, over]), key
+    printed = out.getvalue()
+    assert ("IQL on PPO data vs PPO (online): above at 0 of 2 marks (95% CI excludes 0), below at 2, "
+            "inconclusive at 0; 2 seeds at every mark") in printed
+    assert ("IQL on BlendRL-PPO data vs BlendRL-PPO (online): above at 0 of 2 marks (95% CI "
+            "excludes 0), below at 1, inconclusive at 1; 1 seed at every mark (with one seed the "
+            "CI is across paired evaluation episodes)") in printed
+    # exp1 is partial: seed 1 of BlendRL-PPO stopped after x=100, two offline series lack seed 1
+    assert ("missing: BlendRL-PPO (online): seed 1 (exp1_blendrl_ppo_s1) has no evaluation at 1 of "
+            "2 marks (200) (unfinished: still running or stopped)") in printed
+    assert "missing: IQL on BlendRL-PPO data: seed 1 has no run" in printed
+    report = (target / "report.md").read_text()
+    assert "![interval comparison](interval_comparison.png)" in report
+    assert "- IQL on PPO data vs PPO (online): above at 0 of 2 marks" in report
+    assert "- BlendRL-IQL on BlendRL-PPO data: seed 1 has no run" in report
 
 
 def test_exp1_and_exp10_do_not_mix(tmp_path):

@@ -75,6 +75,8 @@ class RunRecord:
     source_method: str | None = None
     """offline runs: the method of the online run whose dataset it trains on"""
     source_run_id: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    """the script's arguments as recorded in ``run.json`` (empty when missing)"""
     evaluations: list[Evaluation] = field(default_factory=list)
     timing: dict[str, Any] | None = None
     """``timing.json`` as read (None when missing or unreadable)"""
@@ -277,9 +279,10 @@ def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord |
                             "labelled as data of unknown origin")
     run_id = meta.get("run_id") if isinstance(meta.get("run_id"), str) else folder.name
     env = meta.get("env") if isinstance(meta.get("env"), str) else "unknown env"
+    args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
     return RunRecord(run_id=run_id, path=folder, exp_id=meta["exp_id"], method=method,
                      kind=METHODS[method], env=env, seed=seed, source_method=source_method,
-                     source_run_id=source_run)
+                     source_run_id=source_run, args=args)
 
 
 def collect_runs(runs_dir: Path, exp_id: str) -> Collection:

@@ -1,15 +1,16 @@
-"""The numbers behind the plots: smoothing, averaging seeds on a common x grid, and the statistics
-of interval evaluations. Pure numpy, no drawing.
+"""The numbers behind the curves: smoothing, averaging seeds on a common x grid, and confidence
+bands across seeds. Pure numpy (the bootstrap is :mod:`blendrl.plotting.stats`), no drawing.
 
 Conventions (written in the plots' subtitles too):
 
 * smoothing is a trailing moving average over the last ``window`` training episodes (fewer at the
   very start);
-* a band across seeds is mean +- one standard deviation (population std, ddof 0) at each grid
-  point covered by at least two seeds; a seed contributes only inside the x range it has reached
-  (no extrapolation), so runs still in progress do not drag the mean;
-* an interval point is the mean return with an error bar of one std (ddof 0): across evaluation
-  episodes when a single seed has evaluated at that x, across the seeds' mean returns otherwise.
+* a curve across seeds is their mean at each grid point, with a band: the bootstrap CI of that
+  mean across the seeds, at each grid point covered by at least two seeds; a seed contributes only
+  inside the x range it has reached (no extrapolation), so runs still in progress do not drag the
+  mean.
+
+The interval evaluations' estimates are :mod:`blendrl.plotting.summary`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from blendrl.plotting.collect import Evaluation
+from blendrl.plotting.stats import BootstrapSettings, interval_estimates
 
 GRID_POINTS = 200
 """Points of the common x grid onto which the seeds' curves are interpolated."""
@@ -36,15 +38,19 @@ class Band:
     """std across seeds (ddof 0) where at least two seeds cover x, NaN elsewhere"""
     count: np.ndarray
     """how many seeds cover each x"""
+    values: np.ndarray
+    """``[seeds, x]`` each seed's interpolated curve, NaN outside its own x range"""
 
 
 @dataclass(frozen=True)
 class Points:
-    """Points with symmetric error bars, at sorted x values."""
+    """Points with (possibly asymmetric) interval bounds, at sorted x values."""
 
     x: np.ndarray
     y: np.ndarray
-    err: np.ndarray
+    low: np.ndarray
+    """lower bound of each point's interval (= y where there is none)"""
+    high: np.ndarray
     count: np.ndarray
     """how many runs contributed to each point"""
 
@@ -107,7 +113,19 @@ def seed_band(curves: Sequence[tuple[np.ndarray, np.ndarray]], n_points: int = G
     several = count > 1
     dev = np.where(covered, stack - mean, 0.0)
     std[several] = np.sqrt((dev[:, several] ** 2).sum(axis=0) / count[several])
-    return Band(x=grid, mean=mean, std=std, count=count)
+    return Band(x=grid, mean=mean, std=std, count=count, values=stack)
+
+
+def band_interval(band: Band, settings: BootstrapSettings, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap CI of ``band.mean`` across the seeds covering each x: ``(low, high)``, NaN
+    where fewer than two seeds cover x."""
+    low = np.full(band.x.size, np.nan)
+    high = np.full(band.x.size, np.nan)
+    cols = np.flatnonzero(band.count > 1)
+    samples = [band.values[np.isfinite(band.values[:, j]), j] for j in cols]
+    for j, iv in zip(cols, interval_estimates(samples, "mean", settings, key)):
+        low[j], high[j] = iv.low, iv.high
+    return low, high
 
 
 def _by_x(values_per_run: Sequence[dict[int, float]]) -> list[tuple[int, list[float]]]:
@@ -115,36 +133,16 @@ def _by_x(values_per_run: Sequence[dict[int, float]]) -> list[tuple[int, list[fl
     return [(x, [run[x] for run in values_per_run if x in run]) for x in xs]
 
 
-def return_points(evaluations_per_run: Sequence[Sequence[Evaluation]]) -> Points:
-    """Interval evaluations of several runs (seeds) of one method, as points per ``data_limit``.
-
-    One run at x: its mean return and the std of its episode returns. Several: the mean and the
-    std (ddof 0) of their mean returns. A run that evaluated twice at the same x (a rerun after a
-    resume) counts with its last evaluation."""
-    per_run = [{e.data_limit: e for e in evs} for evs in evaluations_per_run]
-    xs = sorted({x for run in per_run for x in run})
-    y, err, n = [], [], []
-    for x in xs:
-        at_x = [run[x] for run in per_run if x in run]
-        if len(at_x) == 1:
-            y.append(at_x[0].mean)
-            err.append(at_x[0].std)
-        else:
-            means = np.array([e.mean for e in at_x])
-            y.append(float(means.mean()))
-            err.append(float(means.std()))
-        n.append(len(at_x))
-    return Points(x=np.array(xs, dtype=np.float64), y=np.array(y), err=np.array(err),
-                  count=np.array(n, dtype=np.int64))
-
-
-def logic_weight_points(evaluations_per_run: Sequence[Sequence[Evaluation]]) -> Points:
-    """The evaluations' ``logic_weight`` per ``data_limit``: mean across runs, error bar = std
-    across runs (0 for a single run)."""
+def logic_weight_points(evaluations_per_run: Sequence[Sequence[Evaluation]],
+                        settings: BootstrapSettings, key: str) -> Points:
+    """The evaluations' ``logic_weight`` per ``data_limit``: mean across runs, bounds = the
+    bootstrap CI across runs (none, i.e. low = high = y, for a single run)."""
     per_run = [{e.data_limit: e.logic_weight for e in evs if e.logic_weight is not None}
                for evs in evaluations_per_run]
     rows = _by_x(per_run)
+    intervals = interval_estimates([r[1] for r in rows], "mean", settings, key)
     return Points(x=np.array([r[0] for r in rows], dtype=np.float64),
-                  y=np.array([float(np.mean(r[1])) for r in rows]),
-                  err=np.array([float(np.std(r[1])) for r in rows]),
+                  y=np.array([iv.estimate for iv in intervals]),
+                  low=np.array([iv.low for iv in intervals]),
+                  high=np.array([iv.high for iv in intervals]),
                   count=np.array([len(r[1]) for r in rows], dtype=np.int64))

@@ -1,17 +1,15 @@
-"""The three figures of an experiment, drawn on plain :class:`matplotlib.figure.Figure` objects
-with the non-interactive Agg canvas (no pyplot, no global state).
+"""The figures of an experiment, drawn on plain :class:`matplotlib.figure.Figure` objects with
+the non-interactive Agg canvas (no pyplot, no global state).
 
 Each ``plot_*`` function returns the Figure (so its data can be read back: ``Line2D`` data,
 ``ErrorbarContainer``\\ s, the ``PolyCollection`` of a band) or None when there is nothing to draw.
 Every x is a number of environment transitions (DESIGN.md section 7). Legends sit below the axes,
-outside the data; the layout is constrained so nothing is cut.
+outside the data; the layout is constrained so nothing is cut. Intervals are bootstrap CIs
+(:mod:`blendrl.plotting.stats`); the subtitles say across what.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,9 +21,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from matplotlib.transforms import offset_copy
 
-from blendrl.plotting.collect import METHOD_LABELS, RunRecord, series_label
-from blendrl.plotting.curves import (collapse_duplicates, logic_weight_points, return_points,
+from blendrl.contract import atomic_writer
+from blendrl.plotting.collect import RunRecord
+from blendrl.plotting.curves import (band_interval, collapse_duplicates, logic_weight_points,
                                      seed_band, trailing_mean)
+from blendrl.plotting.series import Style, group_series
+from blendrl.plotting.stats import BootstrapSettings
+from blendrl.plotting.summary import CI_OVER_SEEDS, ExperimentSummary, summarize
 
 X_LABEL = "environment transitions"
 LEGEND_WIDTH_CHARS = 150
@@ -35,67 +37,7 @@ MAX_LABELLED_TICKS = 12
 ERRORBAR_SPREAD_POINTS = 4.0
 """Horizontal display offset (in points) between series drawn at the same x, so error bars do
 not hide each other; the plotted data keep their exact x."""
-
-
-@dataclass(frozen=True)
-class Style:
-    color: str
-    marker: str
-    linestyle: str
-
-
-# Explicit style of each (method, dataset source) pair: colour = method, line style = data source.
-STYLES: dict[tuple[str, str | None], Style] = {
-    ("ppo", None): Style("tab:blue", "o", "-"),
-    ("blendrl_ppo", None): Style("tab:orange", "o", "-"),
-    ("iql", "ppo"): Style("tab:green", "s", "--"),
-    ("iql", "blendrl_ppo"): Style("tab:olive", "s", ":"),
-    ("blendrl_iql", "ppo"): Style("tab:purple", "^", "--"),
-    ("blendrl_iql", "blendrl_ppo"): Style("tab:red", "^", ":"),
-}
-FALLBACK_STYLE = Style("tab:gray", "x", "-.")
-
-METHOD_ORDER = tuple(METHOD_LABELS)
-
-
-@dataclass(frozen=True)
-class Series:
-    """The runs (seeds) of one method on one dataset source (and one env)."""
-
-    method: str
-    source_method: str | None
-    kind: str
-    env: str
-    label: str
-    runs: tuple[RunRecord, ...]
-
-    @property
-    def style(self) -> Style:
-        return STYLES.get((self.method, self.source_method), FALLBACK_STYLE)
-
-
-def group_series(runs: Sequence[RunRecord]) -> list[Series]:
-    """Runs grouped by (method, dataset source, env): online methods first, in method order.
-
-    The env joins the label only when the runs span several envs."""
-    several_envs = len({r.env for r in runs}) > 1
-    groups: dict[tuple[str, str | None, str], list[RunRecord]] = {}
-    for r in runs:
-        groups.setdefault((r.method, r.source_method, r.env), []).append(r)
-
-    def order(key: tuple[str, str | None, str]) -> tuple:
-        method, source, env = key
-        rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-        src = METHOD_ORDER.index(source) if source in METHOD_ORDER else len(METHOD_ORDER)
-        return (rank, src, env)
-
-    out = []
-    for key in sorted(groups, key=order):
-        method, source, env = key
-        kind = groups[key][0].kind
-        label = series_label(method, source, kind) + (f" [{env}]" if several_envs else "")
-        out.append(Series(method, source, kind, env, label, tuple(groups[key])))
-    return out
+BAND_ALPHA = 0.18
 
 
 def _seeds(n: int) -> str:
@@ -142,98 +84,165 @@ def _ticks_on_marks(ax: Axes, marks: set[float]) -> None:
         ax.set_xticks(sorted(marks))
 
 
-def plot_online_returns(runs: Sequence[RunRecord], exp_id: str, smooth_window: int) -> Figure | None:
+def _curve_with_band(ax: Axes, curves: list[tuple[np.ndarray, np.ndarray]], style: Style,
+                     label: str, settings: BootstrapSettings, key: str) -> None:
+    """The mean of the seeds' curves, and its bootstrap CI band where two seeds or more cover x."""
+    band = seed_band(curves)
+    ax.plot(band.x, band.mean, color=style.color, linestyle=style.linestyle, linewidth=1.8,
+            marker="o" if band.x.size == 1 else None,  # a lone point stays visible
+            label=label)
+    low, high = band_interval(band, settings, key)
+    several = np.isfinite(low)
+    if several.any():
+        ax.fill_between(band.x, np.where(several, low, band.mean), np.where(several, high, band.mean),
+                        where=several, color=style.color, alpha=BAND_ALPHA, linewidth=0)
+
+
+def _interval_errorbar(fig: Figure, ax: Axes, x: np.ndarray, y: np.ndarray, low: np.ndarray,
+                       high: np.ndarray, style: Style, label: str, shift: float,
+                       band: np.ndarray | None = None, **kwargs) -> ErrorbarContainer:
+    """Points with asymmetric error bars from ``low`` to ``high`` (no bar where they are NaN),
+    drawn ``shift`` points to the side; a band at the exact x where ``band`` is True."""
+    lo = np.where(np.isnan(low), y, low)
+    hi = np.where(np.isnan(high), y, high)
+    c = ax.errorbar(x, y, yerr=np.vstack([y - lo, hi - y]), color=style.color, marker=style.marker,
+                    capsize=3, label=label, **kwargs)
+    _shift(fig, ax, c, shift)
+    if band is not None and band.any():
+        ax.fill_between(x, lo, hi, where=band, color=style.color, alpha=BAND_ALPHA, linewidth=0)
+    return c
+
+
+def plot_online_returns(runs: Sequence[RunRecord], exp_id: str, smooth_window: int,
+                        settings: BootstrapSettings | None = None) -> Figure | None:
     """Training episodic return of each online method against environment transitions: each
     seed smoothed over its last ``smooth_window`` episodes, the seeds averaged on a common grid,
-    a shaded band of +-1 std across seeds. None when no online run has a finished episode."""
+    a shaded band = the bootstrap CI of that mean across seeds. None when no online run has a
+    finished episode."""
+    settings = settings or BootstrapSettings()
     online = [r for r in runs if r.kind == "online" and r.curves and r.curves.episode_steps]
     if not online:
         return None
     fig, ax = _new_figure(
         f"{exp_id}: online learning curves ({_envs(online)})",
-        f"training episodes, trailing mean over {smooth_window} episode(s); "
-        "line: mean across seeds, band: ±1 std across seeds")
+        f"training episodes, trailing mean over {smooth_window} episode(s); line: mean across "
+        f"seeds, band: {settings.percent} bootstrap CI of that mean across seeds (where ≥2 seeds)")
     for s in group_series(online):
         curves = [collapse_duplicates(r.curves.episode_steps,
                                       trailing_mean(r.curves.episode_returns, smooth_window))
                   for r in s.runs]
-        band = seed_band(curves)
-        st = s.style
-        ax.plot(band.x, band.mean, color=st.color, linestyle=st.linestyle, linewidth=1.8,
-                marker="o" if band.x.size == 1 else None,  # a lone point stays visible
-                label=f"{s.label}, {_seeds(len(s.runs))}")
-        several = np.isfinite(band.std)
-        if several.any():
-            ax.fill_between(band.x, band.mean - band.std, band.mean + band.std, where=several,
-                            color=st.color, alpha=0.2, linewidth=0)
+        _curve_with_band(ax, curves, s.style, f"{s.label}, {_seeds(len(s.runs))}", settings,
+                         f"online_returns|{s.key}")
     ax.set_ylabel("episodic return (training)")
     _finish(fig, ax)
     return fig
 
 
-def plot_interval_comparison(runs: Sequence[RunRecord], exp_id: str) -> Figure | None:
+def plot_interval_comparison(runs: Sequence[RunRecord], exp_id: str,
+                             summary: ExperimentSummary | None = None,
+                             settings: BootstrapSettings | None = None) -> Figure | None:
     """Evaluated return at each interval mark: the online methods' evaluations and each offline
-    method trained on the first x transitions of an online run, mean with +-1 std error bars
-    (across episodes for one seed, across seeds for several). None when nothing was evaluated."""
+    method trained on the first x transitions of an online run -- the estimate of
+    :mod:`blendrl.plotting.summary` with its bootstrap CI as error bars (across seeds; across
+    evaluation episodes where one seed evaluated), shaded where several seeds. ``summary`` is
+    computed from ``runs`` when not given. None when nothing was evaluated."""
     evaluated = [r for r in runs if r.evaluations]
     if not evaluated:
         return None
+    summary = summary or summarize(evaluated, settings or BootstrapSettings())
+    pct = summary.settings.percent
     fig, ax = _new_figure(
         f"{exp_id}: online vs offline on the same experience ({_envs(evaluated)})",
         "evaluation return after x transitions (offline: trained on the first x transitions of the "
-        "online run)\nerror bars: ±1 std across evaluation episodes (1 seed) or across seeds")
-    series = group_series(evaluated)
+        f"online run)\nerror bars: {pct} bootstrap CI of the mean across seeds (shaded where ≥2 "
+        "seeds); where one seed, across its evaluation episodes")
+    shown = [ss for ss in summary.series if ss.marks]
     marks: set[float] = set()
-    for i, s in enumerate(series):
-        pts = return_points([r.evaluations for r in s.runs])
-        marks.update(pts.x.tolist())
-        shift = (i - (len(series) - 1) / 2) * ERRORBAR_SPREAD_POINTS
-        st = s.style
-        c = ax.errorbar(pts.x, pts.y, yerr=pts.err, color=st.color, marker=st.marker,
-                        linestyle=st.linestyle, capsize=3, markersize=5, linewidth=1.5,
-                        label=f"{s.label}, {_seeds(len(s.runs))}")
-        _shift(fig, ax, c, shift)
+    for i, ss in enumerate(shown):
+        s = ss.series
+        x = np.array([m.mark for m in ss.marks], dtype=np.float64)
+        marks.update(x.tolist())
+        _interval_errorbar(
+            fig, ax, x, np.array([m.estimate for m in ss.marks]),
+            np.array([m.ci_low for m in ss.marks]), np.array([m.ci_high for m in ss.marks]),
+            s.style, f"{s.label}, {_seeds(len(s.runs))}",
+            (i - (len(shown) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
+            band=np.array([m.ci_over == CI_OVER_SEEDS for m in ss.marks]),
+            linestyle=s.style.linestyle, markersize=5, linewidth=1.5)
     _ticks_on_marks(ax, marks)
     ax.set_ylabel("episodic return (evaluation)")
     _finish(fig, ax)
     return fig
 
 
-def plot_blend_weights(runs: Sequence[RunRecord], exp_id: str) -> Figure | None:
+def plot_paired_differences(runs: Sequence[RunRecord], exp_id: str,
+                            summary: ExperimentSummary | None = None,
+                            settings: BootstrapSettings | None = None) -> Figure | None:
+    """offline - online at each mark for every offline series, with its paired bootstrap CI
+    (across seeds; across paired episodes where one seed) and the zero line. None when no
+    offline run has an evaluated online partner."""
+    summary = summary or summarize(runs, settings or BootstrapSettings())
+    pairs = [p for p in summary.pairs if p.marks]
+    if not pairs:
+        return None
+    pct = summary.settings.percent
+    fig, ax = _new_figure(
+        f"{exp_id}: offline minus online at the same x ({_envs(runs)})",
+        "evaluation return of the offline agent trained on the first x transitions minus the online "
+        f"agent after x transitions\nerror bars: {pct} paired bootstrap CI across seeds (shaded "
+        "where ≥2 seeds); where one seed, across paired evaluation episodes (same starts)")
+    ax.axhline(0.0, color="black", linewidth=1.0, zorder=1)
+    marks: set[float] = set()
+    for i, p in enumerate(pairs):
+        s = p.offline
+        x = np.array([d.mark for d in p.marks], dtype=np.float64)
+        marks.update(x.tolist())
+        seeds = max(len(d.seeds) for d in p.marks)
+        _interval_errorbar(
+            fig, ax, x, np.array([d.difference for d in p.marks]),
+            np.array([d.ci_low for d in p.marks]), np.array([d.ci_high for d in p.marks]),
+            s.style, f"{s.label} - {p.online_label}, {_seeds(seeds)}",
+            (i - (len(pairs) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
+            band=np.array([d.ci_over == CI_OVER_SEEDS for d in p.marks]),
+            linestyle=s.style.linestyle, markersize=5, linewidth=1.5)
+    _ticks_on_marks(ax, marks)
+    ax.set_ylabel("offline − online episodic return (evaluation)")
+    _finish(fig, ax)
+    return fig
+
+
+def plot_blend_weights(runs: Sequence[RunRecord], exp_id: str,
+                       settings: BootstrapSettings | None = None) -> Figure | None:
     """The logic actor's share in the BlendRL blend: over online training (``training_log.pkl``
-    ``blend``, mean across seeds with a +-1 std band) and at each evaluation (``results.json``
-    ``logic_weight``, online and offline, error bar = std across seeds). None without BlendRL data."""
+    ``blend``, mean across seeds with its bootstrap CI band) and at each evaluation
+    (``results.json`` ``logic_weight``, online and offline, error bars = the bootstrap CI across
+    seeds; none for one seed). None without BlendRL data."""
+    settings = settings or BootstrapSettings()
     blend = [r for r in runs if r.is_blendrl]
     training = [r for r in blend if r.kind == "online" and r.curves and r.curves.blend_steps]
     evaluated = [r for r in blend if any(e.logic_weight is not None for e in r.evaluations)]
     if not training and not evaluated:
         return None
+    pct = settings.percent
     fig, ax = _new_figure(
         f"{exp_id}: share of the logic actor in the BlendRL blend ({_envs(training + evaluated)})",
-        "lines: online training updates (mean across seeds, band ±1 std across seeds)\n"
-        "markers: evaluations (error bars: ±1 std across seeds)")
+        f"lines: online training updates (mean across seeds, band: {pct} bootstrap CI across seeds)"
+        f"\nmarkers: evaluations (error bars: {pct} bootstrap CI across seeds)")
     for s in group_series(training):
-        band = seed_band([collapse_duplicates(r.curves.blend_steps, r.curves.logic_weight_mean)
-                          for r in s.runs])
-        st = s.style
-        ax.plot(band.x, band.mean, color=st.color, linestyle=st.linestyle, linewidth=1.8,
-                marker="o" if band.x.size == 1 else None,
-                label=f"{s.label} training, {_seeds(len(s.runs))}")
-        several = np.isfinite(band.std)
-        if several.any():
-            ax.fill_between(band.x, band.mean - band.std, band.mean + band.std, where=several,
-                            color=st.color, alpha=0.2, linewidth=0)
+        curves = [collapse_duplicates(r.curves.blend_steps, r.curves.logic_weight_mean)
+                  for r in s.runs]
+        _curve_with_band(ax, curves, s.style, f"{s.label} training, {_seeds(len(s.runs))}",
+                         settings, f"blend_training|{s.key}")
     series = group_series(evaluated)
     marks: set[float] = set()
     for i, s in enumerate(series):
-        pts = logic_weight_points([r.evaluations for r in s.runs])
+        pts = logic_weight_points([r.evaluations for r in s.runs], settings, f"blend_eval|{s.key}")
         marks.update(pts.x.tolist())
-        shift = (i - (len(series) - 1) / 2) * ERRORBAR_SPREAD_POINTS
-        st = s.style
-        c = ax.errorbar(pts.x, pts.y, yerr=pts.err, color=st.color, marker=st.marker,
-                        linestyle="none", capsize=3, markersize=6, markeredgecolor="black",
-                        markeredgewidth=0.6, label=f"{s.label} evaluation, {_seeds(len(s.runs))}")
-        _shift(fig, ax, c, shift)
+        _interval_errorbar(fig, ax, pts.x, pts.y, pts.low, pts.high, s.style,
+                           f"{s.label} evaluation, {_seeds(len(s.runs))}",
+                           (i - (len(series) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
+                           linestyle="none", markersize=6, markeredgecolor="black",
+                           markeredgewidth=0.6)
     _ticks_on_marks(ax, marks)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("logic weight $w_l$ (share of the logic actor)")
@@ -242,15 +251,7 @@ def plot_blend_weights(runs: Sequence[RunRecord], exp_id: str) -> Figure | None:
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 120) -> None:
-    """Write ``fig`` as PNG atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``fig`` as PNG atomically (``blendrl.contract.atomic_writer``: a temp file in the
+    same folder, then ``os.replace``; readable by all, like the other results)."""
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)

@@ -1,5 +1,7 @@
-"""Everything ``plot_results.py EXP`` does: check the arguments, collect the runs of EXP, write
-``{output_dir}/{EXP}/`` (the PNGs, ``timing.md``, ``timing.csv``) and print the timing table.
+"""Everything ``plot_results.py EXP`` does: check the arguments, collect the runs of EXP, compute
+the interval estimates, write ``{output_dir}/{EXP}/`` (the PNGs, ``summary.csv``,
+``paired_differences.csv``, ``report.md``, ``timing.md``, ``timing.csv``) and print the timing
+table and the readings.
 
 Exit status: 0 written (possibly with warnings about partial runs); 1 no run of EXP found (the
 message lists the experiments that were found); 2 bad arguments (nothing read or written).
@@ -17,7 +19,11 @@ from matplotlib.figure import Figure
 from blendrl.launch.config import MAX_EXP_ID_LEN, SAFE_ID
 from blendrl.plotting.collect import Collection, RunRecord, collect_runs
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
-                                      plot_online_returns, save_figure)
+                                      plot_online_returns, plot_paired_differences, save_figure)
+from blendrl.plotting.markdown import reading, report_markdown
+from blendrl.plotting.stats import BootstrapSettings
+from blendrl.plotting.summary import ExperimentSummary, summarize
+from blendrl.plotting.tables import differences_csv, summary_csv
 from blendrl.plotting.timing import run_timings, timing_csv, timing_markdown
 from blendrl.contract import atomic_write_bytes
 
@@ -41,8 +47,11 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def check_arguments(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int) -> None:
-    """Raise :class:`PlotUsageError` naming every bad argument."""
+def check_arguments(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int,
+                    bootstrap_reps: int = BootstrapSettings.reps,
+                    bootstrap_seed: int = BootstrapSettings.seed,
+                    confidence: float = BootstrapSettings.confidence) -> BootstrapSettings:
+    """The bootstrap settings; raise :class:`PlotUsageError` naming every bad argument."""
     problems = []
     if not exp_id or len(exp_id) > MAX_EXP_ID_LEN or not SAFE_ID.match(exp_id):
         problems.append(f"experiment id {exp_id!r} is not valid: use 1-{MAX_EXP_ID_LEN} letters, "
@@ -58,21 +67,33 @@ def check_arguments(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window
                             "not a writable folder)")
     if smooth_window < 1:
         problems.append(f"--smooth_window must be at least 1 (episodes), got {smooth_window}")
+    if bootstrap_reps < 100:
+        problems.append(f"--bootstrap_reps must be at least 100, got {bootstrap_reps}")
+    if bootstrap_seed < 0:
+        problems.append(f"--bootstrap_seed must be at least 0, got {bootstrap_seed}")
+    if not 0.5 <= confidence < 1.0:
+        problems.append(f"--confidence must be in [0.5, 1), got {confidence}")
     if problems:
         raise PlotUsageError(problems)
+    return BootstrapSettings(reps=bootstrap_reps, seed=bootstrap_seed, confidence=confidence)
 
 
 FigureMaker = Callable[[list[RunRecord]], "Figure | None"]
 
 
-def figure_plan(exp_id: str, smooth_window: int) -> list[tuple[str, FigureMaker, str]]:
+def figure_plan(exp_id: str, smooth_window: int,
+                summary: ExperimentSummary) -> list[tuple[str, FigureMaker, str]]:
     """Each PNG: its file name, how to draw it, and why it is skipped when there is nothing to draw."""
+    st = summary.settings
     return [
-        ("online_returns.png", lambda runs: plot_online_returns(runs, exp_id, smooth_window),
+        ("online_returns.png", lambda runs: plot_online_returns(runs, exp_id, smooth_window, st),
          "no online run has a finished training episode in its training_log.pkl yet"),
-        ("interval_comparison.png", lambda runs: plot_interval_comparison(runs, exp_id),
+        ("interval_comparison.png",
+         lambda runs: plot_interval_comparison(runs, exp_id, summary, st),
          "no run has an evaluation in its results.json yet"),
-        ("blend_weights.png", lambda runs: plot_blend_weights(runs, exp_id),
+        ("paired_differences.png", lambda runs: plot_paired_differences(runs, exp_id, summary, st),
+         "no offline run has an evaluation at a mark where its online run evaluated"),
+        ("blend_weights.png", lambda runs: plot_blend_weights(runs, exp_id, st),
          "no BlendRL run with logic weights"),
     ]
 
@@ -84,16 +105,20 @@ def no_runs_message(col: Collection) -> str:
 
 
 def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int,
-               out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Write the plots and timing table of ``exp_id``; returns the exit status (module docstring).
+               out: TextIO | None = None, err: TextIO | None = None, *,
+               bootstrap_reps: int = BootstrapSettings.reps,
+               bootstrap_seed: int = BootstrapSettings.seed,
+               confidence: float = BootstrapSettings.confidence) -> int:
+    """Write the plots, tables and report of ``exp_id``; returns the exit status (module docstring).
 
-    ``out`` receives the timing table and the list of written files, ``err`` the warnings and
-    errors (default: the process's stdout and stderr)."""
+    ``out`` receives the timing table, the readings and the list of written files, ``err`` the
+    warnings and errors (default: the process's stdout and stderr)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     runs_dir, output_dir = Path(runs_dir), Path(output_dir)
     try:
-        check_arguments(exp_id, runs_dir, output_dir, smooth_window)
+        settings = check_arguments(exp_id, runs_dir, output_dir, smooth_window, bootstrap_reps,
+                                   bootstrap_seed, confidence)
     except PlotUsageError as e:
         for p in e.problems:
             print(f"error: {p}", file=err)
@@ -108,8 +133,9 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
 
     target = output_dir / exp_id
     target.mkdir(parents=True, exist_ok=True)
+    summary = summarize(col.runs, settings)
     written, skipped = [], []
-    for name, make, reason in figure_plan(exp_id, smooth_window):
+    for name, make, reason in figure_plan(exp_id, smooth_window, summary):
         fig = make(col.runs)
         path = target / name
         if fig is None:
@@ -125,9 +151,19 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
     markdown = timing_markdown(exp_id, timings)
     atomic_write_bytes(target / "timing.md", markdown.encode())
     atomic_write_bytes(target / "timing.csv", timing_csv(timings).encode())
-    written += [target / "timing.md", target / "timing.csv"]
+    atomic_write_bytes(target / "summary.csv", summary_csv(summary).encode())
+    atomic_write_bytes(target / "paired_differences.csv", differences_csv(summary).encode())
+    figures = [p.name for p in written]
+    atomic_write_bytes(target / "report.md",
+                       report_markdown(exp_id, col.runs, summary, figures).encode())
+    written += [target / name for name in ("timing.md", "timing.csv", "summary.csv",
+                                           "paired_differences.csv", "report.md")]
 
     print(markdown, file=out)
+    for p in summary.pairs:
+        print(reading(p, settings.percent), file=out)
+    for line in summary.missing:
+        print(f"missing: {line}", file=out)
     n_online = sum(r.kind == "online" for r in col.runs)
     print(f"{len(col.runs)} runs of {exp_id} ({n_online} online, {len(col.runs) - n_online} "
           f"offline) under {runs_dir}", file=out)

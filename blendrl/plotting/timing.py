@@ -89,8 +89,10 @@ def _cell(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
-    """A Markdown table with padded columns (readable as plain text too)."""
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                   right: Sequence[bool]) -> list[str]:
+    """A Markdown table with padded columns (readable as plain text too); ``right[c]`` aligns
+    column c to the right."""
     widths = [max(len(h), *(len(r[c]) for r in rows)) if rows else len(h)
               for c, h in enumerate(header)]
 
@@ -103,22 +105,29 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     return [line(header), rule, *(line(r) for r in rows)]
 
 
-def timing_markdown(exp_id: str, timings: Sequence[RunTiming]) -> str:
-    """The Markdown text: a summary per run, then the seconds of every interval."""
-    out = [f"# Timing of experiment {exp_id}", "",
-           "Seconds. train/eval: sums over the evaluated intervals (results.json); "
-           "wall: end-to-end wall time of the run (timing.json).", ""]
+TIMING_NOTE = ("Seconds. train/eval: sums over the evaluated intervals (results.json); "
+               "wall: end-to-end wall time of the run (timing.json).")
+
+
+def timing_summary_table(timings: Sequence[RunTiming]) -> list[str]:
+    """The per-run lines of the timing summary (a Markdown table)."""
     summary = [[t.run_id, t.method, "" if t.seed is None else str(t.seed), str(len(t.intervals)),
                 f"{t.train_seconds:.2f}", f"{t.eval_seconds:.2f}", _cell(t.wall_seconds), t.status]
                for t in timings]
-    out += _table(("run", "method", "seed", "intervals", "train s", "eval s", "wall s", "status"),
-                  summary, (False, False, True, True, True, True, True, False))
+    return markdown_table(("run", "method", "seed", "intervals", "train s", "eval s", "wall s",
+                           "status"), summary, (False, False, True, True, True, True, True, False))
+
+
+def timing_markdown(exp_id: str, timings: Sequence[RunTiming]) -> str:
+    """The Markdown text: a summary per run, then the seconds of every interval."""
+    out = [f"# Timing of experiment {exp_id}", "", TIMING_NOTE, ""]
+    out += timing_summary_table(timings)
     detail = [[t.run_id, str(i.interval), str(i.data_limit), _cell(i.train_seconds),
                _cell(i.eval_seconds)] for t in timings for i in t.intervals]
     out += ["", "## Per interval", ""]
     if detail:
-        out += _table(("run", "interval", "transitions", "train s", "eval s"), detail,
-                      (False, True, True, True, True))
+        out += markdown_table(("run", "interval", "transitions", "train s", "eval s"), detail,
+                              (False, True, True, True, True))
     else:
         out.append("No interval evaluated yet.")
     return "\n".join(out) + "\n"

@@ -1,0 +1,142 @@
+"""``report.md``: one page a researcher can paste into notes -- the experiment's knobs, the
+figures, a one-line reading per offline-vs-online pair, the estimates with their CIs, what is
+missing, the timing summary and how the intervals were computed."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from blendrl.plotting.collect import RunRecord
+from blendrl.plotting.series import group_series
+from blendrl.plotting.summary import (CI_OVER_EPISODES, ExperimentSummary, MarkDifference,
+                                      PairSummary)
+from blendrl.plotting.timing import TIMING_NOTE, markdown_table, run_timings, timing_summary_table
+
+KNOBS = ("total_timesteps", "num_envs", "num_steps", "intervals", "eval_episodes", "epochs",
+         "batch_size", "learning_rate", "rules", "actor_mode", "blender_mode")
+"""The ``run.json`` args shown in the knobs table (those a run recorded)."""
+
+
+def _num(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.1f}"
+
+
+def _ci(low: float, high: float) -> str:
+    return "no CI" if math.isnan(low) or math.isnan(high) else f"[{low:.1f}, {high:.1f}]"
+
+
+def _seeds_text(counts: Sequence[int]) -> str:
+    if not counts:
+        return "no seed"
+    lo, hi = min(counts), max(counts)
+    if lo == hi:
+        return f"{lo} seed{'s' if lo != 1 else ''} at every mark"
+    return f"{lo}-{hi} seeds depending on the mark"
+
+
+def reading(pair: PairSummary, percent: str) -> str:
+    """``IQL on PPO data vs PPO (online): above at 3 of 5 marks (95% CI excludes 0), below at 0,
+    inconclusive at 2; 3 seeds at every mark``."""
+    verdicts = [d.verdict for d in pair.marks]
+    n = len(verdicts)
+    text = (f"{pair.offline.label} vs {pair.online_label}: above at {verdicts.count('above')} of "
+            f"{n} mark{'s' if n != 1 else ''} ({percent} CI excludes 0), below at "
+            f"{verdicts.count('below')}, inconclusive at {verdicts.count('inconclusive')}")
+    if verdicts.count("no CI"):
+        text += f", no CI at {verdicts.count('no CI')}"
+    counts = [len(d.seeds) for d in pair.marks]
+    text += f"; {_seeds_text(counts)}"
+    if any(d.ci_over == CI_OVER_EPISODES for d in pair.marks):
+        text += " (with one seed the CI is across paired evaluation episodes)"
+    return text
+
+
+def _values(runs: Sequence[RunRecord], name: str) -> str:
+    vals = []
+    for r in runs:
+        if name in r.args and repr(r.args[name]) not in vals:
+            vals.append(repr(r.args[name]))
+    return " / ".join(v.strip("'") for v in vals)
+
+
+def knobs_table(runs: Sequence[RunRecord]) -> list[str]:
+    rows = []
+    for s in group_series(runs):
+        seeds = sorted({r.seed for r in s.runs}, key=lambda x: (x is None, x or 0))
+        knobs = [f"{k}={v}" for k in KNOBS if (v := _values(s.runs, k))]
+        rows.append([s.label, str(len(s.runs)), " ".join("?" if x is None else str(x) for x in seeds),
+                     ", ".join(knobs) or "–"])
+    return markdown_table(("series", "runs", "seeds", "knobs (run.json args)"), rows,
+                          (False, True, False, False))
+
+
+def _difference_rows(pair: PairSummary) -> list[list[str]]:
+    def row(d: MarkDifference) -> list[str]:
+        return [str(d.mark), str(len(d.seeds)), d.ci_over, _num(d.offline), _num(d.online),
+                _num(d.difference), _ci(d.ci_low, d.ci_high), d.verdict]
+    return [row(d) for d in pair.marks]
+
+
+def report_markdown(exp_id: str, runs: Sequence[RunRecord], summary: ExperimentSummary,
+                    figures: Sequence[str]) -> str:
+    """The text of ``report.md``; ``figures`` are the PNG file names written next to it."""
+    st = summary.settings
+    pct = st.percent
+    envs = ", ".join(sorted({r.env for r in runs}))
+    seeds = sorted({r.seed for r in runs}, key=lambda x: (x is None, x or 0))
+    n_online = sum(r.kind == "online" for r in runs)
+    out = [f"# Experiment {exp_id}: online vs offline on the same experience", "",
+           f"{len(runs)} runs ({n_online} online, {len(runs) - n_online} offline) on {envs}; "
+           f"seeds {', '.join('?' if s is None else str(s) for s in seeds)}. x = environment "
+           "transitions: the online agent after x transitions, the offline agent trained on the "
+           "first x transitions of that online run, both evaluated on the same episode starts.", "",
+           "## Knobs", ""]
+    out += knobs_table(runs)
+
+    out += ["", "## Figures", ""]
+    out += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in figures] or ["No figure yet."]
+
+    out += ["", f"## Offline - online (paired, {pct} bootstrap CI)", ""]
+    if summary.pairs:
+        out += [f"- {reading(p, pct)}" for p in summary.pairs]
+        for p in summary.pairs:
+            out += ["", f"**{p.offline.label} - {p.online_label}**", ""]
+            out += markdown_table(("x", "seeds", "CI over", "offline", "online", "difference",
+                                   f"{pct} CI", "verdict"), _difference_rows(p),
+                                  (True, True, False, True, True, True, False, False))
+    else:
+        out.append("No offline run with an evaluated online partner yet.")
+
+    out += ["", f"## Evaluation return (estimate and {pct} bootstrap CI)", "",
+            "Several seeds: the mean of the seeds' mean returns, CI across seeds (IQM across seeds "
+            "too from 4 seeds). One seed: its mean return, CI across its evaluation episodes.", ""]
+    rows = []
+    for ss in summary.series:
+        for m in ss.marks:
+            iqm = f"{m.iqm.estimate:.1f} {_ci(m.iqm.low, m.iqm.high)}" if m.iqm else ""
+            rows.append([ss.series.label, str(m.mark), str(len(m.seeds)), str(m.episodes), m.ci_over,
+                         _num(m.estimate), _ci(m.ci_low, m.ci_high), iqm])
+    if rows:
+        out += markdown_table(("series", "x", "seeds", "episodes", "CI over", "estimate",
+                               f"{pct} CI", "IQM [CI]"), rows,
+                              (False, True, True, True, False, True, False, False))
+    else:
+        out.append("No evaluation yet.")
+
+    out += ["", "## What is missing", ""]
+    out += [f"- {line}" for line in summary.missing] or [
+        "Nothing: every seed of every series evaluated at every mark, and every offline run is paired."]
+
+    out += ["", "## Timing", "", TIMING_NOTE, ""]
+    out += timing_summary_table(run_timings(runs))
+
+    out += ["", "## How the intervals are computed", "",
+            f"Percentile bootstrap ({st.reps} resamples, seed {st.seed}) with rliable's "
+            "stratified bootstrap (Agarwal et al., NeurIPS 2021), each mark on its own. "
+            "Paired differences resample the seeds (one seed: the episodes) with their offline "
+            "and online values together; the episodes of an offline run and its online run "
+            "start from the same reset seeds. With few seeds a bootstrap interval cannot reach "
+            "beyond the seeds' range and is too narrow: with 3 seeds read it as a description of "
+            "the seeds, not as a guarantee.", ""]
+    return "\n".join(out)
