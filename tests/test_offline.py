@@ -253,8 +253,8 @@ def test_bad_datasets_are_usage_errors_naming_the_path(tmp_path, capsys):
 @pytest.mark.parametrize("change,words", [
     ({"dataset": None}, "exactly one of --dataset"),
     ({"dataset_run_id": "x"}, "exactly one of --dataset"),
-    ({"epochs": 0}, "--epochs must be positive"),
-    ({"batch_size": -1}, "--batch_size must be positive"),
+    ({"epochs": 0}, "--epochs must be in [1, inf), got 0"),
+    ({"batch_size": -1}, "--batch_size must be in [1, inf), got -1"),
     ({"expectile": 1.5}, "expectile"),
     ({"learning_rate": 0.0}, "--learning_rate"),
     ({"env": "pong"}, "unknown environment 'pong'"),

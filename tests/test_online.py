@@ -79,7 +79,7 @@ def test_same_seed_same_first_returns(tmp_path):
 @pytest.mark.parametrize("bad,message", [
     (["--env", "pong"], "unknown environment"),
     (["--run_id", "../escape"], "invalid run id"),
-    (["--total_timesteps", "0"], "must be positive"),
+    (["--total_timesteps", "0"], "--total_timesteps must be in [1, inf), got 0"),
     (["--intervals", "100", "--total_timesteps", "1024"], "too many"),
 ])
 def test_bad_input_is_a_clear_error_before_any_work(tmp_path, bad, message):
