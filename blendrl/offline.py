@@ -4,15 +4,22 @@ prefixes of an online run's dataset, each prefix evaluated in the live environme
 The golden rule (DESIGN.md section 7): the data limits are exactly the online evaluation marks of
 the dataset's manifest (a dataset without marks uses ``--intervals`` evenly spaced limits).
 Interval ``k`` trains ``ceil(epochs * limit_k / batch_size)`` gradient steps on minibatches drawn
-from the first ``limit_k`` transitions only (``DatasetReader(path, limit=limit_k)``), then evaluates
-with :func:`blendrl.evaluation.evaluate`, appends one entry to ``results.json`` and checkpoints.
-Training continues from interval to interval unless ``--reset_per_interval`` (then every interval
-starts again from the same initial weights).
+from the first ``limit_k`` transitions only, then evaluates with :func:`blendrl.evaluation.evaluate`,
+appends one entry to ``results.json`` and checkpoints. Training continues from interval to interval
+unless ``--reset_per_interval`` (then every interval starts again from the same initial weights).
+
+Data: one ``DatasetReader`` is opened for the first interval to train and extended for each later
+one (each chunk is opened once; its pools are read in place). The minibatches reach the device
+through a feed (:mod:`blendrl.datasets.feed`): on CPU the reader samples in the loop; on CUDA the
+prefix lives on the device (``--dataset_device cuda``, or ``auto`` when it fits) or a background
+thread samples ahead into pinned memory. A gradient step does not wait for the device: its metrics
+are added up there and read once per ``--log_every`` steps.
 
 Before any work, bad input is a :class:`~blendrl.runs.UsageError` (exit status 2): bad flags, a
-missing, empty or broken dataset (the manifest is read, every chunk file listed must be on disk
-with its recorded size, and the chunks of the first interval to train are loaded and CRC-checked),
-an ``--env`` the dataset was not recorded on, a run folder that exists, a ``--resume`` whose
+missing, empty or broken dataset (the manifest is read, every chunk file and sidecar listed must be
+on disk with its recorded size, and the chunks of the first interval to train are opened and
+CRC-checked), an ``--env`` the dataset was not recorded on, ``--dataset_device cuda`` without CUDA
+or with a prefix too large for the device, a run folder that exists, a ``--resume`` whose
 checkpoint does not match. SIGTERM/SIGUSR1 make the loop checkpoint at the next gradient step
 (mid-interval progress included) and exit 75; ``--resume`` continues at exactly that step.
 """
@@ -25,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, NamedTuple
+from typing import Annotated, Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -96,6 +103,8 @@ class OfflineArgs(ProtocolFields):
     """seed of torch, numpy and the minibatch sampler; evaluation seeds derive from it"""
     device: str = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
+    dataset_device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there), cpu (sampled on the host by a background thread into pinned memory), auto (cuda when the last interval's prefix fits in the free device memory with headroom, else cpu)"""
     threads: Annotated[int | None, in_range("[1, inf)")] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
     resume: bool = False
@@ -126,7 +135,9 @@ RESUME_FIXED = ("reward_transform", "life_loss_terminal", "eval_policy",
 """Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 ReaderFactory = Callable[[Path, int], Any]
-"""``(dataset path, limit) -> reader`` with ``sample(batch_size, rng)``; ``DatasetReader`` by default."""
+"""``(dataset path, limit) -> reader`` with ``manifest``, ``sample(batch_size, rng)`` and
+``extend(limit)``, made once for the first interval to train and extended for each later one;
+by default a ``DatasetReader`` that CRC-checks the chunks it opens first."""
 
 
 class DatasetInfo(NamedTuple):
@@ -218,15 +229,35 @@ def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
 
 
 def check_chunk_files(path: Path, manifest: dict) -> None:
-    """Every chunk the manifest lists is on disk with its recorded size (the CRC is checked when
-    an interval loads it)."""
-    for entry in manifest["chunks"]:
-        f = path / entry["file"]
-        if not f.is_file():
-            raise UsageError(f"dataset {path}: chunk {f} is missing")
-        if f.stat().st_size != entry["bytes"]:
-            raise UsageError(f"dataset {path}: chunk {f} has {f.stat().st_size} bytes, the manifest "
-                             f"says {entry['bytes']} (truncated or altered)")
+    """Every file the manifest lists (chunk pickles and their sidecar pools) is on disk with its
+    recorded size; the CRCs of the first interval's chunks are checked when the reader opens them."""
+    from blendrl.datasets import DatasetError, check_files
+
+    try:
+        check_files(path, manifest)
+    except DatasetError as e:
+        raise UsageError(f"dataset {path}: {e}") from e
+
+
+def default_reader(path: Path, limit: int) -> Any:
+    """The first interval's reader: ``DatasetReader`` that CRC-checks every file it opens."""
+    from blendrl.datasets import DatasetReader
+
+    return DatasetReader(path, limit, check_crc=True)
+
+
+def choose_dataset_device(args: OfflineArgs, device: torch.device, info: DatasetInfo,
+                          limits: list[int]) -> str:
+    """``--dataset_device`` resolved for training on ``device`` (UsageError if it cannot be
+    honoured): ``"cuda"`` keeps the prefix on the device, ``"cpu"`` samples on the host."""
+    from blendrl.datasets import DatasetError, read_manifest
+    from blendrl.datasets.feed import DatasetDeviceError, choose_dataset_device as choose, device_bytes_needed
+
+    try:
+        need = device_bytes_needed(read_manifest(info.path), limits[-1]) if device.type == "cuda" else 0
+        return choose(args.dataset_device, device, need)
+    except (DatasetError, DatasetDeviceError) as e:
+        raise UsageError(str(e)) from e
 
 
 def data_limits(info: DatasetInfo, intervals: int) -> list[int]:
@@ -251,11 +282,11 @@ def dataset_source(info: DatasetInfo) -> dict:
 def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | None = None) -> int:
     """Validate, then train every interval; returns the exit status (0 done, 75 interrupted).
 
-    ``reader_factory`` replaces ``DatasetReader`` (tests wrap it to watch what is sampled).
+    ``reader_factory`` replaces :func:`default_reader` (tests wrap it to watch what is sampled).
     """
-    from dataset_utils import DatasetError, DatasetReader
+    from blendrl.datasets import DatasetError
 
-    reader_factory = reader_factory or DatasetReader
+    reader_factory = reader_factory or default_reader
     blend = args if isinstance(args, BlendRLFields) else None
     check_args(args)
     info = inspect_dataset(args)
@@ -270,6 +301,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         device = resolve_device(args.device)
     except RunError as e:
         raise UsageError(str(e)) from e
+    dataset_device = choose_dataset_device(args, device, info, limits)
     run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
                              f"{time.strftime('%Y%m%d-%H%M%S')}")
     run = RunDir(args.runs_dir, run_id)
@@ -295,7 +327,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
     trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, signal), device, hidden=args.critic_hidden)
-    loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, reader_factory)
+    loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device)
     try:
         with Interrupt() as interrupt:
             if ckpt is not None:
@@ -349,10 +381,10 @@ class OfflineLoop:
 
     def __init__(self, args: OfflineArgs, method: str, spec: EnvSpec, info: DatasetInfo,
                  limits: list[int], trainer: IQLTrainer, run: RunDir, device: torch.device,
-                 reader_factory: ReaderFactory):
+                 dataset_device: str = "cpu"):
         self.args, self.method, self.spec, self.info = args, method, spec, info
         self.limits, self.trainer, self.run_dir, self.device = limits, trainer, run, device
-        self.reader_factory = reader_factory
+        self.dataset_device = dataset_device
         self.initial_trainer = copy.deepcopy(trainer.state_dict()) if args.reset_per_interval else None
         self.sampler = np.random.default_rng(args.seed)
         self.state: dict[str, Any] = {
@@ -364,7 +396,8 @@ class OfflineLoop:
             "timing": None}
         self.timer = Timer(run)
         self._tb = None
-        self._window: list[list[float]] = []
+        self._window_sum: torch.Tensor | None = None  # METRIC_KEYS summed on the device (float64)
+        self._window_n = 0
         self._last_batch: Any = None
         self._window_t0 = time.perf_counter()
         self._last_checkpoint = self._last_progress = time.perf_counter()
@@ -391,31 +424,44 @@ class OfflineLoop:
               f"{len(self.limits)}, step {self.state['step_in_interval']} of it", file=sys.stderr,
               flush=True)
 
-    def run(self, interrupt: Interrupt, first_reader: Any = None) -> int:
-        """Train the remaining intervals; 0 when all are done, 75 when a signal stopped it."""
+    def run(self, interrupt: Interrupt, reader: Any = None) -> int:
+        """Train the remaining intervals; 0 when all are done, 75 when a signal stopped it.
+
+        ``reader`` holds the first remaining interval's prefix; each later interval extends it.
+        """
+        from blendrl.datasets.feed import make_feed
+
+        feed = None
+        if reader is not None:
+            feed = make_feed(reader, self.device, self.dataset_device, self.args.batch_size,
+                             self.sampler, self.limits[-1])
+        try:
+            return self._run(interrupt, feed)
+        finally:
+            if feed is not None:
+                feed.close()
+
+    def _run(self, interrupt: Interrupt, feed: Any) -> int:
         st, a = self.state, self.args
-        reader = first_reader
         while st["interval"] < len(self.limits):
             k = st["interval"]
             limit = self.limits[k]
-            if reader is None:
-                if interrupt.requested:
-                    return self._interrupted(interrupt)
-                reader = self.reader_factory(self.info.path, limit)
+            if interrupt.requested:
+                return self._interrupted(interrupt)
+            feed.set_limit(limit)  # opens only the chunks this interval adds
             n_steps = grad_steps_for(limit, a.epochs, a.batch_size)
             if st["step_in_interval"] == 0 and self.initial_trainer is not None:
                 self.trainer.load_state_dict(self.initial_trainer)
             while st["step_in_interval"] < n_steps:
                 if interrupt.requested:
                     return self._interrupted(interrupt)
-                self.train_step(reader)
+                self.train_step(feed)
                 if st["step_in_interval"] % a.log_every == 0:
                     self.log_window(k, limit)
                 if time.perf_counter() - self._last_checkpoint > a.checkpoint_seconds:
                     self.checkpoint()
                 self.maybe_progress(n_steps)
             self.log_window(k, limit)
-            reader = None  # free the prefix before the next one is loaded
             self.evaluate_interval(k, limit)
             self.checkpoint()
         self.checkpoint(finished=True)
@@ -430,30 +476,37 @@ class OfflineLoop:
         return EXIT_INTERRUPTED
 
     # -- steps --------------------------------------------------------------------------------
-    def train_step(self, reader: Any) -> None:
-        st = self.state
+    def train_step(self, feed: Any) -> None:
+        """One gradient step; its metrics are added up on the device (read by :meth:`log_window`)."""
         t0 = time.perf_counter()
-        batch = reader.sample(self.args.batch_size, self.sampler).to_torch(self.device)
-        metrics = self.trainer.update(batch)
-        dt = time.perf_counter() - t0
-        st["step_in_interval"] += 1
-        st["grad_steps"] += 1
-        st["interval_train_seconds"] += dt
-        self.timer.train_seconds += dt
-        self._window.append([metrics[key] for key in METRIC_KEYS])
+        batch = feed.next()
+        stats = self.trainer.update_stats(batch).double()
+        self._window_sum = stats if self._window_sum is None else self._window_sum + stats
+        self._window_n += 1
+        self._add_train_time(time.perf_counter() - t0)
+        self.state["step_in_interval"] += 1
+        self.state["grad_steps"] += 1
         self._last_batch = batch
 
+    def _add_train_time(self, dt: float) -> None:
+        self.state["interval_train_seconds"] += dt
+        self.timer.train_seconds += dt
+
     def log_window(self, k: int, limit: int) -> None:
-        """Average the metrics since the last logging point into tensorboard and the training log."""
-        if not self._window:
+        """Average the metrics since the last logging point into tensorboard and the training log
+        (the one read of the device's metrics per logging point; the time it waits for the device
+        to finish the steps queued is training time)."""
+        if not self._window_n:
             return
         gs = self.state["grad_steps"]
-        means = np.mean(np.asarray(self._window, dtype=np.float64), axis=0)
-        stats = {key: float(v) for key, v in zip(METRIC_KEYS, means)}
+        t0 = time.perf_counter()
+        means = (self._window_sum / self._window_n).tolist()
+        self._add_train_time(time.perf_counter() - t0)
+        stats = {key: float(v) for key, v in zip(METRIC_KEYS, means, strict=True)}
         elapsed = time.perf_counter() - self._window_t0
         for key, v in stats.items():
             self.tb.add_scalar(key, v, gs)
-        self.tb.add_scalar("charts/SPS", len(self._window) / max(elapsed, 1e-9), gs)
+        self.tb.add_scalar("charts/SPS", self._window_n / max(elapsed, 1e-9), gs)
         self.tb.add_scalar("charts/learning_rate", self.trainer.actor_optimizer.param_groups[0]["lr"], gs)
         log = self.state["training_log"]
         log["updates"].append({"global_step": gs, "interval": k + 1, "data_limit": limit, **stats})
@@ -462,7 +515,7 @@ class OfflineLoop:
             log["blend"].append({"global_step": gs, "logic_weight_mean": float(weight.mean()),
                                  "logic_weight_std": float(weight.std()) if weight.numel() > 1 else 0.0})
             self.tb.add_scalar("blend/logic_weight", float(weight.mean()), gs)
-        self._window = []
+        self._window_sum, self._window_n = None, 0
         self._window_t0 = time.perf_counter()
 
     @torch.no_grad()

@@ -959,3 +959,273 @@ def test_damaged_sidecar_is_refused_naming_the_file(tmp_path, damage):
     assert len(problems) == 1 and side.name in problems[0] and words in problems[0]
     res = run_cli("verify", d)
     assert res.returncode == 1 and side.name in res.stderr
+
+
+# --------------------------------------------------------------------------- feeding a device
+
+
+def _feed_dataset(tmp_path: Path, kind: str = "tinyframes", n: int = 3, t: int = 60) -> tuple[Path, dict]:
+    steps = make_stream(kind, n, t, seed=29, glitch=0.05, life_lost=True)
+    d = tmp_path / f"feed_{kind}"
+    write_dataset(d, kind, n, steps, chunk_size=25)
+    return d, flatten(steps)
+
+
+def _assert_torch_batch(tb, exp: dict, rows: np.ndarray) -> None:
+    """A torch batch (``Batch.to_torch`` dtypes) holds exactly the expected transitions."""
+    import torch
+    for k, name in (("logic", "logic_state"), ("neural", "neural_state"), ("next_logic", "next_logic_state"),
+                    ("next_neural", "next_neural_state")):
+        assert_bits_equal(getattr(tb, name).cpu().numpy(), exp[k][rows], name)
+    assert tb.action.dtype == torch.int64 and tb.action.cpu().tolist() == exp["action"][rows].tolist()
+    for k in ("reward", "terminated", "truncated", "life_lost"):
+        got = getattr(tb, k)
+        assert got.dtype == torch.float32, k
+        assert got.cpu().tolist() == exp[k][rows].astype(np.float32).tolist(), k
+
+
+@pytest.mark.parametrize("kind", ["tinyframes", "classic"])
+def test_the_three_feeds_give_the_same_batches(tmp_path, kind):
+    """Direct, background prefetch (pin_memory off on CPU) and the device pool (on device='cpu'):
+    the same minibatches for the same generator, the generator left where direct sampling leaves
+    it, across growing limits."""
+    import torch
+    from blendrl.datasets.feed import DevicePool, DirectFeed, PrefetchFeed
+    d, exp = _feed_dataset(tmp_path, kind)
+    cpu = torch.device("cpu")
+    feeds = {"direct": lambda r, g: DirectFeed(r, cpu, 16, g),
+             "prefetch": lambda r, g: PrefetchFeed(r, cpu, 16, g, depth=3, pin=False),
+             "pool": lambda r, g: DevicePool(r, cpu, 16, g, capacity=140)}
+    got: dict[str, list] = {}
+    states: dict[str, list] = {}
+    for name, make in feeds.items():
+        rng = np.random.default_rng(5)
+        reader = DatasetReader(d, limit=30)
+        feed = make(reader, rng)
+        got[name], states[name] = [], []
+        for limit in (30, 75, 140):
+            feed.set_limit(limit)
+            for _ in range(7):
+                got[name].append(feed.next())
+                states[name].append(rng.bit_generator.state["state"]["state"])
+        feed.close()
+    # the positions: what the reader draws from the same generator
+    rng = np.random.default_rng(5)
+    r = DatasetReader(d)
+    for i, limit in enumerate(np.repeat([30, 75, 140], 7)):
+        r.extend(int(limit))
+        positions = r.draw(16, rng)
+        assert positions.max() < limit
+        for name in feeds:
+            _assert_torch_batch(got[name][i], exp, positions)
+    assert states["prefetch"] == states["direct"] == states["pool"]
+
+
+def test_prefetch_hands_worker_errors_to_the_training_thread(tmp_path):
+    import torch
+    from blendrl.datasets.feed import PrefetchFeed
+    d, _ = _feed_dataset(tmp_path)
+    reader = DatasetReader(d, limit=30)
+
+    def broken(*a, **k):
+        raise DatasetError("the disk went away")
+
+    reader.sample = broken
+    feed = PrefetchFeed(reader, torch.device("cpu"), 8, np.random.default_rng(0), pin=False)
+    feed.set_limit(30)
+    with pytest.raises(DatasetError, match="the disk went away"):
+        feed.next()
+    feed.close()
+
+
+def test_choose_dataset_device(monkeypatch):
+    import torch
+    from blendrl.datasets import feed
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    gib = 1 << 30
+    assert feed.headroom_bytes(80 * gib) == 12 * gib and feed.headroom_bytes(16 * gib) == 4 * gib
+    assert feed.choose_dataset_device("auto", cpu, 10 * gib) == "cpu"
+    assert feed.choose_dataset_device("cpu", cpu, 0) == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(feed.DatasetDeviceError, match="--dataset_device cuda asked for, but CUDA is not available"):
+            feed.choose_dataset_device("cuda", cpu, 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    free_total = (70 * gib, 80 * gib)  # 12 GiB kept: 58 GiB for the data
+    assert feed.choose_dataset_device("auto", cuda, 58 * gib, free_total) == "cuda"
+    assert feed.choose_dataset_device("auto", cuda, 59 * gib, free_total) == "cpu"
+    assert feed.choose_dataset_device("cpu", cuda, 1, free_total) == "cpu"
+    assert feed.choose_dataset_device("cuda", cuda, 58 * gib, free_total) == "cuda"
+    with pytest.raises(feed.DatasetDeviceError, match=r"needs 59.0 GiB on cuda, which has 70.0 GiB free \(keeping 12.0 GiB"):
+        feed.choose_dataset_device("cuda", cuda, 59 * gib, free_total)
+    with pytest.raises(feed.DatasetDeviceError, match="needs a CUDA training --device"):
+        feed.choose_dataset_device("cuda", cpu, 0, free_total)
+
+
+def test_device_bytes_needed_counts_pools_and_tables(tmp_path):
+    from blendrl.datasets.feed import DEVICE_TABLE_BYTES, device_bytes_needed
+    d, _ = _feed_dataset(tmp_path)
+    m = manifest(d)
+    first = m["chunks"][0]
+    pools = sum(s["bytes"] for s in first["sidecars"].values()) - 2 * 128  # minus the .npy headers
+    assert device_bytes_needed(m, 1) == pools + first["count"] * DEVICE_TABLE_BYTES
+
+
+# --------------------------------------------------------------------------- the offline data path
+
+
+def _offline_dataset(path: Path, marks: list[int], steps: int, chunk_size: int) -> Path:
+    """A cartpole-shaped dataset (2 envs) whose reward is the transition's position."""
+    n = 2
+    s = make_stream("classic", n, steps, seed=30)
+    for t, st in enumerate(s):
+        st["reward"] = np.arange(t * n, (t + 1) * n, dtype=np.float64)
+        for k in ("logic", "neural", "next_logic", "next_neural"):  # finite states: finite losses
+            st[k] = np.nan_to_num(st[k], nan=0.5, posinf=1.0, neginf=-1.0)
+    with DatasetWriter(path, chunk_size=chunk_size, metadata={"method": "ppo", "run_id": "src", "seed": 0},
+                       **{**writer_kwargs("classic", n), "env": "cartpole"}) as w:
+        for t, st in enumerate(s):
+            w.add(*(st[k] for k in FIELDS))
+            if (t + 1) * n in marks:
+                w.mark((t + 1) * n)
+    return path
+
+
+def _offline_args(tmp_path: Path, data: Path, **kw):
+    from blendrl.offline import OfflineArgs
+    base = dict(dataset=data, run_id="off", runs_dir=tmp_path / "runs", epochs=1, batch_size=16,
+                eval_episodes=1, eval_envs=1, threads=1, device="cpu", hidden=8, critic_hidden=8,
+                log_every=3)
+    return OfflineArgs(**{**base, **kw})
+
+
+def test_offline_run_opens_each_chunk_once_over_five_intervals(tmp_path, monkeypatch):
+    import torch
+    import blendrl.datasets.chunks as chunks_module
+    import blendrl.datasets.reader as reader_module
+    from blendrl.offline import run_offline
+    marks = [40, 80, 120, 160, 200]
+    data = _offline_dataset(tmp_path / "ds", marks, steps=100, chunk_size=30)  # 7 chunks
+    entries = manifest(data)["chunks"]
+    assert len(entries) == 7
+    opened: list[str] = []
+    crc_read: list[str] = []
+    real_open, real_crc = reader_module.open_chunk, chunks_module.file_crc32
+    monkeypatch.setattr(reader_module, "open_chunk",
+                        lambda directory, e, *a, **k: opened.append(e["file"]) or real_open(directory, e, *a, **k))
+    monkeypatch.setattr(chunks_module, "file_crc32", lambda p, *a: crc_read.append(Path(p).name) or real_crc(p, *a))
+    threads = torch.get_num_threads()
+    try:
+        assert run_offline(_offline_args(tmp_path, data), "iql") == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert opened == [e["file"] for e in entries]  # each chunk opened once, in order
+    # the pools of the first interval's chunks (limit 40: chunks [0, 30) and [30, 60)) were CRC-checked
+    assert sorted(crc_read) == sorted(s["file"] for e in entries[:2] for s in e["sidecars"].values())
+    results = json.loads((tmp_path / "runs" / "off" / "results.json").read_text())
+    assert [r["data_limit"] for r in results] == marks
+
+
+def test_offline_training_log_averages_the_device_metrics(tmp_path, monkeypatch):
+    """The metrics summed on the device and read every --log_every steps are the per-step means."""
+    import torch
+    from blendrl.algos.iql import METRIC_KEYS, IQLTrainer
+    from blendrl.offline import run_offline
+    from blendrl.runs import load_training_log
+    data = _offline_dataset(tmp_path / "ds", [60], steps=30, chunk_size=100)
+    seen: list[list[float]] = []
+    real = IQLTrainer.update_stats
+
+    def recording(self, batch):
+        stats = real(self, batch)
+        seen.append(stats.tolist())
+        return stats
+
+    monkeypatch.setattr(IQLTrainer, "update_stats", recording)
+    threads = torch.get_num_threads()
+    try:
+        assert run_offline(_offline_args(tmp_path, data, epochs=2, log_every=3), "iql") == 0
+    finally:
+        torch.set_num_threads(threads)
+    updates = load_training_log(tmp_path / "runs" / "off" / "training_log.pkl")["updates"]
+    assert len(seen) == 8 and [u["global_step"] for u in updates] == [3, 6, 8]
+    for u, window in zip(updates, (seen[0:3], seen[3:6], seen[6:8])):
+        want = np.mean(np.asarray(window, np.float64), axis=0)
+        for key, w in zip(METRIC_KEYS, want):
+            assert u[key] == pytest.approx(w, rel=1e-6, abs=1e-7), key
+
+
+def test_dataset_device_cuda_without_cuda_exits_2_before_any_work(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from blendrl.offline import main
+    data = _offline_dataset(tmp_path / "ds", [40], steps=20, chunk_size=30)
+    threads = torch.get_num_threads()
+    try:
+        assert main(_offline_args(tmp_path, data, dataset_device="cuda"), "iql") == 2
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert err == "error: --dataset_device cuda asked for, but CUDA is not available\n"
+    assert not (tmp_path / "runs").exists()
+    for bad, words in ((["--dataset_device", "cuda"], "--dataset_device cuda asked for"),
+                       (["--dataset_device", "tpu"], "dataset")):
+        res = subprocess.run([sys.executable, str(ROOT / "train_iql.py"), "--dataset", str(data),
+                              "--runs_dir", str(tmp_path / "runs2"), *bad], capture_output=True,
+                             text=True, timeout=120, env=_env(), cwd=tmp_path)
+        assert res.returncode == 2 and words in res.stderr, res.stderr
+        if bad[-1] == "cuda":
+            assert res.stderr.strip().count("\n") == 0  # one line
+        assert not (tmp_path / "runs2").exists()
+
+
+# --------------------------------------------------------------------------- CUDA (skipped on CPU)
+
+cuda = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("kind", ["tinyframes", "classic"])
+def test_cuda_feeds_give_the_direct_feeds_batches(tmp_path, kind):
+    import torch
+    from blendrl.datasets.feed import DevicePool, DirectFeed, PrefetchFeed
+    d, exp = _feed_dataset(tmp_path, kind)
+    dev = torch.device("cuda")
+    for make in (lambda r, g: DevicePool(r, dev, 16, g, capacity=140),
+                 lambda r, g: PrefetchFeed(r, dev, 16, g, depth=3)):
+        rng, ref_rng = np.random.default_rng(6), np.random.default_rng(6)
+        feed, ref = make(DatasetReader(d, limit=30), rng), DirectFeed(DatasetReader(d, limit=30), dev, 16, ref_rng)
+        for limit in (30, 140):
+            feed.set_limit(limit)
+            ref.set_limit(limit)
+            for _ in range(20):
+                a, b = feed.next(), ref.next()
+                for name in Batch._fields:
+                    assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert rng.bit_generator.state == ref_rng.bit_generator.state
+        feed.close()
+
+
+@cuda
+def test_cuda_update_stats_makes_no_host_sync():
+    import torch
+    from blendrl.agents.factory import build_agent
+    from blendrl.algos.iql import IQLTrainer
+    from blendrl.envs import get_spec
+    spec = get_spec("cartpole")
+    dev = torch.device("cuda")
+    trainer = IQLTrainer.for_spec(build_agent(spec, None).to(dev), spec, device=dev, hidden=16)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    batch = Batch(torch.randn(32, 2, 2), torch.randn(32, 4), torch.randint(0, 2, (32,)), torch.randn(32),
+                  torch.randn(32, 2, 2), torch.randn(32, 4), torch.zeros(32), torch.zeros(32),
+                  torch.zeros(32))
+    batch = Batch(*(x.to(dev) for x in batch))
+    trainer.update_stats(batch)  # warm-up (lazy initialisations may sync once)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.update_stats(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    del g

@@ -71,6 +71,10 @@ class RecordingReader:
         self.manifest = self.inner.manifest
         self.log, self.limit, self.kill_at, self.signum = log, limit, kill_at, signum
 
+    def extend(self, limit):
+        self.inner.extend(limit)
+        self.limit = limit
+
     def sample(self, batch_size, rng):
         batch = self.inner.sample(batch_size, rng)
         self.log.append((self.limit, batch.reward.copy()))

@@ -192,7 +192,13 @@ class IQLTrainer:
     # ------------------------------------------------------------------ one gradient step
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
-        """One IQL gradient step on a batch of torch tensors; returns :data:`METRIC_KEYS` scalars."""
+        """One IQL gradient step on a batch of torch tensors; returns :data:`METRIC_KEYS` scalars
+        (reading them waits for the device: a training loop uses :meth:`update_stats`)."""
+        return dict(zip(METRIC_KEYS, self.update_stats(batch).tolist(), strict=True))
+
+    def update_stats(self, batch: TransitionBatch) -> torch.Tensor:
+        """One IQL gradient step; returns the :data:`METRIC_KEYS` scalars as one tensor on the
+        batch's device, without waiting for the device (no host sync)."""
         action = batch.action.long()
         with torch.no_grad():
             next_v = self.value(batch.next_neural_state)
@@ -202,9 +208,8 @@ class IQLTrainer:
         adv = q_target - v
         self.num_updates += 1
         clipped = (weights >= self.config.max_weight).float().mean()
-        stats = torch.stack([value_loss, q_loss, actor_loss, adv.mean(), adv.std(correction=0),
-                             v.mean(), q_mean, q_target.mean(), weights.mean(), clipped])
-        return dict(zip(METRIC_KEYS, stats.tolist(), strict=True))
+        return torch.stack([value_loss, q_loss, actor_loss, adv.mean(), adv.std(correction=0),
+                            v.mean(), q_mean, q_target.mean(), weights.mean(), clipped])
 
     def q_targets(self, batch: TransitionBatch, next_v: torch.Tensor) -> torch.Tensor:
         """The Q networks' TD targets in the learner's signal: ``r' + gamma * (1 - stop) * V(s')``
