@@ -195,10 +195,10 @@ def test_float64_states_zero_blend_weights_and_fact_only_rule_sets(tmp_path):
     rule_set = build_rule_set(folder, spec, {})
     with torch.no_grad():
         actor = LogicActor(rule_set, with_blender=True)
-        assert torch.allclose(actor.action_values(logic), torch.full((3, 1), 0.99))
+        assert torch.allclose(actor.action_values(logic), torch.full((3, 1), 0.98))
         _, blend = actor.with_blend_values(logic)
-        assert torch.allclose(blend, torch.full((3, 2), 0.99))
-        assert torch.allclose(LogicBlender(rule_set)(logic), torch.full((3, 2), 0.99))
+        assert torch.allclose(blend, torch.full((3, 2), 0.98))
+        assert torch.allclose(LogicBlender(rule_set)(logic), torch.full((3, 2), 0.98))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -212,3 +212,186 @@ def test_blendrl_agent_runs_on_cuda_as_on_cpu(env):
         cpu = agent.action_probs(logic, neural)
         gpu = agent.to("cuda").action_probs(logic.cuda(), neural.cuda())
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# the BlendRL reference's choices (soft OR and clause weights: tests/test_logic_semantics.py)
+
+
+@pytest.mark.parametrize("env", ["mountaincar", "kangaroo"])
+def test_blended_critic_is_w_n_v_neural_plus_w_l_v_logic(env):
+    """``critic="blended"``: V = w_n V_neural(neural) + w_l V_logic(logic) with the policy's blend
+    weights, in every call that returns a value; the logic / neural actor modes use V_logic /
+    V_neural alone; the value's gradient reaches both critics and the blender."""
+    torch.manual_seed(0)
+    spec = get_spec(env)
+    logic, neural = real_states(env, 4)
+    agent = BlendRLAgent(spec, critic="blended")
+    with torch.no_grad():  # a non-zero logic critic, so that the blend shows
+        agent.logic_critic.head.out.bias.fill_(3.0)
+    w = agent.blend_weights(logic)
+    v_n, v_l = agent.net.value(neural), agent.logic_critic(logic)
+    expected = w[:, 0] * v_n + w[:, 1] * v_l
+    assert not torch.allclose(v_n, v_l) and (w[:, 1] > 0).all() and (w[:, 0] > 0).all()
+    assert torch.allclose(agent.get_value(logic, neural), expected, atol=1e-5)
+    assert torch.allclose(agent.policy_and_value(logic, neural)[1], expected, atol=1e-5)
+    assert torch.allclose(agent.get_action_and_value(logic, neural).value, expected, atol=1e-5)
+    agent.get_value(logic, neural).sum().backward()
+    assert agent.logic_critic.head.out.weight.grad.abs().sum() > 0
+    critic = agent.net.critic_head if spec.is_image else agent.net.critic
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
+    assert agent.logic_actor.reasoner.raw_weights[1].grad.abs().sum() > 0  # the blender, via w
+    groups = agent.optimizer_param_groups({"neural": 1e-3, "logic": 1e-2, "blender": 1e-1})
+    assert all(any(p is q for q in groups[0]["params"]) for p in agent.logic_critic.parameters())
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(agent.parameters()))
+    for mode, only in (("logic", agent.logic_critic), ("neural", None)):
+        single = BlendRLAgent(spec, critic="blended", actor_mode=mode)
+        single.load_state_dict(agent.state_dict())
+        want = single.logic_critic(logic) if only is not None else single.net.value(neural)
+        assert torch.allclose(single.get_value(logic, neural), want, atol=1e-6)
+        assert torch.allclose(single.policy_and_value(logic, neural)[1], want, atol=1e-6)
+    plain = BlendRLAgent(spec)
+    assert plain.logic_critic is None
+    assert torch.allclose(plain.get_value(logic, neural), plain.net.value(neural))
+
+
+def test_reduced_logic_action_set_in_the_agent():
+    """``logic_actions="rules"``: MountainCar's default rules name left and right only, so the
+    logic actor gives noop probability 0; blended, noop keeps the neural actor's share."""
+    torch.manual_seed(0)
+    spec = get_spec("mountaincar")
+    logic, neural = real_states("mountaincar", 6)
+    noop = spec.action_names.index("noop")
+    hybrid = BlendRLAgent(spec, logic_actions="rules")
+    p_l = hybrid.logic_actor(logic)
+    assert torch.all(p_l[:, noop] == 0) and torch.allclose(p_l.sum(1), torch.ones(6), atol=1e-6)
+    w = hybrid.blend_weights(logic)
+    p_n = torch.softmax(hybrid.net.logits(neural), dim=1)
+    assert torch.allclose(hybrid.action_probs(logic, neural)[:, noop], w[:, 0] * p_n[:, noop], atol=1e-6)
+    logic_only = BlendRLAgent(spec, actor_mode="logic", logic_actions="rules")
+    torch.manual_seed(1)
+    step = logic_only.get_action_and_value(logic.repeat(200, 1, 1), neural.repeat(200, 1))
+    assert (step.action != noop).all() and torch.isfinite(step.entropy).all()
+    assert torch.isfinite(logic_only.log_prob(logic, neural, torch.full((6,), noop))).all()
+    assert "logic_actions=rules" in logic_only.program_text().splitlines()[0]
+
+
+def test_program_text_starts_with_the_semantics():
+    agent = BlendRLAgent(get_spec("cartpole"), soft_or="logsumexp", clause_weights="softmax",
+                         critic="blended", logic_actions="rules")
+    lines = agent.program_text().splitlines()
+    assert lines[0] == "# semantics: soft_or=logsumexp clause_weights=softmax critic=blended logic_actions=rules"
+    assert lines[1] == "# actor"
+    assert BlendRLAgent(get_spec("cartpole")).program_text().splitlines()[0] == \
+        "# semantics: soft_or=boltzmann clause_weights=sigmoid critic=neural logic_actions=all"
+    for name, bad in (("soft_or", "max"), ("clause_weights", "relu"), ("critic", "q"),
+                      ("logic_actions", "some")):
+        with pytest.raises(ValueError, match=f"unknown {name} '{bad}'"):
+            BlendRLAgent(get_spec("cartpole"), **{name: bad})
+
+
+def test_run_json_records_the_semantics_and_the_checkpoint_rebuilds_the_agent(tmp_path):
+    """A real training process with the reference's choices: run.json records them (as it records
+    every Args field), the saved agent loads into an agent built with them, and a bad choice is
+    exit status 2 before any work."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    options = ["--soft_or", "logsumexp", "--clause_weights", "softmax", "--critic", "blended",
+               "--logic_actions", "rules"]
+    r = subprocess.run([sys.executable, str(root / "train_blenderl.py"), "--env", "mountaincar",
+                        "--total_timesteps", "512", "--num_steps", "64", "--intervals", "1",
+                        "--eval_episodes", "1", "--run_id", "sem", "--runs_dir", str(tmp_path / "runs"),
+                        *options], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    args = json.loads((tmp_path / "runs" / "sem" / "run.json").read_text())["args"]
+    assert {k: args[k] for k in ("soft_or", "clause_weights", "critic", "logic_actions")} == \
+        {"soft_or": "logsumexp", "clause_weights": "softmax", "critic": "blended", "logic_actions": "rules"}
+    ckpt = torch.load(tmp_path / "runs" / "sem" / "checkpoints" / "latest.pt", weights_only=False)
+    agent = BlendRLAgent(get_spec("mountaincar"), soft_or="logsumexp", clause_weights="softmax",
+                         critic="blended", logic_actions="rules")
+    agent.load_state_dict(ckpt["agent"])
+    with pytest.raises(RuntimeError):  # sigmoid weights and no logic critic: another agent
+        BlendRLAgent(get_spec("mountaincar")).load_state_dict(ckpt["agent"])
+    bad = subprocess.run([sys.executable, str(root / "train_blenderl.py"), "--soft_or", "max",
+                          "--runs_dir", str(tmp_path / "runs")], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "soft" in bad.stderr.lower()
+    assert not (tmp_path / "runs").joinpath("bad").exists()
+
+
+def test_offline_blend_entropy_bonus_is_in_the_actor_loss():
+    """IQL's actor loss with ``blend_ent_coef`` c: -(AWR weight * log pi(a|s)).mean() - c * mean
+    blend entropy; the gradients the trainer leaves equal those of that loss computed here, and c
+    = 0 is the plain AWR loss."""
+    from types import SimpleNamespace
+
+    from blendrl.algos.iql import IQLConfig, IQLTrainer, awr_weights
+    from blendrl.offline import BlendRLOfflineArgs, iql_config
+
+    torch.manual_seed(0)
+    spec = get_spec("mountaincar")
+    logic, neural = real_states("mountaincar", 8)
+    batch = SimpleNamespace(logic_state=logic, neural_state=neural)
+    action = torch.tensor([0, 1, 2, 0, 1, 2, 2, 0])
+    q, v = torch.randn(8), torch.randn(8)
+    lrs = {"neural": 1e-3, "logic": 1e-3, "blender": 1e-3}
+    grads = {}
+    for coef in (0.0, 0.5):
+        agent, reference = BlendRLAgent(spec), BlendRLAgent(spec)
+        reference.load_state_dict(agent.state_dict())
+        config = IQLConfig(actor_lrs=lrs, blend_ent_coef=coef)
+        trainer = IQLTrainer.for_spec(agent, spec, config)
+        trainer._update_actor(batch, action, q, v)
+        pol = reference.policy(logic, neural)
+        log_prob = pol.log_probs.gather(1, action[:, None]).squeeze(1)
+        loss = -(awr_weights(q, v, config.beta, config.max_weight) * log_prob).mean()
+        loss = loss - coef * pol.blend_entropy.mean()
+        loss.backward()
+        for (name, p), r in zip(agent.named_parameters(), reference.parameters()):
+            assert (p.grad is None) == (r.grad is None), name
+            if p.grad is not None:
+                assert torch.allclose(p.grad, r.grad, atol=1e-6), name
+        grads[coef] = agent.logic_actor.reasoner.raw_weights[1].grad.clone()
+    assert not torch.allclose(grads[0.0], grads[0.5])  # the bonus moves the blender
+    with pytest.raises(ValueError, match="blend_ent_coef"):
+        IQLConfig(blend_ent_coef=-0.1)
+    neural_trainer = IQLTrainer.for_spec(NeuralAgent(spec), spec, IQLConfig(blend_ent_coef=0.5))
+    neural_trainer._update_actor(batch, action, q, v)  # no blend weights: the AWR loss alone
+    args = BlendRLOfflineArgs(dataset_run_id="x", offline_blend_ent_coef=0.25)
+    assert iql_config(args).blend_ent_coef == 0.25
+    assert BlendRLOfflineArgs(dataset_run_id="x").offline_blend_ent_coef == 0.0
+
+
+@pytest.mark.parametrize("env", ["mountaincar", "seaquest"])
+def test_neural_blender_reading_the_neural_state(env):
+    """``neural_blender_input="neural"``: the neural blender's logits come from a network of its own
+    on the neural state (a Nature CNN on frames), not from the logic state, in the policy and the
+    value alike; its gradient reaches it through the blend."""
+    torch.manual_seed(0)
+    spec = get_spec(env)
+    logic, neural = real_states(env, 3)
+    agent = BlendRLAgent(spec, blender_mode="neural", neural_blender_input="neural", critic="blended")
+    assert agent.blender.encoder is not agent.net and \
+        type(agent.blender.encoder).__name__ == ("NatureCNN" if spec.is_image else "MLPEncoder")
+    with torch.no_grad():
+        agent.blender.out.weight.normal_(0.0, 0.5)
+    w = torch.softmax(agent.blender(neural), dim=1)
+    assert torch.allclose(agent.blend_weights(logic, neural), w, atol=1e-6)
+    pol, value = agent.policy_and_value(logic, neural)
+    assert torch.allclose(pol.logic_weight, w[:, 1], atol=1e-6)
+    expected = w[:, 0] * agent.net.value(neural) + w[:, 1] * agent.logic_critic(logic)
+    assert torch.allclose(value, expected, atol=1e-5)
+    assert torch.allclose(agent.get_value(logic, neural), expected, atol=1e-5)
+    changed = logic.clone()
+    changed[:, :, 1:] += 7.0  # the logic state does not reach this blender
+    assert torch.allclose(agent.blend_weights(changed, neural), w, atol=1e-6)
+    agent.log_prob(logic, neural, torch.zeros(3, dtype=torch.long)).sum().backward()
+    assert agent.blender.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="reads the neural state"):
+        agent.blend_weights(logic)
+    assert "neural_blender_input=neural" in agent.program_text().splitlines()[0]

@@ -5,8 +5,9 @@
 - (w_n, w_l): the blender. ``logic`` (default): the rule set's blender clauses give soft truth
   values v of ``neural_agent`` / ``logic_agent``, turned into logits ``logit(clip(v, 0.01, 0.99))``
   (as in the BlendRL reference implementation); they are evaluated in the logic actor's forward
-  pass (one reasoner over both clause files, valuation atoms computed once); ``neural``: a small MLP on the logic state gives
-  the two logits. ``blend_function`` softmax (default) or gumbel_softmax turns logits into weights.
+  pass (one reasoner over both clause files, valuation atoms computed once); ``neural``: a small
+  network of its own gives the two logits, an MLP on the logic state (``neural_blender_input``
+  ``logic``, default) or on the neural state (``neural``, the reference: a Nature CNN on frames). ``blend_function`` softmax (default) or gumbel_softmax turns logits into weights.
 - ``actor_mode``: ``hybrid`` blends; ``logic`` / ``neural`` use one actor alone (w fixed to 1).
 - ``critic``: ``neural`` (default) -- V is the neural critic on the neural state; ``blended`` (the
   BlendRL reference) -- ``V = w_n V_neural(neural) + w_l V_logic(logic)`` with the policy's blend
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blendrl.agents.base import Agent, Policy
-from blendrl.agents.networks import LogicStateValue, MLPEncoder, layer_init
+from blendrl.agents.networks import LogicStateValue, MLPEncoder, layer_init, make_encoder
 from blendrl.agents.neural import ActorCriticNet
 from blendrl.envs.base import EnvSpec
 
@@ -36,20 +37,26 @@ ACTOR_MODES = ("hybrid", "logic", "neural")
 BLENDER_MODES = ("logic", "neural")
 BLEND_FUNCTIONS = ("softmax", "gumbel_softmax")
 CRITICS = ("neural", "blended")
+BLENDER_INPUTS = ("logic", "neural")
 _LOGIT_EPS = 0.01
 
 
 class NeuralBlender(nn.Module):
-    """Two blend logits (neural, logic) from an MLP on the flattened logic state."""
+    """Two blend logits (neural, logic) from a network of its own: an MLP on the flattened logic
+    state (``source="logic"``), or on the neural state (``source="neural"``, the BlendRL
+    reference: a Nature CNN of its own on frames, an MLP on vectors)."""
 
-    def __init__(self, spec: EnvSpec, hidden: int = 64):
+    def __init__(self, spec: EnvSpec, hidden: int = 64, source: str = "logic"):
         super().__init__()
-        n_obj, n_feat = spec.logic_shape
-        self.encoder = MLPEncoder(n_obj * n_feat, hidden)
-        self.out = layer_init(nn.Linear(hidden, 2), std=0.01)
+        if source == "logic":
+            n_obj, n_feat = spec.logic_shape
+            self.encoder = MLPEncoder(n_obj * n_feat, hidden)
+        else:
+            self.encoder = make_encoder(spec, hidden)
+        self.out = layer_init(nn.Linear(self.encoder.out_dim, 2), std=0.01)
 
-    def forward(self, logic: torch.Tensor) -> torch.Tensor:
-        return self.out(self.encoder(logic))
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.out(self.encoder(state))
 
 
 _SEPARATE_REASONER_KEYS = {"logic_actor.reasoner.raw_weights": "logic_actor.reasoner.raw_weights.0",
@@ -69,7 +76,7 @@ class BlendRLAgent(Agent):
                  blender_mode: str = "logic", blend_function: str = "softmax", hidden: int = 64,
                  reasoner_temperature: float = 0.01, compile_logic: bool = False,
                  soft_or: str = "boltzmann", clause_weights: str = "sigmoid", critic: str = "neural",
-                 logic_actions: str = "all"):
+                 logic_actions: str = "all", neural_blender_input: str = "logic"):
         super().__init__()
         from blendrl.logic import ACTION_SETS, CLAUSE_WEIGHTS, SOFT_ORS, LogicActor, load_rule_set
 
@@ -79,7 +86,8 @@ class BlendRLAgent(Agent):
                                    ("soft_or", soft_or, SOFT_ORS),
                                    ("clause_weights", clause_weights, CLAUSE_WEIGHTS),
                                    ("critic", critic, CRITICS),
-                                   ("logic_actions", logic_actions, ACTION_SETS)):
+                                   ("logic_actions", logic_actions, ACTION_SETS),
+                                   ("neural_blender_input", neural_blender_input, BLENDER_INPUTS)):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         self.spec = spec
@@ -89,33 +97,42 @@ class BlendRLAgent(Agent):
         self.semantics = {"soft_or": soft_or, "clause_weights": clause_weights, "critic": critic,
                           "logic_actions": logic_actions}
         """The reasoner's, the critic's and the logic actor's choices (printed by program_text)."""
+        if blender_mode == "neural":
+            self.semantics["neural_blender_input"] = neural_blender_input
         self.net = ActorCriticNet(spec, hidden)
         self.rule_set = load_rule_set(spec.name, rules)
         # a logic blender's clauses are evaluated in the logic actor's forward pass (shared atoms)
         self.logic_actor = LogicActor(self.rule_set, temperature=reasoner_temperature,
                                       with_blender=blender_mode == "logic", soft_or=soft_or,
                                       clause_weights=clause_weights, action_set=logic_actions)
-        self.blender = NeuralBlender(spec, hidden) if blender_mode == "neural" else None
+        self.blender = NeuralBlender(spec, hidden, neural_blender_input) if blender_mode == "neural" else None
+        self._blender_reads_neural = self.blender is not None and neural_blender_input == "neural"
         self.logic_critic = LogicStateValue(spec, hidden) if critic == "blended" else None
         # everything of the policy but the neural network: compiled, it is a few fused kernels
         self._compiled_mix = torch.compile(self._mix, dynamic=True) if compile_logic else None
         self.register_load_state_dict_pre_hook(_rename_separate_reasoner_keys)
 
-    def actor_and_blend_logits(self, logic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pi_l ``[B, A]``, the blend logits ``[B, 2]`` of (neural, logic)); unchecked shape."""
+    def actor_and_blend_logits(self, logic: torch.Tensor, neural: torch.Tensor | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pi_l ``[B, A]``, the blend logits ``[B, 2]`` of (neural, logic)); unchecked shape.
+        ``neural`` is needed by a neural blender that reads the neural state."""
         probs, values = self.logic_actor.outputs(logic)
         if self.blender is None:
             return probs, torch.logit(values.clamp(_LOGIT_EPS, 1.0 - _LOGIT_EPS))
+        if self._blender_reads_neural:
+            if neural is None:
+                raise ValueError("this agent's neural blender reads the neural state: pass it")
+            return probs, self.blender(neural)
         return probs, self.blender(logic)
 
-    def blend_logits(self, logic: torch.Tensor) -> torch.Tensor:
+    def blend_logits(self, logic: torch.Tensor, neural: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 2] logits of (neural, logic)."""
         self.logic_actor.check_state(logic)
-        return self.actor_and_blend_logits(logic)[1]
+        return self.actor_and_blend_logits(logic, neural)[1]
 
-    def blend_weights(self, logic: torch.Tensor) -> torch.Tensor:
+    def blend_weights(self, logic: torch.Tensor, neural: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 2] weights (w_neural, w_logic) summing to 1."""
-        return self._weights(self.blend_logits(logic))
+        return self._weights(self.blend_logits(logic, neural))
 
     def _weights(self, logits: torch.Tensor) -> torch.Tensor:
         if self.blend_function == "gumbel_softmax" and self.training:
@@ -124,8 +141,8 @@ class BlendRLAgent(Agent):
 
     def policy(self, logic: torch.Tensor, neural: torch.Tensor) -> Policy:
         if self.actor_mode == "logic":
-            return self._policy(logic, None)
-        return self._policy(logic, self.net.logits(neural))
+            return self._policy(logic, None, neural)
+        return self._policy(logic, self.net.logits(neural), neural)
 
     def get_value(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
         if self.logic_critic is None or self.actor_mode == "neural":
@@ -133,27 +150,29 @@ class BlendRLAgent(Agent):
         if self.actor_mode == "logic":
             return self.logic_critic(logic)
         self.logic_actor.check_state(logic)
-        w_logic = self._weights(self.actor_and_blend_logits(logic)[1])[:, 1]
+        w_logic = self._weights(self.actor_and_blend_logits(logic, neural)[1])[:, 1]
         return torch.lerp(self.net.value(neural), self.logic_critic(logic), w_logic)
 
     def policy_and_value(self, logic: torch.Tensor, neural: torch.Tensor) -> tuple[Policy, torch.Tensor]:
         if self.actor_mode == "logic":
-            pol = self._policy(logic, None)
+            pol = self._policy(logic, None, neural)
             value = self.net.value(neural) if self.logic_critic is None else self.logic_critic(logic)
             return pol, value
         logits, value = self.net(neural)
-        pol = self._policy(logic, logits)
+        pol = self._policy(logic, logits, neural)
         if self.logic_critic is not None and self.actor_mode == "hybrid":
             # w_n V_n + w_l V_l with the policy's own blend weights (w_n = 1 - w_l)
             value = torch.lerp(value, self.logic_critic(logic), pol.logic_weight)
         return pol, value
 
-    def _policy(self, logic: torch.Tensor, neural_logits: torch.Tensor | None) -> Policy:
+    def _policy(self, logic: torch.Tensor, neural_logits: torch.Tensor | None,
+                neural: torch.Tensor) -> Policy:
         """The blended policy given the neural actor's logits (None in ``logic`` actor mode)."""
         self.logic_actor.check_state(logic)
-        return Policy(*(self._compiled_mix or self._mix)(logic, neural_logits))
+        return Policy(*(self._compiled_mix or self._mix)(logic, neural_logits,
+                                                         neural if self._blender_reads_neural else None))
 
-    def _mix(self, logic: torch.Tensor, neural_logits: torch.Tensor | None
+    def _mix(self, logic: torch.Tensor, neural_logits: torch.Tensor | None, neural: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log pi, w_logic, blend entropy): the logic actor, the blender and the mixture."""
         batch = logic.shape[0]
@@ -164,7 +183,7 @@ class BlendRLAgent(Agent):
             weights = logic.new_tensor([0.0, 1.0]).expand(batch, 2)
             log_probs = torch.log(self.logic_actor.outputs(logic)[0].clamp_min(1e-12))
         else:
-            logic_probs, blend_logits = self.actor_and_blend_logits(logic)
+            logic_probs, blend_logits = self.actor_and_blend_logits(logic, neural)
             weights = self._weights(blend_logits)
             probs = torch.addcmul(weights[:, 1:] * logic_probs, weights[:, :1],
                                   torch.softmax(neural_logits, dim=1))
