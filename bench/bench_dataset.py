@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark (not a test) of dataset_utils: write throughput, bytes per transition, sampling rate.
+"""Benchmark (not a test) of dataset_utils: write throughput, bytes per transition, sampling rate,
+and the reader's memory when it reads in place.
 
     .venv/bin/python bench/bench_dataset.py                      # defaults: well under a minute
     .venv/bin/python bench/bench_dataset.py --atari-transitions 100000 --classic-transitions 5000000
+    .venv/bin/python bench/bench_dataset.py --memory-transitions 200000 --classic-transitions 0 \
+        --atari-transitions 0 --cartpole-steps 0                 # ~3.2 GB in a temp folder, minutes
 
 Measures, with synthetic streams shaped like the real ones (episodes ending by termination or
 truncation, true final states, 4-frame stacks that shift one frame a step):
@@ -12,13 +15,25 @@ truncation, true final states, 4-frame stacks that shift one frame a step):
   * Atari (logic [40, 6] float32, neural [4, 84, 84] uint8): the same, ``sample`` rebuilding stacks;
   * the writer's cost next to real CartPole stepping (``blendrl.envs``, N parallel copies): env
     steps/s alone vs with ``DatasetWriter.add`` of every step — an upper bound of what the writer
-    costs an online run, whose steps also pay for the network and the PPO update.
+    costs an online run, whose steps also pay for the network and the PPO update;
+  * reading in place (``--memory-transitions N``, the goal is stated for 200000: ~1.6 GB): an
+    Atari-shaped dataset (8 envs, 84x84 frames, episode ends, lost lives) written in format 2 and,
+    with the format-1 writer of ``--baseline-commit`` (``git show``), in format 1. Each measurement
+    runs in a fresh process: the reader opened on the whole dataset -- its anonymous (private)
+    memory after opening and after reading every transition back, each compared bit for bit with
+    the stream -- the format-1 in-RAM reader's memory, and ``sample(B)`` of both readers side by side
+    in one process, in interleaved rounds (the format-2 reader with new arrays per batch and into
+    reused arrays, as the training feeds use it).
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +73,16 @@ class Args:
     """where to write the datasets (default: a temporary folder, removed afterwards)"""
     json_out: Path | None = None
     """also write the figures to this JSON file"""
+    memory_transitions: int = 0
+    """transitions of the read-in-place benchmark's Atari-shaped dataset (0 skips it; the goal is stated for 200000)"""
+    memory_chunk_size: int = 50_000
+    """chunk_size of the read-in-place benchmark's datasets (the online scripts' default)"""
+    baseline_commit: str = "528fe13"
+    """git commit whose dataset_utils.py (format 1, in-RAM reader) is the baseline ('' for none)"""
+    rounds: int = 5
+    """interleaved timing rounds of the side-by-side sample() comparison"""
+    probe: str | None = None
+    """internal: one measurement of the read-in-place benchmark, run in this (fresh) process"""
 
 
 def classic_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Iterator[tuple]:
@@ -78,7 +103,8 @@ def classic_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Itera
 
 
 def atari_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Iterator[tuple]:
-    """Steps of a frame-stack stream: stacks shift by one new frame; a reset repeats its frame."""
+    """Steps of a frame-stack stream: stacks shift by one new frame; a reset repeats its frame;
+    ``life_lost`` about once in 50 steps (the ``add`` arguments, ``life_lost`` last)."""
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, 256, (64, 84, 84), dtype=np.uint8)  # frames drawn from a pool: cheap
 
@@ -95,7 +121,8 @@ def atari_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Iterato
         term = rng.random(num_envs) < 1.0 / ep_len
         trunc = (length >= 2 * ep_len) & ~term
         done = term | trunc
-        yield logic, stack, rng.integers(0, 18, num_envs), np.ones(num_envs), nlogic, nxt, term, trunc
+        life_lost = rng.random(num_envs) < 1.0 / 50
+        yield logic, stack, rng.integers(0, 18, num_envs), np.ones(num_envs), nlogic, nxt, term, trunc, life_lost
         stack, logic = nxt.copy(), nlogic
         if done.any():
             stack[done] = np.repeat(frames(int(done.sum()))[:, None], 4, axis=1)
@@ -167,14 +194,189 @@ def bench_cartpole(directory: Path, args: Args) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- reading in place
+
+
+def _memory() -> dict[str, int]:
+    """This process's resident memory by kind (bytes): anonymous (private), file-backed, peak."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(line.split()[1]) * 1024
+    return out
+
+
+def _load_baseline(commit: str, where: Path) -> Path | None:
+    """The format-1 ``dataset_utils.py`` of ``commit`` (its in-RAM reader), written to ``where``."""
+    if not commit:
+        return None
+    src = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "show",
+                          f"{commit}:dataset_utils.py"], capture_output=True, text=True)
+    if src.returncode != 0:
+        print(f"note: no baseline ({src.stderr.strip()})", file=sys.stderr)
+        return None
+    path = where / f"dataset_utils_{commit}.py"
+    path.write_text(src.stdout)
+    return path
+
+
+def _import(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sample_rate(sample: Callable[[np.random.Generator], object], seconds: float) -> float:
+    rng = np.random.default_rng(1)
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        sample(rng)
+        calls += 1
+    return calls / (time.perf_counter() - t0)
+
+
+def probe(job: dict) -> dict:
+    """One measurement in this process (run by :func:`bench_memory` in a fresh interpreter)."""
+    before = _memory()
+    if job["kind"] == "open":  # the format-2 reader, opened whole; every transition read back
+        from dataset_utils import DatasetReader
+        r = DatasetReader(job["directory"])
+        opened = _memory()
+        n = job["num_envs"]
+        mismatches, at = 0, 0
+        block: list[tuple] = []
+        stream = atari_stream(job["steps"], n, job["episode_length"], 0)
+        for t, step in enumerate(stream):
+            block.append(step)
+            if len(block) == 16 or t == job["steps"] - 1:
+                rows = np.arange(at, at + len(block) * n)
+                b = r.get(rows)
+                want = [np.concatenate([s[i] for s in block]) for i in range(9)]
+                got = (b.logic_state, b.neural_state, b.action, b.reward, b.next_logic_state,
+                       b.next_neural_state, b.terminated, b.truncated, b.life_lost)
+                for g, w in zip(got, want):
+                    if g.shape != w.shape or not np.array_equal(np.ascontiguousarray(g).view(np.uint8),
+                                                                np.ascontiguousarray(w.astype(g.dtype)).view(np.uint8)):
+                        mismatches += 1
+                at += len(block) * n
+                block = []
+        del b, want, got, block
+        ctypes.CDLL(None).malloc_trim(0)  # what the loop's temporaries left in the heap goes back
+        after = _memory()
+        return {"transitions": len(r), "read_back": at, "fields_mismatching": mismatches,
+                "anon_before": before["RssAnon"], "anon_after_open": opened["RssAnon"],
+                "anon_after_read_back": after["RssAnon"], "file_after_read_back": after["RssFile"],
+                "peak_rss": after["VmHWM"], "pool_bytes": sum(c.logic.nbytes + c.neural.nbytes for c in r.chunks)}
+    if job["kind"] == "open_baseline":  # the format-1 reader: copies the prefix into memory
+        old = _import(Path(job["module"]))
+        t0 = time.perf_counter()
+        r = old.DatasetReader(job["directory"])
+        return {"transitions": len(r), "load_seconds": time.perf_counter() - t0,
+                "anon_before": before["RssAnon"], "anon_after_open": _memory()["RssAnon"]}
+    if job["kind"] == "speed":  # both readers side by side, interleaved rounds
+        from blendrl.datasets.reader import empty_batch
+        from dataset_utils import DatasetReader
+        b = job["batch_size"]
+        new = DatasetReader(job["directory"])
+        out = empty_batch(new.layout, b)
+        contenders = {"format2_sample": lambda rng: new.sample(b, rng),
+                      "format2_sample_into_buffers": lambda rng: new.sample(b, rng, out=out)}
+        if job.get("module"):
+            old_reader = _import(Path(job["module"])).DatasetReader(job["baseline_directory"])
+            contenders = {"format1_in_ram_sample": lambda rng: old_reader.sample(b, rng), **contenders}
+        for sample in contenders.values():  # warm-up: page tables of the maps, caches
+            _sample_rate(sample, job["seconds"])
+        rates: dict[str, list[float]] = {k: [] for k in contenders}
+        for _ in range(job["rounds"]):
+            for name, sample in contenders.items():
+                rates[name].append(_sample_rate(sample, job["seconds"]))
+        return {"batch_size": b, "seconds_per_round": job["seconds"], "rounds": rates}
+    raise ValueError(f"unknown probe {job['kind']!r}")
+
+
+def _run_probe(job: dict) -> dict:
+    """``job`` in a fresh interpreter. Memory probes make glibc hand large freed blocks back at
+    once (``MALLOC_MMAP_THRESHOLD_``), so that the probe's own temporaries do not count as the
+    reader's memory; the speed probe runs with the default allocator settings."""
+    env = dict(os.environ)
+    if job["kind"] != "speed":
+        env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
+    res = subprocess.run([sys.executable, __file__, "--probe", json.dumps(job)], capture_output=True,
+                         text=True, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"probe {job['kind']} failed: {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(root: Path, args: Args) -> dict:
+    """The read-in-place benchmark (see the module docstring)."""
+    n = args.num_envs
+    steps = max(1, args.memory_transitions // n)
+    kw = dict(env="atari", num_envs=n, logic_shape=(40, 6), neural_shape=(4, 84, 84),
+              neural_dtype=np.uint8, n_actions=18, chunk_size=args.memory_chunk_size)
+    out: dict = {}
+    d2 = root / "format2"
+    t0 = time.perf_counter()
+    with DatasetWriter(d2, **kw) as w:
+        for step in atari_stream(steps, n, args.episode_length, 0):
+            w.add(*step)
+    out["format2_write_seconds"] = time.perf_counter() - t0
+    s = summarize(d2)
+    out["format2_bytes"], out["format2_chunks"] = s["bytes"], s["chunks"]
+    module = _load_baseline(args.baseline_commit, root)
+    d1 = root / "format1"
+    if module is not None:
+        old = _import(module)
+        t0 = time.perf_counter()
+        with old.DatasetWriter(d1, **kw) as w:
+            for step in atari_stream(steps, n, args.episode_length, 0):
+                w.add(*step[:8])  # format 1 has no life_lost
+        out["format1_write_seconds"] = time.perf_counter() - t0
+    job = {"directory": str(d2), "num_envs": n, "steps": steps, "episode_length": args.episode_length}
+    out["format2_reader"] = _run_probe({"kind": "open", **job})
+    if module is not None:
+        out["format1_reader"] = _run_probe({"kind": "open_baseline", "directory": str(d1), "module": str(module)})
+    out["sample"] = _run_probe({"kind": "speed", "directory": str(d2), "baseline_directory": str(d1),
+                                "module": str(module) if module else None, "batch_size": args.batch_size,
+                                "seconds": args.sample_seconds, "rounds": args.rounds})
+    med = {k: float(np.median(v)) for k, v in out["sample"]["rounds"].items()}
+    out["sample_batches_per_s_median"] = med
+    if "format1_in_ram_sample" in med:
+        out["sample_speed_vs_format1"] = {k: v / med["format1_in_ram_sample"] for k, v in med.items()}
+    return out
+
+
+def _print(figures: dict, indent: str = "  ") -> None:
+    for k, v in figures.items():
+        if isinstance(v, dict):
+            print(f"{indent}{k}:")
+            _print(v, indent + "  ")
+        elif isinstance(v, float):
+            print(f"{indent}{k:36s} {v:,.3f}")
+        elif isinstance(v, list):
+            print(f"{indent}{k:36s} " + ", ".join(f"{x:,.1f}" for x in v))
+        else:
+            print(f"{indent}{k:36s} {v:,}" if isinstance(v, int) else f"{indent}{k:36s} {v}")
+
+
 def main(args: Args) -> None:
-    for name in ("classic_transitions", "atari_transitions", "num_envs", "chunk_size",
-                 "episode_length", "batch_size"):
+    if args.probe is not None:
+        print(json.dumps(probe(json.loads(args.probe))))
+        return
+    for name in ("num_envs", "chunk_size", "memory_chunk_size", "episode_length", "batch_size", "rounds"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             sys.exit(2)
-    if args.sample_seconds <= 0 or args.cartpole_steps < 0:
-        print("error: --sample-seconds must be positive and --cartpole-steps >= 0", file=sys.stderr)
+    for name in ("classic_transitions", "atari_transitions", "memory_transitions", "cartpole_steps"):
+        if getattr(args, name) < 0:
+            print(f"error: --{name.replace('_', '-')} must be >= 0", file=sys.stderr)
+            sys.exit(2)
+    if args.sample_seconds <= 0:
+        print("error: --sample-seconds must be positive", file=sys.stderr)
         sys.exit(2)
     tmp = args.directory is None
     root = Path(tempfile.mkdtemp(prefix="bench_dataset_")) if tmp else args.directory
@@ -184,19 +386,22 @@ def main(args: Args) -> None:
     root.mkdir(parents=True, exist_ok=True)
     results = {}
     try:
-        results["classic"] = bench_one("classic", root, classic_stream, args.classic_transitions, args,
-                                       (2, 2), (4,), np.float32, 2)
-        results["atari"] = bench_one("atari", root, atari_stream, args.atari_transitions, args,
-                                     (40, 6), (4, 84, 84), np.uint8, 18)
+        if args.classic_transitions:
+            results["classic"] = bench_one("classic", root, classic_stream, args.classic_transitions, args,
+                                           (2, 2), (4,), np.float32, 2)
+        if args.atari_transitions:
+            results["atari"] = bench_one("atari", root, atari_stream, args.atari_transitions, args,
+                                         (40, 6), (4, 84, 84), np.uint8, 18)
         if args.cartpole_steps:
             results["cartpole_writer_cost"] = bench_cartpole(root, args)
+        if args.memory_transitions:
+            results["read_in_place"] = bench_memory(root, args)
     finally:
         if tmp:
             shutil.rmtree(root, ignore_errors=True)
     for part, figures in results.items():
         print(f"[{part}]")
-        for k, v in figures.items():
-            print(f"  {k:36s} {v:,.3f}" if isinstance(v, float) else f"  {k:36s} {v:,}")
+        _print(figures)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(results, indent=1))
 

@@ -1006,7 +1006,7 @@ def test_the_three_feeds_give_the_same_batches(tmp_path, kind):
         for limit in (30, 75, 140):
             feed.set_limit(limit)
             for _ in range(7):
-                got[name].append(feed.next())
+                got[name].append(Batch(*(x.clone() for x in feed.next())))  # the direct feed reuses its buffers
                 states[name].append(rng.bit_generator.state["state"]["state"])
         feed.close()
     # the positions: what the reader draws from the same generator
@@ -1019,6 +1019,23 @@ def test_the_three_feeds_give_the_same_batches(tmp_path, kind):
         for name in feeds:
             _assert_torch_batch(got[name][i], exp, positions)
     assert states["prefetch"] == states["direct"] == states["pool"]
+
+
+def test_direct_feed_batches_stay_valid_for_one_more_step(tmp_path):
+    import torch
+    from blendrl.datasets.feed import DirectFeed
+    d, exp = _feed_dataset(tmp_path)
+    reader = DatasetReader(d)
+    feed = DirectFeed(reader, torch.device("cpu"), 32, np.random.default_rng(8))
+    check = np.random.default_rng(8)
+    previous = None
+    for _ in range(6):
+        batch = feed.next()
+        positions = reader.draw(32, check)
+        _assert_torch_batch(batch, exp, positions)
+        if previous is not None:  # the one before is still intact
+            _assert_torch_batch(*previous)
+        previous = (batch, exp, positions)
 
 
 def test_prefetch_hands_worker_errors_to_the_training_thread(tmp_path):

@@ -109,16 +109,29 @@ def make_feed(reader: Any, device: torch.device, dataset_device: str, batch_size
 
 
 class DirectFeed:
-    """``reader.sample(batch_size, rng).to_torch(device)`` in the calling thread."""
+    """``reader.sample(batch_size, rng).to_torch(device)`` in the calling thread.
+
+    A :class:`DatasetReader` samples into two host batches used in turn (new arrays every step
+    cost more than the gather itself: the kernel zeroes every fresh page), so a batch stays
+    valid until the next-but-one :meth:`next`; any other reader samples new arrays.
+    """
 
     def __init__(self, reader: Any, device: torch.device, batch_size: int, rng: np.random.Generator):
         self.reader, self.device, self.batch_size, self.rng = reader, device, batch_size, rng
+        self._buffers: list[Batch] = []
+        self._turn = 0
 
     def set_limit(self, limit: int) -> None:
         self.reader.extend(limit)
 
     def next(self) -> Batch:
-        return self.reader.sample(self.batch_size, self.rng).to_torch(self.device)
+        if not isinstance(self.reader, DatasetReader):
+            return self.reader.sample(self.batch_size, self.rng).to_torch(self.device)
+        if not self._buffers:
+            self._buffers = [empty_batch(self.reader.layout, self.batch_size) for _ in range(2)]
+        out = self._buffers[self._turn]
+        self._turn = 1 - self._turn
+        return self.reader.sample(self.batch_size, self.rng, out=out).to_torch(self.device)
 
     def close(self) -> None:
         pass
