@@ -464,6 +464,9 @@ out.joinpath("argv").write_text(" ".join(sys.argv[2:]))
 def on_usr1(signum, frame):
     out.joinpath("usr1").write_text("got it")
     sys.exit(75)
+out.joinpath("started").write_text(str(signal.getsignal(signal.SIGUSR1)))
+if "--late_handler" in sys.argv:  # like a training script still importing torch
+    time.sleep(3)
 signal.signal(signal.SIGUSR1, on_usr1)
 out.joinpath("ready").write_text("")
 if "--resume" in sys.argv or "--quick" in sys.argv:
@@ -517,6 +520,18 @@ def test_batch_script_forwards_usr1_requeues_then_resumes(tmp_path):
     assert p.returncode == 0, out
     assert (tmp_path / "argv").read_text() == "--resume"
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"  # no second requeue
+
+
+def test_batch_script_usr1_before_the_job_has_its_handler_neither_kills_it_nor_is_lost(tmp_path):
+    script, _ = _batch(tmp_path, "--late_handler")
+    p = _run_batch(tmp_path, script, restart=0)
+    wait_for(lambda: (tmp_path / "started").exists(), 30, "the job to start")
+    p.send_signal(signal.SIGUSR1)  # SLURM's early warning, before the job can handle it
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, out
+    assert (tmp_path / "started").read_text() == str(int(signal.SIG_IGN))  # it started ignoring USR1
+    assert (tmp_path / "usr1").read_text() == "got it"  # sent again once it listened
+    assert "with exit status 75" in out and (tmp_path / "scontrol.calls").read_text() == "requeue 77\n"
 
 
 def test_batch_script_does_not_requeue_an_exit_75_it_did_not_ask_for(tmp_path):

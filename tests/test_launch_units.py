@@ -442,7 +442,7 @@ def test_sbatch_script_directives_and_syntax(tmp_path):
                           "--ntasks=1", "--cpus-per-task=3", "--time=1:00:00", "--partition=gpu",
                           "--account=lab", "--mem=8G", "--gpus=a100:1", "--requeue",
                           "--signal=B:USR1@120", "--qos=short"]
-    assert "/py train.py --x 'a b' \"${resume[@]}\" &" in text
+    assert "(trap '' USR1; exec /py train.py --x 'a b' \"${resume[@]}\") &" in text
     assert "export OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in text
     assert "scontrol requeue \"$SLURM_JOB_ID\"" in text
     assert ". /w/.venv/bin/activate" in text
@@ -452,7 +452,7 @@ def test_sbatch_script_directives_and_syntax(tmp_path):
     resumed = slurm.render_script(_job(command=["/py", "train.py", "--resume"]), exp_id="e",
                                   work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts,
                                   venv_activate=None)
-    assert "/py train.py --resume \"${resume[@]}\" &" in resumed
+    assert "exec /py train.py --resume \"${resume[@]}\") &" in resumed
     assert "resume=(--resume)" not in resumed and "resume=(--resume)" in text
     plot = slurm.render_script(_job(resumable=False, kind="plot", run_dir=None), exp_id="e",
                                work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts, venv_activate=None)

@@ -4,7 +4,9 @@
 Long jobs survive the time limit: a resumable job's script asks for ``--signal=B:USR1@margin``
 and ``--requeue``. The batch shell runs the job in the background and waits (``cmd & wait``), so
 its USR1 trap runs at once and forwards the signal to the training script, which checkpoints and
-exits 75. The script then calls ``scontrol requeue $SLURM_JOB_ID``: the job reruns under the same
+exits 75. The job starts with USR1 ignored and the shell repeats the signal until the job exits,
+so a signal that arrives before the script has installed its handler neither kills it nor is
+lost. The script then calls ``scontrol requeue $SLURM_JOB_ID``: the job reruns under the same
 id (so its ``afterok`` dependents keep waiting) and, seeing ``SLURM_RESTART_COUNT > 0`` and a
 checkpoint, resumes with ``--resume`` (unless its command has it already: a job resubmitted by
 ``run_full_cycle.py --resume``). The job's log is opened in append mode, so the attempts
@@ -110,11 +112,18 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
         "}",
         "trap on_usr1 USR1",
         "trap on_term TERM",
-        # background + wait: the traps run as soon as a signal arrives
-        shlex.join(job["command"]) + ' "${resume[@]}" &',
+        # background + wait: the traps run as soon as a signal arrives. The job starts with USR1
+        # ignored, so one that comes before the script has installed its handler (SLURM may
+        # signal well before the margin) cannot kill it; once signalled, USR1 is sent again
+        # every 2 s until the job exits, so an early one is not lost either.
+        "(trap '' USR1; exec " + shlex.join(job["command"]) + ' "${resume[@]}") &',
         "child=$!",
+        'wait "$child"',
+        'while kill -0 "$child" 2>/dev/null; do',
+        '    if [ "$signalled" = 1 ]; then sleep 2; kill -USR1 "$child" 2>/dev/null; '
+        'else wait "$child"; fi',
+        "done",
         'wait "$child"; rc=$?',
-        'while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done',
         f'echo "=== {job["name"]} ended at $(date -Is) with exit status $rc"',
     ]
     if job.get("resumable"):
