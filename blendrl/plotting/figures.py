@@ -125,7 +125,7 @@ def plot_online_returns(runs: Sequence[RunRecord], exp_id: str, smooth_window: i
         return None
     fig, ax = _new_figure(
         f"{exp_id}: online learning curves ({_envs(online)})",
-        f"training episodes, trailing mean over {smooth_window} episode(s); line: mean across "
+        f"training episodes, trailing mean over {smooth_window} episode(s)\nline: mean across "
         f"seeds, band: {settings.percent} bootstrap CI of that mean across seeds (where ≥2 seeds)")
     for s in group_series(online):
         curves = [collapse_duplicates(r.curves.episode_steps,
