@@ -102,7 +102,8 @@ def classic_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Itera
         length[done] = 0
 
 
-def atari_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Iterator[tuple]:
+def atari_stream(n_steps: int, num_envs: int, ep_len: int, seed: int,
+                 logic_shape: tuple[int, int] = (40, 6), n_actions: int = 18) -> Iterator[tuple]:
     """Steps of a frame-stack stream: stacks shift by one new frame; a reset repeats its frame;
     ``life_lost`` about once in 50 steps (the ``add`` arguments, ``life_lost`` last)."""
     rng = np.random.default_rng(seed)
@@ -112,17 +113,17 @@ def atari_stream(n_steps: int, num_envs: int, ep_len: int, seed: int) -> Iterato
         return pool[rng.integers(0, len(pool), k)]
 
     stack = np.repeat(frames(num_envs)[:, None], 4, axis=1)
-    logic = rng.standard_normal((num_envs, 40, 6)).astype(np.float32)
+    logic = rng.standard_normal((num_envs, *logic_shape)).astype(np.float32)
     length = np.zeros(num_envs, np.int64)
     for _ in range(n_steps):
         nxt = np.concatenate([stack[:, 1:], frames(num_envs)[:, None]], axis=1)
-        nlogic = rng.standard_normal((num_envs, 40, 6)).astype(np.float32)
+        nlogic = rng.standard_normal((num_envs, *logic_shape)).astype(np.float32)
         length += 1
         term = rng.random(num_envs) < 1.0 / ep_len
         trunc = (length >= 2 * ep_len) & ~term
         done = term | trunc
         life_lost = rng.random(num_envs) < 1.0 / 50
-        yield logic, stack, rng.integers(0, 18, num_envs), np.ones(num_envs), nlogic, nxt, term, trunc, life_lost
+        yield logic, stack, rng.integers(0, n_actions, num_envs), np.ones(num_envs), nlogic, nxt, term, trunc, life_lost
         stack, logic = nxt.copy(), nlogic
         if done.any():
             stack[done] = np.repeat(frames(int(done.sum()))[:, None], 4, axis=1)
