@@ -41,6 +41,7 @@ from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates  #
 from blendrl.algos.iql import IQLConfig, IQLTrainer  # noqa: E402
 from blendrl.envs import get_spec  # noqa: E402
 from blendrl.envs.base import EnvSpec  # noqa: E402
+from blendrl.offline import compile_networks  # noqa: E402
 from blendrl.runs import default_threads, resolve_device  # noqa: E402
 from dataset_utils import Batch  # noqa: E402
 
@@ -63,6 +64,8 @@ class Args:
     """torch CPU threads (default: as the scripts, 1 for vector states, all CPUs for frames)"""
     device: str = "cpu"
     """torch device (auto, cpu, cuda)"""
+    compile: str = "off"
+    """torch.compile the step's networks as the offline scripts' --compile: off, default, reduce-overhead"""
     log_every: int = 500
     """steps between reads of the metrics (the offline scripts' --log_every)"""
     dataset_transitions: int = 0
@@ -116,6 +119,7 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
     blend = BlendRLFields() if agent_kind == "blendrl" else None
     agent = build_agent(spec, blend).to(device)
     trainer = IQLTrainer.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend)), device)
+    compile_networks(trainer, args.compile)
     feed, where = None, "pre-built batches"
     if dataset is not None:
         reader = DatasetReader(dataset)
@@ -149,7 +153,7 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
             feed.close()
     row = {"env": env, "agent": agent_kind, "batch_size": args.batch_size, "steps": steps,
            "seconds": elapsed, "steps_per_second": steps / elapsed,
-           "threads": torch.get_num_threads(), "device": str(device),
+           "threads": torch.get_num_threads(), "device": str(device), "compile": args.compile,
            "data": where if dataset is None else f"dataset of {len(reader)} on disk, dataset_device {where}"}
     if dataset is not None:
         row["feed_setup_seconds"] = setup

@@ -105,6 +105,8 @@ class OfflineArgs(ProtocolFields):
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
     dataset_device: Literal["auto", "cpu", "cuda"] = "auto"
     """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there), cpu (sampled on the host by a background thread into pinned memory), auto (cuda when the last interval's prefix fits in the free device memory with headroom, else cpu)"""
+    compile: Literal["off", "default", "reduce-overhead"] = "off"
+    """torch.compile the networks of an IQL step (Q1, Q2, their targets, V, the actor's network): default (fused kernels) or reduce-overhead (also CUDA graphs); the first steps compile (tens of seconds, a C++ compiler needed on CPU). Off until shown on CUDA to give eager's losses"""
     threads: Annotated[int | None, in_range("[1, inf)")] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
     resume: bool = False
@@ -239,6 +241,19 @@ def check_chunk_files(path: Path, manifest: dict) -> None:
         raise UsageError(f"dataset {path}: {e}") from e
 
 
+def compile_networks(trainer: IQLTrainer, mode: str) -> None:
+    """``torch.compile`` in place (``nn.Module.compile``: state-dict keys unchanged, so checkpoints
+    are those of eager runs) the critics, the target critics and the actor's ``ActorCriticNet``."""
+    if mode == "off":
+        return
+    from blendrl.agents.neural import ActorCriticNet
+
+    nets = [trainer.q1, trainer.q2, trainer.q1_target, trainer.q2_target, trainer.value]
+    nets += [m for m in trainer.actor.modules() if isinstance(m, ActorCriticNet)]
+    for net in nets:
+        net.compile(mode=None if mode == "default" else mode)
+
+
 def default_reader(path: Path, limit: int) -> Any:
     """The first interval's reader: ``DatasetReader`` that CRC-checks every file it opens."""
     from blendrl.datasets import DatasetReader
@@ -327,6 +342,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
     trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, signal), device, hidden=args.critic_hidden)
+    compile_networks(trainer, args.compile)
     loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device)
     try:
         with Interrupt() as interrupt:

@@ -1246,3 +1246,50 @@ def test_cuda_update_stats_makes_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     del g
+
+
+# --------------------------------------------------------------------------- compiled IQL step
+
+
+def _compiled_vs_eager(device: str, mode: str) -> tuple[list, list]:
+    import torch
+    from blendrl.agents.factory import build_agent
+    from blendrl.algos.iql import IQLTrainer
+    from blendrl.envs import get_spec
+    from blendrl.offline import compile_networks
+    spec = get_spec("cartpole")
+    g = torch.Generator().manual_seed(3)
+    batches = [Batch(torch.randn(64, 2, 2, generator=g), torch.randn(64, 4, generator=g),
+                     torch.randint(0, 2, (64,), generator=g), torch.randn(64, generator=g),
+                     torch.randn(64, 2, 2, generator=g), torch.randn(64, 4, generator=g),
+                     (torch.rand(64, generator=g) < 0.1).float(), torch.zeros(64), torch.zeros(64))
+               for _ in range(4)]
+    out = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        trainer = IQLTrainer.for_spec(build_agent(spec, None, 16).to(device), spec, device=device, hidden=16)
+        if compiled:
+            compile_networks(trainer, mode)
+            assert trainer.q1._compiled_call_impl is not None and trainer.value._compiled_call_impl is not None
+        out.append([trainer.update_stats(Batch(*(x.to(device) for x in b))).tolist() for b in batches])
+    return out[0], out[1]
+
+
+@pytest.mark.slow
+def test_compiled_networks_give_eagers_losses_on_cpu():
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        eager, compiled = _compiled_vs_eager("cpu", "default")
+    finally:
+        torch.set_num_threads(threads)
+    assert np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), (eager, compiled)
+    assert eager[0] != eager[-1]  # it trained
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_networks_give_eagers_losses_on_cuda(mode):
+    eager, compiled = _compiled_vs_eager("cuda", mode)
+    assert np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), (eager, compiled)
