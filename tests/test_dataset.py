@@ -1084,7 +1084,15 @@ def test_device_bytes_needed_counts_pools_and_tables(tmp_path):
     m = manifest(d)
     first = m["chunks"][0]
     pools = sum(s["bytes"] for s in first["sidecars"].values()) - 2 * 128  # minus the .npy headers
-    assert device_bytes_needed(m, 1) == pools + first["count"] * DEVICE_TABLE_BYTES
+    frame_index = (first["count"] + first["n_next"]) * 4 * 8  # int64 [states, S]
+    assert device_bytes_needed(m, 1) == pools + first["count"] * DEVICE_TABLE_BYTES + frame_index
+    # what a DevicePool really allocates
+    import torch
+    from blendrl.datasets.feed import DevicePool
+    pool = DevicePool(DatasetReader(d, limit=1), torch.device("cpu"), 4, np.random.default_rng(0), capacity=1)
+    tensors = [pool.logic, pool.neural, pool.frame_src, pool.row_state, pool.next_state, pool.action,
+               *pool.flags.values()]
+    assert sum(t.numel() * t.element_size() for t in tensors) == device_bytes_needed(m, 1)
 
 
 # --------------------------------------------------------------------------- the offline data path

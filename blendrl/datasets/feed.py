@@ -23,14 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from blendrl.datasets.layout import DatasetError
+from blendrl.datasets.layout import DatasetError, Layout
 from blendrl.datasets.manifest import chunks_below, pool_bytes
 from blendrl.datasets.reader import Batch, DatasetReader, empty_batch
 
 DATASET_DEVICES = ("auto", "cpu", "cuda")
 DEVICE_TABLE_BYTES = 8 * 2 + 8 + 4 * 4
 """Device bytes per transition besides its pools: row and next-state indices (int64), action
-(int64), reward and three flags (float32)."""
+(int64), reward and three flags (float32); the frames encoding adds ``8 * S`` per state (the
+frame indices of its stack, int64)."""
 UPLOAD_BYTES = 64 << 20
 """Size of the host staging buffer a chunk's pools are copied to the device through."""
 
@@ -57,8 +58,10 @@ class DatasetDeviceError(ValueError):
 
 def device_bytes_needed(manifest: dict[str, Any], limit: int) -> int:
     """Device memory a :class:`DevicePool` of the first ``limit`` transitions takes."""
-    rows = sum(e["count"] for e in chunks_below(manifest, limit))
-    return pool_bytes(manifest, limit) + rows * DEVICE_TABLE_BYTES
+    lay = Layout.from_manifest(manifest, "manifest")
+    pools = [lay.pools_of(e) for e in chunks_below(manifest, limit)]
+    frame_index = sum(p.n_states for p in pools) * lay.stack * 8 if lay.frames else 0
+    return pool_bytes(manifest, limit) + sum(p.count for p in pools) * DEVICE_TABLE_BYTES + frame_index
 
 
 def headroom_bytes(total: int) -> int:
