@@ -52,6 +52,8 @@ class Args:
     """INTERVALS_COUNT: evaluation points (intervals) per run"""
     eval_episodes: int = 10
     """EVAL_EPISODES: episodes per evaluation"""
+    eval_policy: str = "sample"
+    """EVAL_POLICY: evaluation actions of every method: sample (from the policy, as the field reports) or greedy"""
     seeds: tuple[int, ...] = (0,)
     """SEEDS: one run of every method per seed"""
     local: bool = True

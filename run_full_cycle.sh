@@ -24,6 +24,7 @@ set -euo pipefail
 : "${OFFLINE_EPOCHS:=5}"                     # offline epochs on each interval's dataset prefix
 : "${INTERVALS_COUNT:=5}"                    # evaluation points per run
 : "${EVAL_EPISODES:=10}"                     # episodes per evaluation
+: "${EVAL_POLICY:=sample}"                   # evaluation actions of every method: sample (from the policy) | greedy
 : "${SEEDS:=0}"                              # one run of every method per seed, e.g. "0 1 2"
 
 # ---------------------------------------------------------------- where and how
@@ -50,7 +51,7 @@ set -euo pipefail
 : "${RESUME:=0}"                             # 1: like --resume: keep the done jobs, continue the others from their checkpoints
 
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
-    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES SEEDS LOCAL MAX_PARALLEL USE_LARGE_DATASET_PATH \
+    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL USE_LARGE_DATASET_PATH \
     LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS \
     CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS RESUME
 

@@ -108,7 +108,7 @@ def test_every_problem_is_reported_at_once_with_the_valid_values(tmp_path):
     with pytest.raises(ConfigError) as e:
         config(tmp_path, experiment_id="../x", environment="pong", online_methods=("ppo", "dqn"),
                offline_methods=("cql",), online_steps=0, eval_episodes=-1, seeds=(1, 1),
-               use_large_dataset_path=True, large_dataset_path="")
+               use_large_dataset_path=True, large_dataset_path="", eval_policy="argmax")
     text = str(e.value)
     assert "'../x' is not safe" in text
     assert "unknown environment 'pong'; valid: " + ", ".join(ENV_NAMES) in text
@@ -118,7 +118,8 @@ def test_every_problem_is_reported_at_once_with_the_valid_values(tmp_path):
     assert "EVAL_EPISODES must be a positive whole number, got -1" in text
     assert "SEEDS lists a seed twice" in text
     assert "LARGE_DATASET_PATH is empty" in text
-    assert len(e.value.problems) == 8
+    assert "EVAL_POLICY 'argmax' is not one of sample, greedy" in text
+    assert len(e.value.problems) == 9
 
 
 @pytest.mark.parametrize("exp_id", ["a b", "x;rm -rf", "-x", "", "a/b", "é", "x" * 65, "$(id)"])
@@ -191,14 +192,14 @@ def test_plan_run_ids_commands_and_dependencies(tmp_path):
         "/usr/bin/python3", str(tmp_path / "scripts" / "train_neuralppo.py"), "--env", "cartpole",
         "--total_timesteps", "4096", "--seed", "0", "--run_id", "e_ppo_cartpole_s0",
         "--exp_id", "e", "--save_dataset", "--dataset_dir", "offline_dataset",
-        "--runs_dir", "out/runs", "--intervals", "2", "--eval_episodes", "7", "--threads", "2",
-        "--hidden", "32"]
+        "--runs_dir", "out/runs", "--intervals", "2", "--eval_episodes", "7",
+        "--eval_policy", "sample", "--threads", "2", "--hidden", "32"]
     assert offline.command == [
         "/usr/bin/python3", str(tmp_path / "scripts" / "train_iql.py"),
         "--dataset_run_id", "e_ppo_cartpole_s1", "--dataset_dir", "offline_dataset",
         "--env", "cartpole", "--run_id", "e_iql_on_ppo_cartpole_s1", "--exp_id", "e",
-        "--epochs", "3", "--intervals", "2", "--eval_episodes", "7", "--seed", "1",
-        "--threads", "2", "--runs_dir", "out/runs"]
+        "--epochs", "3", "--intervals", "2", "--eval_episodes", "7", "--eval_policy", "sample",
+        "--seed", "1", "--threads", "2", "--runs_dir", "out/runs"]
     assert offline.depends_on == ["e_ppo_cartpole_s1"] and offline.dependency == "afterok"
     assert online.depends_on == []
     assert plot.command[2:] == ["e", "--runs_dir", "out/runs", "--output_dir", "plots"]
@@ -711,3 +712,18 @@ def test_cli_resume_refusals_come_before_any_work(tmp_path):
     code, _, err = _main(tmp_path, detach=True, wait=True)
     assert code == 2 and "--detach and --wait contradict" in err
     assert not (tmp_path / "work").exists()
+
+
+def test_eval_policy_knob_names_the_scripts_values(tmp_path):
+    """The torch-free launcher's EVAL_POLICY values are the evaluation's own, and the knob reaches
+    every online and offline command."""
+    from blendrl.evaluation import EVAL_POLICIES as SCRIPT_POLICIES
+    from blendrl.launch.config import EVAL_POLICIES
+
+    assert EVAL_POLICIES == SCRIPT_POLICIES
+    cfg = config(tmp_path, experiment_id="g", eval_policy="greedy", online_methods=("ppo",),
+                 offline_methods=("iql",), offline_datasets=("ppo",))
+    plan = build_plan(cfg, threads=1, decide=lambda job, paths: pytest.fail("nothing exists"))
+    for job in plan.jobs[:-1]:
+        i = job.command.index("--eval_policy")
+        assert job.command[i + 1] == "greedy"

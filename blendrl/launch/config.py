@@ -31,9 +31,14 @@ MAX_EXP_ID_LEN = 64
 
 # Flags the launcher sets itself: pass-through arguments may not set them again.
 MANAGED_ONLINE_FLAGS = ("env", "total_timesteps", "seed", "run_id", "exp_id", "save_dataset",
-                        "dataset_dir", "runs_dir", "intervals", "eval_episodes", "threads", "resume")
+                        "dataset_dir", "runs_dir", "intervals", "eval_episodes", "eval_policy",
+                        "threads", "resume")
 MANAGED_OFFLINE_FLAGS = ("dataset_run_id", "dataset_dir", "env", "run_id", "exp_id", "epochs",
-                         "intervals", "eval_episodes", "seed", "threads", "runs_dir", "resume")
+                         "intervals", "eval_episodes", "eval_policy", "seed", "threads", "runs_dir",
+                         "resume")
+EVAL_POLICIES = ("sample", "greedy")
+"""EVAL_POLICY values (the training scripts' --eval_policy, blendrl.evaluation.EVAL_POLICIES;
+kept here so the launcher stays torch-free; a test checks the two agree)."""
 
 
 class ConfigError(ValueError):
@@ -96,6 +101,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("OFFLINE_EPOCHS", "offline_epochs", parse_int),
     Knob("INTERVALS_COUNT", "intervals_count", parse_int),
     Knob("EVAL_EPISODES", "eval_episodes", parse_int),
+    Knob("EVAL_POLICY", "eval_policy", parse_str),
     Knob("SEEDS", "seeds", parse_ints),
     Knob("LOCAL", "local", parse_bool),
     Knob("MAX_PARALLEL", "max_parallel", parse_int),
@@ -200,6 +206,8 @@ class LaunchConfig:
     slurm: SlurmOptions
     online_extra_args: tuple[str, ...] = ()
     offline_extra_args: tuple[str, ...] = ()
+    eval_policy: str = "sample"
+    """How every method's evaluation selects actions (--eval_policy of the four scripts)."""
 
     @property
     def runs_dir(self) -> Path:
@@ -287,6 +295,9 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                         ("CLUSTER_CPUS", "cluster_cpus")):
         if int(v[field]) <= 0:
             problems.append(f"{name} must be a positive whole number, got {v[field]}")
+    eval_policy = str(v.get("eval_policy", "sample"))
+    if eval_policy not in EVAL_POLICIES:
+        problems.append(f"EVAL_POLICY {eval_policy!r} is not one of {', '.join(EVAL_POLICIES)}")
     if int(v["max_parallel"]) < 0:
         problems.append(f"MAX_PARALLEL must be 0 (as many as the cores allow) or positive, "
                         f"got {v['max_parallel']}")
@@ -350,7 +361,7 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                            cpus=int(v["cluster_cpus"]), mem=str(v["cluster_mem"]),
                            gpus=str(v["cluster_gpus"]), account=str(v["cluster_account"]),
                            extra=cluster_extra, signal_margin=margin),
-        online_extra_args=online_extra, offline_extra_args=offline_extra,
+        online_extra_args=online_extra, offline_extra_args=offline_extra, eval_policy=eval_policy,
     )
 
 

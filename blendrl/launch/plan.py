@@ -106,7 +106,7 @@ def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
            "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
-           "--threads", str(threads), *cfg.online_extra_args]
+           "--eval_policy", cfg.eval_policy, "--threads", str(threads), *cfg.online_extra_args]
     return Job(name=run_id, kind="online", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / run_id),
                resumable=True, threads=threads)
@@ -119,7 +119,7 @@ def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads:
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir), "--env", cfg.env,
            "--run_id", run_id, "--exp_id", cfg.exp_id, "--epochs", str(cfg.offline_epochs),
            "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
-           "--seed", str(seed), "--threads", str(threads),
+           "--eval_policy", cfg.eval_policy, "--seed", str(seed), "--threads", str(threads),
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), *cfg.offline_extra_args]
     return Job(name=run_id, kind="offline", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / source_id),

@@ -61,6 +61,7 @@ def recorded_knobs(cfg: LaunchConfig) -> dict[str, Any]:
         "OFFLINE_EPOCHS": cfg.offline_epochs,
         "INTERVALS_COUNT": cfg.intervals,
         "EVAL_EPISODES": cfg.eval_episodes,
+        "EVAL_POLICY": cfg.eval_policy,
         "SEEDS": list(cfg.seeds),
         "ONLINE_EXTRA_ARGS": list(cfg.online_extra_args),
         "OFFLINE_EXTRA_ARGS": list(cfg.offline_extra_args),
