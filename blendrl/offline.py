@@ -331,7 +331,8 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         check_chunk_files(info.path, first_reader.manifest)
         if signal.life_loss_terminal and not getattr(first_reader, "has_life_lost", False):
             raise UsageError(f"--life_loss_terminal: dataset {info.path} does not record lost lives "
-                             "(written before format version 2); pass --life_loss_terminal False")
+                             "(life_lost: format version 2, written by an online run of a game "
+                             "with lives); pass --life_loss_terminal False")
     try:
         run.prepare(args.resume)
     except RunError as e:

@@ -60,10 +60,19 @@ def test_short_run_writes_every_output(tmp_path, script, env):
 def test_atari_short_run(tmp_path):
     r = run_script("train_neuralppo.py", "--env", "seaquest", "--total_timesteps", "256",
                    "--num_envs", "2", "--num_steps", "64", "--intervals", "1", "--eval_episodes", "1",
-                   "--eval_envs", "1", "--threads", "1", *common(tmp_path, "a1"), timeout=600)
+                   "--eval_envs", "1", "--threads", "1", "--save_dataset", *common(tmp_path, "a1"),
+                   timeout=600)
     assert r.returncode == 0, r.stderr
     results = json.loads((tmp_path / "runs" / "a1" / "results.json").read_text())
     assert results[0]["data_limit"] == 256 and results[0]["episodes"] == 1
+    # The Atari protocol's defaults, resolved in run.json and handed to the offline side through
+    # the dataset, which records life_lost.
+    args = json.loads((tmp_path / "runs" / "a1" / "run.json").read_text())["args"]
+    assert (args["reward_transform"], args["life_loss_terminal"], args["eval_policy"]) == ("sign", True, "sample")
+    from dataset_utils import DatasetReader
+    reader = DatasetReader(tmp_path / "data" / "a1")
+    assert reader.has_life_lost and len(reader) == 256
+    assert reader.metadata["reward_transform"] == "sign" and reader.metadata["life_loss_terminal"] is True
 
 
 def test_same_seed_same_first_returns(tmp_path):

@@ -111,3 +111,133 @@ def test_bad_protocol_flags_exit_2_with_one_line(script, flags, message, tmp_pat
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _tiny_dataset(path: Path, metadata: dict, steps: int = 40) -> Path:
+    import numpy as np
+
+    from dataset_utils import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(path, env="cartpole", num_envs=2, logic_shape=(2, 2), neural_shape=(4,),
+                       neural_dtype=np.float32, n_actions=2, chunk_size=40, metadata=metadata) as w:
+        for t in range(steps):
+            s, n = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=(2, 4)).astype(np.float32)
+            w.add(s.reshape(2, 2, 2), s, rng.integers(0, 2, 2), rng.normal(size=2) * 50,
+                  n.reshape(2, 2, 2), n, rng.random(2) < 0.1, np.zeros(2, bool))
+        w.mark(2 * steps)
+    return path
+
+
+@pytest.mark.parametrize("given,expected", [({}, "sign"), ({"reward_transform": "none"}, "none")])
+def test_offline_run_adopts_the_datasets_online_signal(tmp_path, given, expected):
+    """An offline run left at the default takes the online run's reward transform from the
+    dataset's manifest (so IQL optimises what PPO did); an explicit flag wins; run.json records
+    the resolved values; the trainer really uses them."""
+    import json
+
+    from blendrl import offline
+    from blendrl.offline import OfflineArgs, run_offline
+
+    ds = _tiny_dataset(tmp_path / "ds", {"method": "ppo", "run_id": "src", "exp_id": "e", "seed": 0,
+                                         "reward_transform": "sign", "life_loss_terminal": False})
+    seen = []
+    real = offline.IQLTrainer.for_spec
+
+    def spy(actor, spec, config, *a, **kw):
+        seen.append(config.signal)
+        return real(actor, spec, config, *a, **kw)
+
+    offline.IQLTrainer.for_spec = spy
+    try:
+        args = OfflineArgs(dataset=ds, run_id="off", runs_dir=tmp_path / "runs", epochs=1, batch_size=16,
+                           eval_episodes=1, eval_envs=1, threads=1, device="cpu", hidden=8,
+                           critic_hidden=8, **given)
+        assert run_offline(args, "iql") == 0
+    finally:
+        offline.IQLTrainer.for_spec = real
+    assert seen == [LearnerSignal(expected, False)]
+    run_args = json.loads((tmp_path / "runs" / "off" / "run.json").read_text())["args"]
+    assert (run_args["reward_transform"], run_args["life_loss_terminal"]) == (expected, False)
+    assert run_args["eval_policy"] == "sample"
+
+
+def test_life_loss_terminal_needs_a_dataset_that_records_lost_lives(tmp_path, capsys):
+    """A Kangaroo dataset written without life_lost cannot give the default lost-life signal:
+    the offline run is refused before any work, saying how to go on; classic control has no
+    lives at all."""
+    import numpy as np
+
+    from blendrl.envs import get_spec
+    from blendrl.offline import OfflineArgs, main
+    from dataset_utils import DatasetWriter
+
+    spec = get_spec("kangaroo")
+    ds = tmp_path / "atari"
+    with DatasetWriter(ds, env="kangaroo", num_envs=2, logic_shape=spec.logic_shape,
+                       neural_shape=spec.neural_shape, neural_dtype=np.uint8, n_actions=18,
+                       metadata={"method": "ppo", "run_id": "src", "exp_id": "e", "seed": 0}) as w:
+        logic = np.zeros((2, *spec.logic_shape), np.float32)
+        frames = np.zeros((2, *spec.neural_shape), np.uint8)
+        for _ in range(3):
+            w.add(logic, frames, np.zeros(2, np.int64), np.zeros(2), logic, frames,
+                  np.zeros(2, bool), np.zeros(2, bool))
+    assert main(OfflineArgs(dataset=ds, run_id="off", runs_dir=tmp_path / "runs", device="cpu"), "iql") == 2
+    err = capsys.readouterr().err
+    assert "does not record lost lives" in err and "--life_loss_terminal False" in err
+    assert not (tmp_path / "runs").exists()
+
+    classic = _tiny_dataset(tmp_path / "ds", {"method": "ppo", "run_id": "src", "exp_id": "e", "seed": 0})
+    args = OfflineArgs(dataset=classic, run_id="off", runs_dir=tmp_path / "runs", life_loss_terminal=True)
+    assert main(args, "iql") == 2
+    assert "environment cartpole has no lives" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_online_learner_sees_the_transform_while_dataset_and_logs_stay_raw(tmp_path, monkeypatch):
+    """CartPole with every reward scaled to 37 and --reward_transform sign: PPO's rollout rewards
+    are 1.0, the dataset holds 37.0 for every transition and the training log's episode returns
+    are 37 times the episode lengths."""
+    import numpy as np
+
+    from blendrl import online
+    from blendrl.algos.ppo import RolloutStorage
+    from blendrl.envs import make_vec_env as real_make
+    from blendrl.online import OnlineArgs, run_online
+    from blendrl.runs import load_training_log
+    from dataset_utils import DatasetReader
+
+    class Scaled:
+        def __init__(self, env):
+            self.env, self.num_envs, self.spec = env, env.num_envs, env.spec
+
+        def reset(self, seed=None):
+            return self.env.reset(seed=seed)
+
+        def step(self, actions):
+            b = self.env.step(actions)
+            return b._replace(reward=b.reward * 37.0, episode_return=b.episode_return * 37.0)
+
+        def close(self):
+            self.env.close()
+
+    monkeypatch.setattr(online, "make_vec_env", lambda name, n: Scaled(real_make(name, n)))
+    seen = []
+    real_finish = RolloutStorage.finish
+
+    def finish(self, *a, **kw):
+        seen.append(self.rewards.clone())
+        return real_finish(self, *a, **kw)
+
+    monkeypatch.setattr(RolloutStorage, "finish", finish)
+    args = OnlineArgs(env="cartpole", total_timesteps=1024, num_envs=2, num_steps=128, intervals=1,
+                      eval_episodes=1, eval_envs=1, threads=1, run_id="raw", runs_dir=tmp_path / "runs",
+                      dataset_dir=tmp_path / "data", save_dataset=True, reward_transform="sign",
+                      device="cpu")
+    assert run_online(args, "ppo") == 0
+    assert seen and all(bool((r == 1.0).all()) for r in seen)
+    reader = DatasetReader(tmp_path / "data" / "raw")
+    assert np.all(reader.get(list(range(len(reader)))).reward == 37.0)
+    log = load_training_log(tmp_path / "runs" / "raw" / "training_log.pkl")
+    assert log["episode_returns"] and all(r == 37.0 * n for r, n in zip(log["episode_returns"],
+                                                                        log["episode_lengths"]))
