@@ -18,7 +18,7 @@ from rliable import metrics
 from blendrl.plotting.collect import collect_runs
 from blendrl.plotting.stats import (BootstrapSettings, Interval, bootstrap_matrix, column_iqm,
                                     interval_estimates)
-from blendrl.plotting.summary import summarize
+from blendrl.plotting.summary import IntervalBatch, summarize
 from helpers_runs import evaluation, timing, write_run
 
 SETTINGS = BootstrapSettings(reps=2000, seed=0)
@@ -98,6 +98,19 @@ def test_with_one_key_per_sample_an_interval_ignores_its_companions():
     assert interval_estimates([a], "mean", SETTINGS, ["other key"])[0] != alone
     with pytest.raises(ValueError, match="2 keys for 3 samples"):
         interval_estimates([a, b, c], "mean", SETTINGS, ["a", "b"])
+
+
+def test_a_batch_gives_each_sample_its_own_interval():
+    rng = np.random.default_rng(4)
+    samples = [rng.normal(size=n) for n in (5, 5, 3, 8)]
+    batch = IntervalBatch(SETTINGS)
+    got = [batch.add(s, f"k{i}") for i, s in enumerate(samples)]
+    iqm = batch.add(samples[3], "k3", "iqm")
+    assert [g() for g in got] == [interval_estimates([s], "mean", SETTINGS, [f"k{i}"])[0]
+                                  for i, s in enumerate(samples)]
+    assert iqm() == interval_estimates([samples[3]], "iqm", SETTINGS, ["k3"])[0]
+    with pytest.raises(RuntimeError, match="resolved"):
+        batch.add(samples[0], "late")
 
 
 @pytest.mark.parametrize("kwargs,problem", [

@@ -13,7 +13,8 @@ Per series (method, dataset source, env) and evaluation mark x (a ``data_limit``
 Paired differences: an offline run and the online run whose dataset it trained on
 (``dataset_source.run_id`` in its ``run.json``; failing that, the online run of that method with
 the same env and seed) were evaluated at the same marks from the same episode starts (DESIGN.md
-section 7: episode j of both starts from the reset seed ``eval_seed(seed) + j``). At each mark:
+section 7: episode j of both starts from the reset seed ``eval_seed(seed) + j``, and sampled
+actions draw on uniforms seeded the same way). At each mark:
 
 * several pairs: d_k = offline mean - online mean of seed k; the estimate is the mean of the d_k
   and the CI a bootstrap across seeds, which resamples each seed's offline and online values
@@ -152,11 +153,10 @@ class IntervalBatch:
         return lambda: self._resolved(statistic)[i]
 
     def _resolved(self, statistic: str) -> list[Interval | None]:
-        if statistic not in self._done:
-            if not self._done:  # freeze every statistic's queue at the first read
-                for s in STATISTICS:
-                    self._done[s] = interval_estimates(self._samples[s], s, self.settings,
-                                                       self._keys[s])
+        if not self._done:  # the first read resolves (and closes) every statistic's queue
+            for s in STATISTICS:
+                self._done[s] = interval_estimates(self._samples[s], s, self.settings,
+                                                   self._keys[s])
         return self._done[statistic]
 
 
