@@ -45,8 +45,9 @@ from blendrl.evaluation import evaluate, result_entry
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.runs import UsageError, interval_marks
-from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, args_to_dict,
-                          default_threads, load_checkpoint, new_training_log, resolve_device,
+from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, OfflineLoopState, RunDir, RunError, Timer,
+                          args_to_dict, state_from_checkpoint, state_items,
+                          default_threads, load_checkpoint, resolve_device,
                           rng_state, save_checkpoint, seed_everything, set_rng_state,
                           validate_run_id)
 from blendrl.validation import check_ranges, check_rule_set, in_range
@@ -404,13 +405,7 @@ class OfflineLoop:
         self.dataset_device = dataset_device
         self.initial_trainer = copy.deepcopy(trainer.state_dict()) if args.reset_per_interval else None
         self.sampler = np.random.default_rng(args.seed)
-        self.state: dict[str, Any] = {
-            "interval": 0,  # intervals finished
-            "step_in_interval": 0,  # gradient steps done in the current interval
-            "interval_train_seconds": 0.0,
-            "grad_steps": 0,  # gradient steps over the whole run
-            "best_return": -math.inf, "results": [], "training_log": new_training_log(),
-            "timing": None}
+        self.state = OfflineLoopState()
         self.timer = Timer(run)
         self._tb = None
         self._window_sum: torch.Tensor | None = None  # METRIC_KEYS summed on the device (float64)
@@ -423,7 +418,7 @@ class OfflineLoop:
     def tb(self):
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
-            purge = self.state["grad_steps"] if self.args.resume else None
+            purge = self.state.grad_steps if self.args.resume else None
             self._tb = SummaryWriter(str(self.run_dir.path), purge_step=purge)
         return self._tb
 
@@ -435,10 +430,10 @@ class OfflineLoop:
         self.trainer.load_state_dict(ckpt["trainer"])
         set_rng_state(ckpt["rng"])
         self.sampler.bit_generator.state = ckpt["sampler"]
-        self.state.update({k: ckpt[k] for k in self.state})
-        self.timer = Timer(self.run_dir, self.state["timing"])
-        print(f"[{self.run_dir.run_id}] resuming at interval {self.state['interval'] + 1}/"
-              f"{len(self.limits)}, step {self.state['step_in_interval']} of it", file=sys.stderr,
+        self.state = state_from_checkpoint(OfflineLoopState, ckpt)
+        self.timer = Timer(self.run_dir, self.state.timing)
+        print(f"[{self.run_dir.run_id}] resuming at interval {self.state.interval + 1}/"
+              f"{len(self.limits)}, step {self.state.step_in_interval} of it", file=sys.stderr,
               flush=True)
 
     def run(self, interrupt: Interrupt, reader: Any = None) -> int:
@@ -460,20 +455,20 @@ class OfflineLoop:
 
     def _run(self, interrupt: Interrupt, feed: Any) -> int:
         st, a = self.state, self.args
-        while st["interval"] < len(self.limits):
-            k = st["interval"]
+        while st.interval < len(self.limits):
+            k = st.interval
             limit = self.limits[k]
             if interrupt.requested:
                 return self._interrupted(interrupt)
             feed.set_limit(limit)  # opens only the chunks this interval adds
             n_steps = grad_steps_for(limit, a.epochs, a.batch_size)
-            if st["step_in_interval"] == 0 and self.initial_trainer is not None:
+            if st.step_in_interval == 0 and self.initial_trainer is not None:
                 self.trainer.load_state_dict(self.initial_trainer)
-            while st["step_in_interval"] < n_steps:
+            while st.step_in_interval < n_steps:
                 if interrupt.requested:
                     return self._interrupted(interrupt)
                 self.train_step(feed)
-                if st["step_in_interval"] % a.log_every == 0:
+                if st.step_in_interval % a.log_every == 0:
                     self.log_window(k, limit)
                 if time.perf_counter() - self._last_checkpoint > a.checkpoint_seconds:
                     self.checkpoint()
@@ -488,7 +483,7 @@ class OfflineLoop:
         self.checkpoint()
         st = self.state
         print(f"[{self.run_dir.run_id}] interrupted by signal {interrupt.signum} in interval "
-              f"{st['interval'] + 1} at step {st['step_in_interval']}: checkpoint written; rerun with "
+              f"{st.interval + 1} at step {st.step_in_interval}: checkpoint written; rerun with "
               "--resume", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
 
@@ -501,12 +496,12 @@ class OfflineLoop:
         self._window_sum = stats if self._window_sum is None else self._window_sum + stats
         self._window_n += 1
         self._add_train_time(time.perf_counter() - t0)
-        self.state["step_in_interval"] += 1
-        self.state["grad_steps"] += 1
+        self.state.step_in_interval += 1
+        self.state.grad_steps += 1
         self._last_batch = batch
 
     def _add_train_time(self, dt: float) -> None:
-        self.state["interval_train_seconds"] += dt
+        self.state.interval_train_seconds += dt
         self.timer.train_seconds += dt
 
     def log_window(self, k: int, limit: int) -> None:
@@ -515,7 +510,7 @@ class OfflineLoop:
         to finish the steps queued is training time)."""
         if not self._window_n:
             return
-        gs = self.state["grad_steps"]
+        gs = self.state.grad_steps
         t0 = time.perf_counter()
         means = (self._window_sum / self._window_n).tolist()
         self._add_train_time(time.perf_counter() - t0)
@@ -525,7 +520,7 @@ class OfflineLoop:
             self.tb.add_scalar(key, v, gs)
         self.tb.add_scalar("charts/SPS", self._window_n / max(elapsed, 1e-9), gs)
         self.tb.add_scalar("charts/learning_rate", self.trainer.actor_optimizer.param_groups[0]["lr"], gs)
-        log = self.state["training_log"]
+        log = self.state.training_log
         log["updates"].append({"global_step": gs, "interval": k + 1, "data_limit": limit, **stats})
         weight = self._logic_weight()
         if weight is not None:
@@ -551,8 +546,8 @@ class OfflineLoop:
             return
         self._last_progress = now
         st = self.state
-        print(f"[{self.run_dir.run_id}] interval {st['interval'] + 1}/{len(self.limits)} step "
-              f"{st['step_in_interval']}/{n_steps} ({st['grad_steps']} in all)", file=sys.stderr,
+        print(f"[{self.run_dir.run_id}] interval {st.interval + 1}/{len(self.limits)} step "
+              f"{st.step_in_interval}/{n_steps} ({st.grad_steps} in all)", file=sys.stderr,
               flush=True)
 
     def evaluate_interval(self, k: int, limit: int) -> None:
@@ -567,33 +562,33 @@ class OfflineLoop:
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds
         entry = result_entry(res, interval=k + 1, data_limit=limit,
-                             train_seconds=st["interval_train_seconds"], eval_seconds=eval_seconds,
-                             grad_steps=st["step_in_interval"])
-        st["results"].append(entry)
-        st["interval"] += 1
-        st["step_in_interval"] = 0
-        st["interval_train_seconds"] = 0.0
-        self.tb.add_scalar("charts/eval_mean_return", res.mean, st["grad_steps"])
+                             train_seconds=st.interval_train_seconds, eval_seconds=eval_seconds,
+                             grad_steps=st.step_in_interval)
+        st.results.append(entry)
+        st.interval += 1
+        st.step_in_interval = 0
+        st.interval_train_seconds = 0.0
+        self.tb.add_scalar("charts/eval_mean_return", res.mean, st.grad_steps)
         print(f"[{self.run_dir.run_id}] interval {k + 1}/{len(self.limits)} (data limit {limit}, "
               f"{entry['grad_steps']} gradient steps): return {res.mean:.2f} +- {res.std:.2f} over "
               f"{len(res.returns)} episodes ({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
-        if res.mean > st["best_return"]:
-            st["best_return"] = res.mean
+        if res.mean > st.best_return:
+            st.best_return = res.mean
             save_checkpoint(self.run_dir.best_checkpoint, self.payload())
 
     # -- persistence --------------------------------------------------------------------------
     def payload(self) -> dict:
-        self.state["timing"] = self.timer.state()
+        self.state.timing = self.timer.state()
         return {"method": self.method, "env": self.info.env, "args": args_to_dict(self.args),
                 "dataset": str(self.info.path), "limits": self.limits,
                 "trainer": self.trainer.state_dict(), "rng": rng_state(),
-                "sampler": self.sampler.bit_generator.state, **self.state}
+                "sampler": self.sampler.bit_generator.state, **state_items(self.state)}
 
     def checkpoint(self, finished: bool = False) -> None:
         """latest.pt, results.json, training_log.pkl and timing.json, in that order."""
         save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
-        self.run_dir.write_results(self.state["results"])
-        self.run_dir.write_training_log(self.state["training_log"])
+        self.run_dir.write_results(self.state.results)
+        self.run_dir.write_training_log(self.state.training_log)
         self.timer.save(finished=finished)
         if self._tb is not None:
             self._tb.flush()

@@ -29,9 +29,10 @@ from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
-from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, RunDir, RunError, Timer, UsageError,
+from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError, Timer,
+                          UsageError, state_from_checkpoint, state_items,
                           args_to_dict,
-                          default_threads, interval_marks, load_checkpoint, new_training_log,
+                          default_threads, interval_marks, load_checkpoint,
                           resolve_device, rng_state, save_checkpoint, seed_everything,
                           set_rng_state, validate_run_id)
 from blendrl.validation import check_ranges, check_rule_set, in_range
@@ -215,8 +216,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
     num_iterations = math.ceil(args.total_timesteps / batch_size)
     marks = interval_marks(args.total_timesteps, args.intervals)
 
-    state = {"global_step": 0, "iteration": 0, "next_mark": 0, "best_return": -math.inf,
-             "results": [], "training_log": new_training_log(), "timing": None}
+    state = OnlineLoopState()
     if args.resume:
         ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
         if ckpt.get("method") != method or ckpt.get("env") != args.env:
@@ -230,15 +230,15 @@ def run_online(args: OnlineArgs, method: str) -> int:
         agent.load_state_dict(ckpt["agent"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
-        state.update({k: ckpt[k] for k in state})
-        print(f"[{args.run_id}] resuming at step {state['global_step']} (iteration {state['iteration']})",
+        state = state_from_checkpoint(OnlineLoopState, ckpt)
+        print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
               file=sys.stderr, flush=True)
     else:
         source = ({"role": "written", "path": str(dataset_path), "run_id": args.run_id}
                   if dataset_path is not None else None)
         run.write_run_json(exp_id=args.exp_id, method=method, env=args.env, seed=args.seed,
                            args=args, dataset_source=source)
-    timer = Timer(run, state["timing"])
+    timer = Timer(run, state.timing)
 
     writer = None
     if dataset_path is not None:
@@ -250,10 +250,10 @@ def run_online(args: OnlineArgs, method: str) -> int:
             metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
                       "reward_transform": args.reward_transform,
                       "life_loss_terminal": args.life_loss_terminal},
-            resume_at=state["global_step"] if args.resume else None)
+            resume_at=state.global_step if args.resume else None)
 
     from torch.utils.tensorboard import SummaryWriter
-    tb = SummaryWriter(str(run.path), purge_step=state["global_step"] if args.resume else None)
+    tb = SummaryWriter(str(run.path), purge_step=state.global_step if args.resume else None)
     loop = _OnlineLoop(args, method, spec, agent, optimizer, initial_lrs, cfg, run, writer, tb,
                        timer, state, marks, num_iterations, device)
     try:
@@ -268,13 +268,13 @@ class _OnlineLoop:
     """The training loop's state and steps (kept apart from argument handling)."""
 
     def __init__(self, args, method, spec: EnvSpec, agent: Agent, optimizer, initial_lrs, cfg,
-                 run: RunDir, writer, tb, timer: Timer, state: dict, marks: list[int],
+                 run: RunDir, writer, tb, timer: Timer, state: OnlineLoopState, marks: list[int],
                  num_iterations: int, device: torch.device):
         self.args, self.method, self.spec, self.agent = args, method, spec, agent
         self.optimizer, self.initial_lrs, self.cfg = optimizer, initial_lrs, cfg
         self.run_dir, self.writer, self.tb, self.timer = run, writer, tb, timer
         self.state, self.marks, self.num_iterations, self.device = state, marks, num_iterations, device
-        self.log = state["training_log"]
+        self.log = state.training_log
         self.signal = LearnerSignal(args.reward_transform, args.life_loss_terminal)
         self.last_checkpoint = time.perf_counter()
 
@@ -289,12 +289,12 @@ class _OnlineLoop:
             envs = make_vec_env(a.env, a.num_envs)
             try:
                 # A resumed run restarts its episodes from fresh states with a seed of its own.
-                logic, neural = envs.reset(seed=a.seed + 1_000_003 * st["iteration"])
-                while st["iteration"] < self.num_iterations:
+                logic, neural = envs.reset(seed=a.seed + 1_000_003 * st.iteration)
+                while st.iteration < self.num_iterations:
                     if interrupt.requested:
                         self.checkpoint()
                         print(f"[{a.run_id}] interrupted by signal {interrupt.signum} at step "
-                              f"{st['global_step']}: checkpoint written; rerun with --resume",
+                              f"{st.global_step}: checkpoint written; rerun with --resume",
                               file=sys.stderr, flush=True)
                         return EXIT_INTERRUPTED
                     t0 = time.perf_counter()
@@ -305,11 +305,11 @@ class _OnlineLoop:
                                                            to_tensor(neural, self.device))
                     batch = storage.finish(last_values, self.cfg.gamma, self.cfg.gae_lambda)
                     stats = ppo_update(self.agent, self.optimizer, batch, self.cfg)
-                    st["iteration"] += 1
+                    st.iteration += 1
                     self.timer.train_seconds += time.perf_counter() - t0
                     self.record_update(stats, weights, progress)
-                    progress.maybe_print(st["global_step"], self.log["episode_returns"])
-                    if st["next_mark"] < len(self.marks) and st["global_step"] >= self.marks[st["next_mark"]]:
+                    progress.maybe_print(st.global_step, self.log["episode_returns"])
+                    if st.next_mark < len(self.marks) and st.global_step >= self.marks[st.next_mark]:
                         self.evaluate_interval()
                         self.checkpoint()
                     elif time.perf_counter() - self.last_checkpoint > a.checkpoint_seconds:
@@ -317,13 +317,13 @@ class _OnlineLoop:
             finally:
                 _close_quietly(envs)
         self.checkpoint(finished=True)
-        progress.maybe_print(st["global_step"], self.log["episode_returns"], force=True)
+        progress.maybe_print(st.global_step, self.log["episode_returns"], force=True)
         return 0
 
     def anneal(self) -> None:
         if not self.args.anneal_lr:
             return
-        frac = 1.0 - self.state["iteration"] / self.num_iterations
+        frac = 1.0 - self.state.iteration / self.num_iterations
         for group, lr0 in zip(self.optimizer.param_groups, self.initial_lrs):
             group["lr"] = frac * lr0
 
@@ -353,7 +353,7 @@ class _OnlineLoop:
                 self.writer.add(logic, neural, action, step.reward, step.next_logic, step.next_neural,
                                 step.terminated, step.truncated,
                                 life_lost=step.life_lost if self.spec.has_lives else None)
-            st["global_step"] += self.args.num_envs
+            st.global_step += self.args.num_envs
             if step.done.any():
                 idx = np.flatnonzero(step.done)
                 with torch.no_grad():
@@ -367,7 +367,7 @@ class _OnlineLoop:
 
     # -- logging ----------------------------------------------------------------------------
     def record_episode(self, ret: float, length: int) -> None:
-        gs = self.state["global_step"]
+        gs = self.state.global_step
         self.log["episode_returns"].append(ret)
         self.log["episode_lengths"].append(length)
         self.log["episode_end_steps"].append(gs)
@@ -375,7 +375,7 @@ class _OnlineLoop:
         self.tb.add_scalar("charts/episodic_length", length, gs)
 
     def record_update(self, stats: dict, weights: list[torch.Tensor], progress: _Progress) -> None:
-        gs = self.state["global_step"]
+        gs = self.state.global_step
         for k, v in stats.items():
             self.tb.add_scalar(k, v, gs)
         self.tb.add_scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], gs)
@@ -396,36 +396,36 @@ class _OnlineLoop:
                        policy=a.eval_policy)
         eval_seconds = time.perf_counter() - t0
         self.timer.eval_seconds += eval_seconds
-        previous_train = sum(r["train_seconds"] for r in st["results"])
-        entry = result_entry(res, interval=len(st["results"]) + 1, data_limit=st["global_step"],
+        previous_train = sum(r["train_seconds"] for r in st.results)
+        entry = result_entry(res, interval=len(st.results) + 1, data_limit=st.global_step,
                              train_seconds=self.timer.train_seconds - previous_train,
-                             eval_seconds=eval_seconds, global_step=st["global_step"])
-        st["results"].append(entry)
-        while st["next_mark"] < len(self.marks) and st["global_step"] >= self.marks[st["next_mark"]]:
-            st["next_mark"] += 1
+                             eval_seconds=eval_seconds, global_step=st.global_step)
+        st.results.append(entry)
+        while st.next_mark < len(self.marks) and st.global_step >= self.marks[st.next_mark]:
+            st.next_mark += 1
         if self.writer is not None:
-            self.writer.mark(st["global_step"])
-        self.tb.add_scalar("charts/eval_mean_return", res.mean, st["global_step"])
-        print(f"[{a.run_id}] evaluation {entry['interval']}/{len(self.marks)} at step {st['global_step']}: "
+            self.writer.mark(st.global_step)
+        self.tb.add_scalar("charts/eval_mean_return", res.mean, st.global_step)
+        print(f"[{a.run_id}] evaluation {entry['interval']}/{len(self.marks)} at step {st.global_step}: "
               f"return {res.mean:.2f} +- {res.std:.2f} over {len(res.returns)} episodes "
               f"({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
-        if res.mean > st["best_return"]:
-            st["best_return"] = res.mean
+        if res.mean > st.best_return:
+            st.best_return = res.mean
             save_checkpoint(self.run_dir.best_checkpoint, self.payload())
 
     # -- persistence ------------------------------------------------------------------------
     def payload(self) -> dict:
-        self.state["timing"] = self.timer.state()
+        self.state.timing = self.timer.state()
         return {"method": self.method, "env": self.args.env, "args": args_to_dict(self.args),
                 "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": rng_state(), **self.state}
+                "rng": rng_state(), **state_items(self.state)}
 
     def checkpoint(self, finished: bool = False) -> None:
         """Flush the dataset, then write latest.pt, results.json, timing.json, training_log.pkl."""
         if self.writer is not None:
             self.writer.flush()
         save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
-        self.run_dir.write_results(self.state["results"])
+        self.run_dir.write_results(self.state.results)
         self.run_dir.write_training_log(self.log)
         self.timer.save(finished=finished)
         self.tb.flush()

@@ -15,9 +15,9 @@ import random
 import re
 import signal
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -163,6 +163,59 @@ class RunDir:
 def new_training_log() -> dict:
     return {"episode_returns": [], "episode_lengths": [], "episode_end_steps": [],
             "updates": [], "blend": []}
+
+
+# --------------------------------------------------------------------------- loop state
+
+@dataclass
+class OnlineLoopState:
+    """What the online loop carries across a checkpoint (besides the networks, optimiser, RNGs).
+    A field added later gets a default, so a checkpoint written before it still loads."""
+
+    global_step: int = 0
+    """environment transitions collected"""
+    iteration: int = 0
+    """PPO iterations done"""
+    next_mark: int = 0
+    """index of the next evaluation mark"""
+    best_return: float = -math.inf
+    results: list = field(default_factory=list)
+    """the results.json entries so far"""
+    training_log: dict = field(default_factory=lambda: new_training_log())
+    timing: dict | None = None
+    """the Timer's state at the checkpoint"""
+
+
+@dataclass
+class OfflineLoopState:
+    """What the offline interval loop carries across a checkpoint (besides the trainer, RNGs and
+    the minibatch sampler); defaults as for :class:`OnlineLoopState`."""
+
+    interval: int = 0
+    """intervals finished"""
+    step_in_interval: int = 0
+    """gradient steps done in the current interval"""
+    interval_train_seconds: float = 0.0
+    grad_steps: int = 0
+    """gradient steps over the whole run"""
+    best_return: float = -math.inf
+    results: list = field(default_factory=list)
+    training_log: dict = field(default_factory=lambda: new_training_log())
+    timing: dict | None = None
+
+
+LoopState = TypeVar("LoopState", OnlineLoopState, OfflineLoopState)
+
+
+def state_items(state: Any) -> dict[str, Any]:
+    """A loop state's fields as checkpoint entries (no copies: the checkpoint is written at once)."""
+    return {f.name: getattr(state, f.name) for f in fields(state)}
+
+
+def state_from_checkpoint(cls: type[LoopState], ckpt: dict[str, Any]) -> LoopState:
+    """The loop state saved in ``ckpt``: each field it holds, the default for each it lacks (a
+    checkpoint from before that field existed); other checkpoint entries are not the state's."""
+    return cls(**{f.name: ckpt[f.name] for f in fields(cls) if f.name in ckpt})
 
 
 # --------------------------------------------------------------------------- timing
