@@ -45,8 +45,8 @@ from blendrl.evaluation import evaluate, result_entry
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.runs import UsageError, interval_marks
-from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, OfflineLoopState, RunDir, RunError, Timer,
-                          args_to_dict, state_from_checkpoint, state_items,
+from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OfflineLoopState, RunDir, RunError, Timer,
+                          args_to_dict, resume_changes, state_from_checkpoint, state_items,
                           default_threads, load_checkpoint, resolve_device,
                           rng_state, save_checkpoint, seed_everything, set_rng_state,
                           validate_run_id)
@@ -58,27 +58,27 @@ class OfflineArgs(ProtocolFields):
     """Offline discrete IQL on growing prefixes of an online run's dataset (one interval per
     online evaluation mark), each interval evaluated in the live environment."""
 
-    dataset: Path | None = None
+    dataset: Annotated[Path | None, RESUME_FREE] = None
     """the dataset folder to train on (holds manifest.json); or give --dataset_run_id"""
-    dataset_run_id: str | None = None
+    dataset_run_id: Annotated[str | None, RESUME_FREE] = None
     """run id of the online run whose dataset {dataset_dir}/{dataset_run_id} to train on"""
-    dataset_dir: Path = Path("offline_dataset")
+    dataset_dir: Annotated[Path, RESUME_FREE] = Path("offline_dataset")
     """parent folder of datasets (used with --dataset_run_id)"""
-    env: str | None = None
+    env: Annotated[str | None, RESUME_FREE] = None
     """environment; must be the dataset's (default: the one in the dataset's manifest)"""
-    run_id: str | None = None
+    run_id: Annotated[str | None, RESUME_FREE] = None
     """name of the run: its folder is {runs_dir}/{run_id} (default: {method}_on_{dataset}_s{seed}_{time})"""
     exp_id: str = "default"
     """experiment this run belongs to (recorded in run.json)"""
-    runs_dir: Path = Path("out/runs")
+    runs_dir: Annotated[Path, RESUME_FREE] = Path("out/runs")
     """parent folder of runs"""
     epochs: Annotated[int, in_range("[1, inf)")] = 10
     """passes over the interval's data prefix: interval k trains ceil(epochs * limit_k / batch_size) gradient steps"""
-    intervals: Annotated[int, in_range("[1, inf)")] = 10
+    intervals: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 10
     """number of evenly spaced data limits, used only when the dataset records no evaluation marks"""
     eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
     """episodes per interval evaluation"""
-    eval_envs: Annotated[int, in_range("[1, inf)")] = 8
+    eval_envs: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 8
     """parallel environments used by an evaluation"""
     batch_size: Annotated[int, in_range("[1, inf)")] = 256
     """minibatch size of a gradient step"""
@@ -102,21 +102,21 @@ class OfflineArgs(ProtocolFields):
     """train each interval from the same initial weights instead of continuing from the previous interval"""
     seed: Annotated[int, in_range("[0, 4294967295]")] = 0
     """seed of torch, numpy and the minibatch sampler; evaluation seeds derive from it"""
-    device: str = "auto"
+    device: Annotated[str, RESUME_FREE] = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
-    dataset_device: Literal["auto", "cpu", "cuda"] = "auto"
+    dataset_device: Annotated[Literal["auto", "cpu", "cuda"], RESUME_FREE] = "auto"
     """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there), cpu (sampled on the host by a background thread into pinned memory), auto (cuda when the last interval's prefix fits in the free device memory with headroom, else cpu)"""
-    compile: Literal["off", "default", "reduce-overhead"] = "off"
+    compile: Annotated[Literal["off", "default", "reduce-overhead"], RESUME_FREE] = "off"
     """torch.compile the networks of an IQL step (Q1, Q2, their targets, V, the actor's network): default (fused kernels) or reduce-overhead (also CUDA graphs); the first steps compile (tens of seconds, a C++ compiler needed on CPU). Off until shown on CUDA to give eager's losses"""
-    threads: Annotated[int | None, in_range("[1, inf)")] = None
+    threads: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
-    resume: bool = False
+    resume: Annotated[bool, RESUME_FREE] = False
     """continue the run from its latest checkpoint"""
-    log_every: Annotated[int, in_range("[1, inf)")] = 500
+    log_every: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 500
     """gradient steps between logging points (tensorboard, training_log.pkl)"""
-    checkpoint_seconds: Annotated[float, in_range("(0, inf)")] = 600.0
+    checkpoint_seconds: Annotated[float, in_range("(0, inf)"), RESUME_FREE] = 600.0
     """also checkpoint at least this often within an interval, besides after every interval"""
-    progress_seconds: Annotated[float, in_range("[0, inf)")] = 15.0
+    progress_seconds: Annotated[float, in_range("[0, inf)"), RESUME_FREE] = 15.0
     """seconds between progress lines on stderr"""
 
 
@@ -129,13 +129,6 @@ class BlendRLOfflineArgs(OfflineArgs, BlendRLFields):
     """entropy bonus on the blend weights in the actor loss (online BlendRL's --blend_ent_coef; 0: none)"""
 
 
-RESUME_FIXED = ("reward_transform", "life_loss_terminal", "eval_policy",
-                "epochs", "batch_size", "learning_rate", "expectile", "beta", "max_weight", "gamma",
-                "polyak", "hidden", "critic_hidden", "reset_per_interval", "seed", "eval_episodes",
-                "rules", "actor_mode", "blender_mode", "blend_function", "logic_lr", "blender_lr",
-                "soft_or", "clause_weights", "critic", "logic_actions", "neural_blender_input",
-                "offline_blend_ent_coef")
-"""Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 ReaderFactory = Callable[[Path, int], Any]
 """``(dataset path, limit) -> reader`` with ``manifest``, ``sample(batch_size, rng)`` and
@@ -376,8 +369,7 @@ def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: Datase
         raise UsageError(f"--resume: the dataset {info.path} gives data limits {limits}, the run was "
                          f"trained with {ckpt.get('limits')}")
     now = args_to_dict(args)
-    changed = [f"--{k} {ckpt['args'].get(k)!r} -> {now[k]!r}" for k in RESUME_FIXED
-               if k in now and ckpt["args"].get(k) != now[k]]
+    changed = resume_changes(type(args), ckpt["args"], now)
     if changed:
         raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
     return ckpt

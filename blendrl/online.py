@@ -29,8 +29,8 @@ from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
-from blendrl.runs import (EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError, Timer,
-                          UsageError, state_from_checkpoint, state_items,
+from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError, Timer,
+                          UsageError, resume_changes, state_from_checkpoint, state_items,
                           args_to_dict,
                           default_threads, interval_marks, load_checkpoint,
                           resolve_device, rng_state, save_checkpoint, seed_everything,
@@ -43,7 +43,7 @@ class OnlineArgs(ProtocolFields):
     """Online PPO training. Hyperparameters left unset take the per-environment defaults of
     CleanRL's PPO (classic control: ppo.py; Atari: ppo_atari.py)."""
 
-    env: str = "cartpole"
+    env: Annotated[str, RESUME_FREE] = "cartpole"
     """environment: cartpole, mountaincar, seaquest, kangaroo or donkeykong"""
     total_timesteps: Annotated[int | None, in_range("[1, inf)")] = None
     """environment transitions to collect (default: 500000 classic control, 10000000 Atari); rounded up to whole PPO iterations"""
@@ -53,27 +53,27 @@ class OnlineArgs(ProtocolFields):
     """steps per environment per PPO iteration (rollout length)"""
     seed: Annotated[int, in_range("[0, 4294967295]")] = 0
     """seed of torch, numpy and the training environments (copy i gets seed + i)"""
-    run_id: str | None = None
+    run_id: Annotated[str | None, RESUME_FREE] = None
     """name of the run: its folder is {runs_dir}/{run_id} (default: {method}_{env}_s{seed}_{time})"""
     exp_id: str = "default"
     """experiment this run belongs to (recorded in run.json)"""
     save_dataset: bool = False
     """save every transition to {dataset_dir}/{run_id} for offline training"""
-    dataset_dir: Path = Path("offline_dataset")
+    dataset_dir: Annotated[Path, RESUME_FREE] = Path("offline_dataset")
     """parent folder of datasets"""
-    runs_dir: Path = Path("out/runs")
+    runs_dir: Annotated[Path, RESUME_FREE] = Path("out/runs")
     """parent folder of runs"""
     intervals: Annotated[int, in_range("[1, inf)")] = 10
     """number of interval evaluations, at evenly spaced transition counts up to total_timesteps"""
     eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
     """episodes per interval evaluation"""
-    eval_envs: Annotated[int, in_range("[1, inf)")] = 8
+    eval_envs: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 8
     """parallel environments used by an evaluation"""
-    resume: bool = False
+    resume: Annotated[bool, RESUME_FREE] = False
     """continue the run from its latest checkpoint"""
-    device: str = "auto"
+    device: Annotated[str, RESUME_FREE] = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
-    threads: Annotated[int | None, in_range("[1, inf)")] = None
+    threads: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None
     """torch CPU threads (default: 1 for vector states; the job's CPUs for frames)"""
     learning_rate: Annotated[float, in_range("(0, inf)")] = 2.5e-4
     """learning rate of the neural actor and critic"""
@@ -103,11 +103,11 @@ class OnlineArgs(ProtocolFields):
     """stop an update early when the approximate KL exceeds this"""
     hidden: Annotated[int, in_range("[1, inf)")] = 64
     """hidden units of the MLPs (vector states)"""
-    chunk_size: Annotated[int, in_range("[1, inf)")] = 50_000
+    chunk_size: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 50_000
     """transitions per dataset chunk file"""
-    checkpoint_seconds: Annotated[float, in_range("(0, inf)")] = 600.0
+    checkpoint_seconds: Annotated[float, in_range("(0, inf)"), RESUME_FREE] = 600.0
     """also checkpoint (and flush the dataset) at least this often, besides every evaluation"""
-    progress_seconds: Annotated[float, in_range("[0, inf)")] = 15.0
+    progress_seconds: Annotated[float, in_range("[0, inf)"), RESUME_FREE] = 15.0
     """seconds between progress lines on stderr"""
 
 
@@ -155,14 +155,6 @@ def _default(value, default):
     return default if value is None else value
 
 
-RESUME_FIXED = ("exp_id", "total_timesteps", "num_envs", "num_steps", "seed", "save_dataset",
-                "intervals", "eval_episodes", "learning_rate", "anneal_lr", "gamma", "gae_lambda",
-                "num_minibatches", "update_epochs", "norm_adv", "clip_coef", "clip_vloss", "ent_coef",
-                "vf_coef", "max_grad_norm", "target_kl", "hidden", "rules", "actor_mode",
-                "blender_mode", "blend_function", "logic_lr", "blender_lr", "blend_ent_coef",
-                "soft_or", "clause_weights", "critic", "logic_actions", "neural_blender_input",
-                "reward_transform", "life_loss_terminal", "eval_policy")
-"""Arguments that define what a run computes: ``--resume`` refuses to change them."""
 
 
 class _Progress:
@@ -223,8 +215,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
             raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
                              f"{ckpt.get('env')}, not {method} on {args.env}")
         now = args_to_dict(args)
-        changed = [f"--{k} {ckpt['args'].get(k)!r} -> {now[k]!r}" for k in RESUME_FIXED
-                   if k in now and ckpt["args"].get(k) != now[k]]
+        changed = resume_changes(type(args), ckpt["args"], now)
         if changed:
             raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
         agent.load_state_dict(ckpt["agent"])

@@ -15,6 +15,7 @@ import random
 import re
 import signal
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,6 +164,34 @@ class RunDir:
 def new_training_log() -> dict:
     return {"episode_returns": [], "episode_lengths": [], "episode_end_steps": [],
             "updates": [], "blend": []}
+
+
+# --------------------------------------------------------------------------- what --resume fixes
+
+class _ResumeFree:
+    """Annotation metadata of an Args field that ``--resume`` may change (where and how a run
+    runs, not what it computes): ``threads: Annotated[int | None, RESUME_FREE] = None``."""
+
+    def __repr__(self) -> str:
+        return "RESUME_FREE"
+
+
+RESUME_FREE = _ResumeFree()
+
+
+def resume_fixed_fields(cls: type) -> tuple[str, ...]:
+    """The fields of the Args dataclass ``cls`` that ``--resume`` refuses to change: every field
+    not marked :data:`RESUME_FREE`, so that a new flag is fixed unless it says otherwise."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple(f.name for f in fields(cls)
+                 if not any(m is RESUME_FREE for m in getattr(hints[f.name], "__metadata__", ())))
+
+
+def resume_changes(cls: type, before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``--flag old -> new`` for each fixed field of ``cls`` whose value differs from the
+    checkpoint's args (a field the checkpoint lacks counts as unchanged: older code had none)."""
+    return [f"--{k} {before.get(k)!r} -> {now[k]!r}" for k in resume_fixed_fields(cls)
+            if k in now and k in before and before[k] != now[k]]
 
 
 # --------------------------------------------------------------------------- loop state

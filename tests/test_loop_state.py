@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import torch
 
 from blendrl.offline import OfflineArgs, run_offline
 from blendrl.online import OnlineArgs, run_online
-from blendrl.runs import (OfflineLoopState, OnlineLoopState, load_checkpoint, save_checkpoint,
+from blendrl.runs import (RESUME_FREE, OfflineLoopState, OnlineLoopState, load_checkpoint,
+                          resume_changes, resume_fixed_fields, save_checkpoint,
                           state_from_checkpoint, state_items)
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "loop_state_v1"
@@ -78,3 +81,24 @@ def test_offline_checkpoint_of_earlier_code_resumes(work):
     assert json.loads((work / "runs" / "off1" / "results.json").read_text()) == before
     ckpt = load_checkpoint(work / "runs" / "off1" / "checkpoints" / "latest.pt")
     assert ckpt["interval"] == 2 and ckpt["grad_steps"] == 24
+
+
+def test_what_resume_may_change_comes_from_the_fields_own_marks(work, capsys):
+    """A field is fixed on --resume unless its annotation says RESUME_FREE; a field that the
+    checkpoint's args lack (added by later code) is no change."""
+    from blendrl.online import main
+
+    @dataclass
+    class Toy:
+        lr: float = 0.1
+        threads: Annotated[int, RESUME_FREE] = 1
+        new_flag: int = 3
+
+    assert resume_fixed_fields(Toy) == ("lr", "new_flag")
+    assert resume_changes(Toy, {"lr": 0.1, "threads": 1}, {"lr": 0.2, "threads": 4, "new_flag": 9}) == [
+        "--lr 0.1 -> 0.2"]
+    assert "gamma" in resume_fixed_fields(OnlineArgs) and "threads" not in resume_fixed_fields(OnlineArgs)
+    # On the real script: more threads and another progress interval are fine, another gamma not.
+    assert run_online(replace(online_args(work), threads=2, progress_seconds=50), "ppo") == 0
+    assert main(replace(online_args(work), gamma=0.9), "ppo") == 2
+    assert "--resume cannot change what the run computes: --gamma 0.99 -> 0.9" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from blendrl.agents.base import Agent
 from blendrl.agents.blendrl import BlendRLAgent
 from blendrl.agents.neural import NeuralAgent
 from blendrl.envs.base import EnvSpec
+from blendrl.runs import RESUME_FREE
 from blendrl.validation import in_range
 
 
@@ -43,7 +44,7 @@ class BlendRLFields:
     """learning rate of the logic actor's clause weights (BlendRL's default)"""
     blender_lr: Annotated[float, in_range("(0, inf)")] = 2.5e-4
     """learning rate of the blender (BlendRL's default)"""
-    compile_logic: bool = False
+    compile_logic: Annotated[bool, RESUME_FREE] = False
     """run the logic actor, blender and mixture through torch.compile: their many tiny ops fuse into
     a few kernels (at batch 1 on Atari the BlendRL action then costs ~1.36x the neural one instead
     of ~1.46x, bench/bench_agents.py); the first calls compile for tens of seconds and need a C++
