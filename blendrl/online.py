@@ -29,7 +29,8 @@ from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
-from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError, Timer,
+from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError,
+                          Timer,
                           UsageError, resume_changes, state_from_checkpoint, state_items,
                           args_to_dict,
                           default_threads, interval_marks, load_checkpoint,
