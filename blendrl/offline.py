@@ -45,11 +45,10 @@ from blendrl.evaluation import evaluate, result_entry
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.runs import UsageError, interval_marks
-from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OfflineLoopState, RunDir, RunError,
-                          Timer,
-                          args_to_dict, resume_changes, state_from_checkpoint, state_items,
-                          default_threads, load_checkpoint, resolve_device,
-                          rng_state, save_checkpoint, seed_everything, set_rng_state,
+from blendrl.runs import (EXIT_INTERRUPTED, RESUME_FREE, args_to_dict, default_threads, Interrupt,
+                          load_checkpoint, OfflineLoopState, resolve_device, resume_changes,
+                          rng_state, RunDir, RunError, save_checkpoint, seed_everything,
+                          set_rng_state, state_from_checkpoint, state_items, Timer,
                           validate_run_id)
 from blendrl.validation import check_ranges, check_rule_set, in_range
 

@@ -29,13 +29,11 @@ from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
-from blendrl.runs import (RESUME_FREE, EXIT_INTERRUPTED, Interrupt, OnlineLoopState, RunDir, RunError,
-                          Timer,
-                          UsageError, resume_changes, state_from_checkpoint, state_items,
-                          args_to_dict,
-                          default_threads, interval_marks, load_checkpoint,
-                          resolve_device, rng_state, save_checkpoint, seed_everything,
-                          set_rng_state, validate_run_id)
+from blendrl.runs import (EXIT_INTERRUPTED, RESUME_FREE, args_to_dict, default_threads, Interrupt,
+                          interval_marks, load_checkpoint, OnlineLoopState, resolve_device,
+                          resume_changes, rng_state, RunDir, RunError, save_checkpoint,
+                          seed_everything, set_rng_state, state_from_checkpoint, state_items,
+                          Timer, UsageError, validate_run_id)
 from blendrl.validation import check_ranges, check_rule_set, in_range
 
 
