@@ -197,17 +197,13 @@ def resume_changes(cls: type, before: dict[str, Any], now: dict[str, Any]) -> li
 # --------------------------------------------------------------------------- loop state
 
 @dataclass
-class OnlineLoopState:
-    """What the online loop carries across a checkpoint (besides the networks, optimiser, RNGs).
-    A field added later gets a default, so a checkpoint written before it still loads."""
+class RunState:
+    """What every training loop carries across a checkpoint (besides networks, optimisers and
+    RNGs). Every field has a default, so a checkpoint written before a field existed still loads
+    (:func:`state_from_checkpoint`)."""
 
-    global_step: int = 0
-    """environment transitions collected"""
-    iteration: int = 0
-    """PPO iterations done"""
-    next_mark: int = 0
-    """index of the next evaluation mark"""
     best_return: float = -math.inf
+    """the best evaluation mean so far (best.pt)"""
     results: list = field(default_factory=list)
     """the results.json entries so far"""
     training_log: dict = field(default_factory=lambda: new_training_log())
@@ -216,9 +212,20 @@ class OnlineLoopState:
 
 
 @dataclass
-class OfflineLoopState:
-    """What the offline interval loop carries across a checkpoint (besides the trainer, RNGs and
-    the minibatch sampler); defaults as for :class:`OnlineLoopState`."""
+class OnlineLoopState(RunState):
+    """The online loop's state."""
+
+    global_step: int = 0
+    """environment transitions collected"""
+    iteration: int = 0
+    """PPO iterations done"""
+    next_mark: int = 0
+    """index of the next evaluation mark"""
+
+
+@dataclass
+class OfflineLoopState(RunState):
+    """The offline interval loop's state (the trainer, RNGs and minibatch sampler apart)."""
 
     interval: int = 0
     """intervals finished"""
@@ -227,10 +234,6 @@ class OfflineLoopState:
     interval_train_seconds: float = 0.0
     grad_steps: int = 0
     """gradient steps over the whole run"""
-    best_return: float = -math.inf
-    results: list = field(default_factory=list)
-    training_log: dict = field(default_factory=lambda: new_training_log())
-    timing: dict | None = None
 
 
 LoopState = TypeVar("LoopState", OnlineLoopState, OfflineLoopState)
