@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -25,6 +26,26 @@ EXIT_INTERRUPTED = 75
 
 METHODS = {"ppo": "online", "blendrl_ppo": "online", "iql": "offline", "blendrl_iql": "offline"}
 """Method id -> kind."""
+
+# The names of the files of a run folder and of a dataset folder (docs/FORMATS.md), owned here
+# and asked for everywhere else.
+RUN_JSON = "run.json"
+RESULTS_JSON = "results.json"
+TIMING_JSON = "timing.json"
+TRAINING_LOG = "training_log.pkl"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_CHECKPOINT = "latest.pt"
+BEST_CHECKPOINT = "best.pt"
+DATASET_MANIFEST = "manifest.json"
+
+EXP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""An experiment id: safe in paths and shells (at most :data:`MAX_EXP_ID_LEN` characters)."""
+MAX_EXP_ID_LEN = 64
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """``{run_dir}/checkpoints/latest.pt``: what ``--resume`` continues from."""
+    return Path(run_dir) / CHECKPOINTS_DIR / LATEST_CHECKPOINT
 
 
 class FileFormatError(ValueError):

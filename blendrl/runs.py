@@ -26,6 +26,8 @@ import torch
 from blendrl.contract import (EXIT_INTERRUPTED, METHODS, RUN_FORMAT_VERSION, FileFormatError,  # noqa: F401 (re-exported)
                               _json_default, atomic_write_bytes, atomic_write_json,
                               load_training_log, now_iso, read_json)
+from blendrl.contract import (BEST_CHECKPOINT, CHECKPOINTS_DIR, LATEST_CHECKPOINT, RESULTS_JSON,
+                              RUN_JSON, TIMING_JSON, TRAINING_LOG)
 CHECKPOINT_FORMAT_VERSION = 1
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -94,31 +96,31 @@ class RunDir:
     # paths
     @property
     def run_json(self) -> Path:
-        return self.path / "run.json"
+        return self.path / RUN_JSON
 
     @property
     def results_json(self) -> Path:
-        return self.path / "results.json"
+        return self.path / RESULTS_JSON
 
     @property
     def timing_json(self) -> Path:
-        return self.path / "timing.json"
+        return self.path / TIMING_JSON
 
     @property
     def training_log_path(self) -> Path:
-        return self.path / "training_log.pkl"
+        return self.path / TRAINING_LOG
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS_DIR
 
     @property
     def latest_checkpoint(self) -> Path:
-        return self.checkpoints / "latest.pt"
+        return self.checkpoints / LATEST_CHECKPOINT
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.pt"
+        return self.checkpoints / BEST_CHECKPOINT
 
     def exists(self) -> bool:
         return self.run_json.exists()

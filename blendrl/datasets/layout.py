@@ -12,9 +12,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from blendrl.contract import DATASET_MANIFEST
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = DATASET_MANIFEST
 LOCK_NAME = ".writer.lock"
 SIDECARS = ("logic", "neural")
 """The two pools a format-2 chunk keeps in ``.npy`` sidecar files, in this order."""

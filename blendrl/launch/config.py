@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from blendrl.contract import EXP_ID_RE, MAX_EXP_ID_LEN
+
 ONLINE_METHODS: tuple[str, ...] = ("ppo", "blendrl_ppo")
 OFFLINE_METHODS: tuple[str, ...] = ("iql", "blendrl_iql")
 SCRIPTS: dict[str, str] = {
@@ -26,8 +28,7 @@ SCRIPTS: dict[str, str] = {
 }
 PLOT_SCRIPT = "plot_results.py"
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MAX_EXP_ID_LEN = 64
+SAFE_ID = EXP_ID_RE
 
 # Flags the launcher sets itself: pass-through arguments may not set them again.
 MANAGED_ONLINE_FLAGS = ("env", "total_timesteps", "seed", "run_id", "exp_id", "save_dataset",

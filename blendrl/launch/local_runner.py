@@ -168,20 +168,8 @@ class LocalRunner:
         self.log(f"stopping ({why}): terminating {len(self.procs)} running job(s)")
         grace = float(self.registry.read().get("kill_grace", self.grace))
         groups = [(p.pid, procs.start_time(p.pid)) for p in self.procs.values()]
+        procs.terminate_groups(groups, grace)  # a job's group is its leader's pid
         for p in self.procs.values():
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
-            time.sleep(0.1)
-        for (pgid, _), p in zip(groups, self.procs.values()):
-            if p.poll() is None or procs.group_alive(pgid):
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             p.wait()
         with self.registry.update() as data:
             for job in data["jobs"]:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from blendrl.contract import DATASET_MANIFEST
 from blendrl.launch.config import LaunchConfig
 
 PLOT_JOB = "plots"
@@ -148,7 +149,7 @@ def existing_outputs(job: Job) -> list[Path]:
 
 def dataset_on_disk(dataset_dir: Path) -> bool:
     """A dataset exists once its manifest has been written."""
-    return (dataset_dir / "manifest.json").is_file()
+    return (dataset_dir / DATASET_MANIFEST).is_file()
 
 
 Decide = Callable[[Job, list[Path]], bool]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blendrl.contract import DATASET_MANIFEST, RUN_JSON, latest_checkpoint
 from blendrl.launch.config import LaunchConfig
 from blendrl.launch.plan import Job, Plan, existing_outputs
 from blendrl.launch.registry import DONE, new_job_entry
@@ -101,7 +102,7 @@ def _owner_problem(path: Path, job: Job, exp_id: str) -> str | None:
     if path.is_symlink():
         return f"{path} is a symbolic link; not removing it (remove it yourself, then --resume)"
     is_dataset = job.kind == "online" and job.dataset_dir is not None and path == Path(job.dataset_dir)
-    meta_file = path / ("manifest.json" if is_dataset else "run.json")
+    meta_file = path / (DATASET_MANIFEST if is_dataset else RUN_JSON)
     if not meta_file.is_file():
         return None  # nothing written yet but partial files: this job's own path, from the plan
     try:
@@ -178,7 +179,7 @@ def plan_resume(old: dict, plan: Plan, cfg: LaunchConfig) -> ResumePlan:
         job.depends_on = [d for d in job.depends_on if d in by_name]
         if job.kind == "plot":
             job.depends_on = [n for n in names if n != name]
-        checkpoint = Path(job.run_dir) / "checkpoints" / "latest.pt" if job.run_dir else None
+        checkpoint = latest_checkpoint(job.run_dir) if job.run_dir else None
         partial: list[Path] = []
         if job.resumable and checkpoint is not None and checkpoint.is_file():
             job.command = [*job.command, "--resume"]

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from blendrl.contract import latest_checkpoint
 from blendrl.launch.config import SlurmOptions
 from blendrl.launch.registry import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 
@@ -93,7 +94,7 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
         "resume=()",
     ]
     if job.get("resumable") and job.get("run_dir") and "--resume" not in job["command"]:
-        ckpt = q(str(Path(job["run_dir"]) / "checkpoints" / "latest.pt"))
+        ckpt = q(str(latest_checkpoint(job["run_dir"])))
         lines += [
             f'if [ "$restart" -gt 0 ] && [ -f {ckpt} ]; then',
             '    resume=(--resume); echo "=== requeued: continuing with --resume"',

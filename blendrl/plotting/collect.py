@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blendrl.contract import METHODS, load_training_log
+from blendrl.contract import (METHODS, RESULTS_JSON, RUN_JSON, TIMING_JSON, TRAINING_LOG,
+                              load_training_log)
 
 METHOD_LABELS: dict[str, str] = {
     "ppo": "PPO",
@@ -291,9 +292,9 @@ def collect_runs(runs_dir: Path, exp_id: str) -> Collection:
     ``runs_dir`` must be an existing folder (checked by the caller)."""
     col = Collection(runs_dir=Path(runs_dir), exp_id=exp_id)
     for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
-        ok, meta = _read_json(folder / "run.json", col.warnings)
+        ok, meta = _read_json(folder / RUN_JSON, col.warnings)
         if not ok:
-            if not (folder / "run.json").exists():
+            if not (folder / RUN_JSON).exists():
                 col.warnings.append(f"{folder}: no run.json (not a run, or not started); skipped")
             continue
         if not isinstance(meta, dict) or not isinstance(meta.get("exp_id"), str):
@@ -305,9 +306,9 @@ def collect_runs(runs_dir: Path, exp_id: str) -> Collection:
         run = _run_from_json(folder, meta, col.warnings)
         if run is None:
             continue
-        run.evaluations = read_evaluations(folder / "results.json", col.warnings)
-        run.timing = read_timing(folder / "timing.json", col.warnings)
-        run.curves = read_training_curves(folder / "training_log.pkl", col.warnings)
+        run.evaluations = read_evaluations(folder / RESULTS_JSON, col.warnings)
+        run.timing = read_timing(folder / TIMING_JSON, col.warnings)
+        run.curves = read_training_curves(folder / TRAINING_LOG, col.warnings)
         col.runs.append(run)
     col.runs.sort(key=lambda r: r.run_id)
     return col

@@ -16,7 +16,7 @@ from typing import Callable, TextIO
 
 from matplotlib.figure import Figure
 
-from blendrl.launch.config import MAX_EXP_ID_LEN, SAFE_ID
+from blendrl.contract import EXP_ID_RE as SAFE_ID, MAX_EXP_ID_LEN
 from blendrl.plotting.collect import Collection, RunRecord, collect_runs
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
                                       plot_online_returns, plot_paired_differences, save_figure)
