@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -24,8 +25,36 @@ RUN_FORMAT_VERSION = 1
 EXIT_INTERRUPTED = 75
 """Exit status of a training script stopped by SIGTERM/SIGUSR1 after checkpointing: rerun with --resume."""
 
-METHODS = {"ppo": "online", "blendrl_ppo": "online", "iql": "offline", "blendrl_iql": "offline"}
+@dataclass(frozen=True)
+class Method:
+    """One method of the comparison: everything the launcher, the plots and the loops need to
+    know of it. Adding a method is one row of :data:`METHOD_TABLE` and its script."""
+
+    id: str
+    """the method id (run.json ``method``, the launcher's ONLINE_METHODS / OFFLINE_METHODS)"""
+    kind: str
+    """``"online"`` (PPO, writes a dataset) or ``"offline"`` (trains on an online run's dataset)"""
+    script: str
+    """its training script in the project folder"""
+    label: str
+    """its name in figures and reports"""
+    blendrl: bool
+    """its policy blends a neural and a logic actor (BlendRL Args; it records blend weights)"""
+
+
+METHOD_TABLE: tuple[Method, ...] = (
+    Method("ppo", "online", "train_neuralppo.py", "PPO", False),
+    Method("blendrl_ppo", "online", "train_blenderl.py", "BlendRL-PPO", True),
+    Method("iql", "offline", "train_iql.py", "IQL", False),
+    Method("blendrl_iql", "offline", "train_blendrl_iql.py", "BlendRL-IQL", True),
+)
+"""The methods, in the order figures and tables list them."""
+
+METHOD_INFO: dict[str, Method] = {m.id: m for m in METHOD_TABLE}
+METHODS: dict[str, str] = {m.id: m.kind for m in METHOD_TABLE}
 """Method id -> kind."""
+ONLINE_METHODS: tuple[str, ...] = tuple(m.id for m in METHOD_TABLE if m.kind == "online")
+OFFLINE_METHODS: tuple[str, ...] = tuple(m.id for m in METHOD_TABLE if m.kind == "offline")
 
 # The names of the files of a run folder and of a dataset folder (docs/FORMATS.md), owned here
 # and asked for everywhere else.

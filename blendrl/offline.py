@@ -37,7 +37,7 @@ from typing import Annotated, Any, Callable, Literal, NamedTuple
 import numpy as np
 import torch
 
-from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, learning_rates
 from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
@@ -296,7 +296,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     from blendrl.datasets import DatasetError
 
     reader_factory = reader_factory or default_reader
-    blend = args if isinstance(args, BlendRLFields) else None
+    blend = blend_fields(method, args)
     check_args(args)
     info = inspect_dataset(args)
     try:  # the learner's signal: unset flags take the dataset's online setting (blendrl.protocol)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from blendrl.agents.base import Agent
-from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, learning_rates
 from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
@@ -178,7 +178,7 @@ class _Progress:
 
 def run_online(args: OnlineArgs, method: str) -> int:
     """Train; returns the process exit status (0 done, 75 interrupted and resumable)."""
-    blend = args if isinstance(args, BlendRLFields) else None
+    blend = blend_fields(method, args)
     if args.resume and not args.run_id:
         raise UsageError("--resume needs the --run_id of the run to continue")
     args = resolve_args(args, method)

@@ -63,6 +63,19 @@ def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) ->
                         neural_blender_input=blend.neural_blender_input)
 
 
+def blend_fields(method: str, args: object) -> BlendRLFields | None:
+    """The BlendRL fields of ``args`` when ``method`` is a BlendRL method of the contract's method
+    table, else None; a BlendRL method given Args without them is a programming error."""
+    from blendrl.contract import METHOD_INFO
+
+    if not METHOD_INFO[method].blendrl:
+        return None
+    if not isinstance(args, BlendRLFields):
+        raise TypeError(f"method {method!r} is a BlendRL method: its Args need the BlendRL fields, "
+                        f"got {type(args).__name__}")
+    return args
+
+
 def learning_rates(neural_lr: float, blend: BlendRLFields | None) -> dict[str, float]:
     """Per-parameter-group learning rates for ``Agent.optimizer_param_groups``."""
     lrs = {"neural": neural_lr}

@@ -16,16 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from blendrl.contract import EXP_ID_RE, MAX_EXP_ID_LEN
+from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
+                              ONLINE_METHODS)
 
-ONLINE_METHODS: tuple[str, ...] = ("ppo", "blendrl_ppo")
-OFFLINE_METHODS: tuple[str, ...] = ("iql", "blendrl_iql")
-SCRIPTS: dict[str, str] = {
-    "ppo": "train_neuralppo.py",
-    "blendrl_ppo": "train_blenderl.py",
-    "iql": "train_iql.py",
-    "blendrl_iql": "train_blendrl_iql.py",
-}
+SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
+"""Each method's training script (from the contract's method table)."""
 PLOT_SCRIPT = "plot_results.py"
 
 SAFE_ID = EXP_ID_RE

@@ -17,18 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blendrl.contract import (METHODS, RESULTS_JSON, RUN_JSON, TIMING_JSON, TRAINING_LOG,
-                              load_training_log)
+from blendrl.contract import (METHOD_TABLE, METHODS, RESULTS_JSON, RUN_JSON, TIMING_JSON,
+                              TRAINING_LOG, load_training_log)
 
-METHOD_LABELS: dict[str, str] = {
-    "ppo": "PPO",
-    "blendrl_ppo": "BlendRL-PPO",
-    "iql": "IQL",
-    "blendrl_iql": "BlendRL-IQL",
-}
-"""Display name of each method id (the ids and kinds are ``blendrl.runs.METHODS``)."""
+METHOD_LABELS: dict[str, str] = {m.id: m.label for m in METHOD_TABLE}
+"""Display name of each method id (from the contract's method table)."""
 
-BLENDRL_METHODS: frozenset[str] = frozenset({"blendrl_ppo", "blendrl_iql"})
+BLENDRL_METHODS: frozenset[str] = frozenset(m.id for m in METHOD_TABLE if m.blendrl)
 """Methods whose policy blends a neural and a logic actor (they record logic weights)."""
 
 

@@ -1,0 +1,42 @@
+"""The contract's method table is the one place a method is defined: every row's script exists,
+names its own method id, and has BlendRL Args exactly when the row says so; the launcher and the
+plots read their scripts, kinds, labels and BlendRL-ness from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from blendrl.agents.factory import BlendRLFields, blend_fields
+from blendrl.contract import METHOD_INFO, METHOD_TABLE, METHODS, OFFLINE_METHODS, ONLINE_METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("m", METHOD_TABLE, ids=lambda m: m.id)
+def test_each_row_is_its_script(m):
+    source = (ROOT / m.script).read_text()
+    call = re.search(r"main\(tyro\.cli\((\w+)\), \"(\w+)\"\)", source)
+    assert call and call.group(2) == m.id, f"{m.script} does not run method {m.id!r}"
+    spec = importlib.util.spec_from_file_location(f"script_{m.id}", ROOT / m.script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the scripts only define things and run under __main__
+    args_cls = getattr(module, call.group(1))
+    assert issubclass(args_cls, BlendRLFields) == m.blendrl
+    assert m.kind in ("online", "offline") and m.label
+
+
+def test_everyone_reads_the_table():
+    from blendrl.launch.config import SCRIPTS
+    from blendrl.plotting.collect import BLENDRL_METHODS, METHOD_LABELS
+
+    assert SCRIPTS == {m.id: m.script for m in METHOD_TABLE}
+    assert METHOD_LABELS == {m.id: m.label for m in METHOD_TABLE}
+    assert BLENDRL_METHODS == {m.id for m in METHOD_TABLE if m.blendrl}
+    assert set(ONLINE_METHODS) | set(OFFLINE_METHODS) == set(METHODS) == set(METHOD_INFO)
+    with pytest.raises(TypeError, match="BlendRL method"):
+        blend_fields("blendrl_ppo", object())
+    assert blend_fields("ppo", object()) is None
