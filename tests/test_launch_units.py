@@ -727,3 +727,19 @@ def test_eval_policy_knob_names_the_scripts_values(tmp_path):
     for job in plan.jobs[:-1]:
         i = job.command.index("--eval_policy")
         assert job.command[i + 1] == "greedy"
+
+
+def test_blendrl_extra_args_reach_the_blendrl_scripts_only(tmp_path):
+    """BLENDRL_*_EXTRA_ARGS carry the BlendRL-only flags (issue 17's reference options), which the
+    neural scripts would refuse, to the BlendRL jobs alone."""
+    cfg = config(tmp_path, experiment_id="b", online_methods=("ppo", "blendrl_ppo"),
+                 offline_methods=("iql", "blendrl_iql"), offline_datasets=("ppo",),
+                 blendrl_online_extra_args="--soft_or logsumexp --critic blended",
+                 blendrl_offline_extra_args="--offline_blend_ent_coef 0.01")
+    plan = build_plan(cfg, threads=1, decide=lambda job, paths: pytest.fail("nothing exists"))
+    by_method = {j.method: j.command for j in plan.jobs if j.kind != "plot"}
+    assert by_method["blendrl_ppo"][-4:] == ["--soft_or", "logsumexp", "--critic", "blended"]
+    assert by_method["blendrl_iql"][-2:] == ["--offline_blend_ent_coef", "0.01"]
+    assert "--soft_or" not in by_method["ppo"] and "--offline_blend_ent_coef" not in by_method["iql"]
+    with pytest.raises(ConfigError, match="BLENDRL_ONLINE_EXTRA_ARGS: --seed is set by the launcher"):
+        config(tmp_path, blendrl_online_extra_args="--seed 3")

@@ -113,6 +113,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("CLUSTER_SIGNAL_MARGIN", "cluster_signal_margin", parse_int),
     Knob("ONLINE_EXTRA_ARGS", "online_extra_args", parse_str),
     Knob("OFFLINE_EXTRA_ARGS", "offline_extra_args", parse_str),
+    Knob("BLENDRL_ONLINE_EXTRA_ARGS", "blendrl_online_extra_args", parse_str),
+    Knob("BLENDRL_OFFLINE_EXTRA_ARGS", "blendrl_offline_extra_args", parse_str),
     Knob("RESUME", "resume", parse_bool),
 )
 
@@ -202,6 +204,10 @@ class LaunchConfig:
     slurm: SlurmOptions
     online_extra_args: tuple[str, ...] = ()
     offline_extra_args: tuple[str, ...] = ()
+    blendrl_online_extra_args: tuple[str, ...] = ()
+    """Extra flags for the BlendRL online script only (after ``online_extra_args``)."""
+    blendrl_offline_extra_args: tuple[str, ...] = ()
+    """Extra flags for the BlendRL offline script only (after ``offline_extra_args``)."""
     eval_policy: str = "sample"
     """How every method's evaluation selects actions (--eval_policy of the four scripts)."""
 
@@ -339,6 +345,12 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                                 MANAGED_ONLINE_FLAGS, problems)
     offline_extra = _split_extra("OFFLINE_EXTRA_ARGS", str(v["offline_extra_args"]),
                                  MANAGED_OFFLINE_FLAGS, problems)
+    blend_online_extra = _split_extra("BLENDRL_ONLINE_EXTRA_ARGS",
+                                      str(v.get("blendrl_online_extra_args", "")),
+                                      MANAGED_ONLINE_FLAGS, problems)
+    blend_offline_extra = _split_extra("BLENDRL_OFFLINE_EXTRA_ARGS",
+                                       str(v.get("blendrl_offline_extra_args", "")),
+                                       MANAGED_OFFLINE_FLAGS, problems)
     for name, text in (("CLUSTER_PARTITION", v["cluster_partition"]),
                        ("CLUSTER_MEM", v["cluster_mem"]), ("CLUSTER_GPUS", v["cluster_gpus"]),
                        ("CLUSTER_ACCOUNT", v["cluster_account"])):
@@ -358,6 +370,7 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                            gpus=str(v["cluster_gpus"]), account=str(v["cluster_account"]),
                            extra=cluster_extra, signal_margin=margin),
         online_extra_args=online_extra, offline_extra_args=offline_extra, eval_policy=eval_policy,
+        blendrl_online_extra_args=blend_online_extra, blendrl_offline_extra_args=blend_offline_extra,
     )
 
 

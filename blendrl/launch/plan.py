@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from blendrl.contract import DATASET_MANIFEST
+from blendrl.contract import DATASET_MANIFEST, METHOD_INFO
 from blendrl.launch.config import LaunchConfig
 
 PLOT_JOB = "plots"
@@ -107,7 +107,8 @@ def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
            "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
-           "--eval_policy", cfg.eval_policy, "--threads", str(threads), *cfg.online_extra_args]
+           "--eval_policy", cfg.eval_policy, "--threads", str(threads), *cfg.online_extra_args,
+           *(cfg.blendrl_online_extra_args if METHOD_INFO[method].blendrl else ())]
     return Job(name=run_id, kind="online", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / run_id),
                resumable=True, threads=threads)
@@ -121,7 +122,8 @@ def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads:
            "--run_id", run_id, "--exp_id", cfg.exp_id, "--epochs", str(cfg.offline_epochs),
            "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
            "--eval_policy", cfg.eval_policy, "--seed", str(seed), "--threads", str(threads),
-           "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), *cfg.offline_extra_args]
+           "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), *cfg.offline_extra_args,
+           *(cfg.blendrl_offline_extra_args if METHOD_INFO[method].blendrl else ())]
     return Job(name=run_id, kind="offline", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / source_id),
                resumable=True, threads=threads)

@@ -66,6 +66,8 @@ def recorded_knobs(cfg: LaunchConfig) -> dict[str, Any]:
         "SEEDS": list(cfg.seeds),
         "ONLINE_EXTRA_ARGS": list(cfg.online_extra_args),
         "OFFLINE_EXTRA_ARGS": list(cfg.offline_extra_args),
+        "BLENDRL_ONLINE_EXTRA_ARGS": list(cfg.blendrl_online_extra_args),
+        "BLENDRL_OFFLINE_EXTRA_ARGS": list(cfg.blendrl_offline_extra_args),
         DATASETS_KNOB: _inside(cfg.dataset_dir, cfg.work_dir),
     }
 
