@@ -381,6 +381,10 @@ def _on_a_terminal(args: list[str], env: dict) -> tuple[subprocess.Popen, int]:
 
     def take_terminal() -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # A terminal's program starts with Ctrl-C's SIGINT at its default even where this test
+        # runs in the background of a non-interactive shell, which ignores SIGINT (and passes
+        # the ignore down).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     p = subprocess.Popen([PY, str(ROOT / "run_full_cycle.py"), *args], env=env, stdin=slave,
                          stdout=slave, stderr=slave, cwd=str(ROOT), start_new_session=True,
