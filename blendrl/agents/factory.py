@@ -9,6 +9,7 @@ from blendrl.agents.base import Agent
 from blendrl.agents.blendrl import BlendRLAgent
 from blendrl.agents.neural import NeuralAgent
 from blendrl.envs.base import EnvSpec
+from blendrl.contract import METHOD_INFO
 from blendrl.runs import RESUME_FREE
 from blendrl.validation import in_range
 
@@ -66,8 +67,6 @@ def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) ->
 def blend_fields(method: str, args: object) -> BlendRLFields | None:
     """The BlendRL fields of ``args`` when ``method`` is a BlendRL method of the contract's method
     table, else None; a BlendRL method given Args without them is a programming error."""
-    from blendrl.contract import METHOD_INFO
-
     if not METHOD_INFO[method].blendrl:
         return None
     if not isinstance(args, BlendRLFields):
