@@ -13,9 +13,11 @@
 # Outputs: out/runs/{run_id}/, offline_dataset/{run_id}/, logs/{EXP}/ (job logs, registry.json,
 # sbatch scripts), plots/{EXP}/. Stop an experiment with ./kill_experiments.sh EXP.
 set -euo pipefail
+# The knob block below is the knob table of blendrl/launch/knobs.py, printed by
+# `python -m blendrl.launch.knobs`; edit the defaults here as you like.
 
 # ---------------------------------------------------------------- the experiment
-: "${EXPERIMENT_ID:=default_cartpole}"       # name of the experiment: run ids, logs/EXP/, plots/EXP/
+: "${EXPERIMENT_ID:=default_cartpole}"       # name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -
 : "${ENVIRONMENT:=cartpole}"                 # cartpole | mountaincar | seaquest | kangaroo | donkeykong
 : "${ONLINE_METHODS:=ppo blendrl_ppo}"       # online methods (ppo, blendrl_ppo); each saves its dataset
 : "${ONLINE_STEPS:=50000}"                   # environment transitions per online run
@@ -46,17 +48,18 @@ set -euo pipefail
 # ---------------------------------------------------------------- pass-through training flags
 : "${ONLINE_EXTRA_ARGS:=}"                   # extra flags for the online scripts, e.g. "--learning_rate 1e-3"
 : "${OFFLINE_EXTRA_ARGS:=}"                  # extra flags for the offline scripts
-: "${BLENDRL_ONLINE_EXTRA_ARGS:=}"          # extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"
-: "${BLENDRL_OFFLINE_EXTRA_ARGS:=}"         # extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"
+: "${BLENDRL_ONLINE_EXTRA_ARGS:=}"           # extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"
+: "${BLENDRL_OFFLINE_EXTRA_ARGS:=}"          # extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"
 
 # ---------------------------------------------------------------- continue a stopped experiment
-: "${RESUME:=0}"                             # 1: like --resume: keep the done jobs, continue the others from their checkpoints
+: "${RESUME:=0}"                             # 1 (or --resume): keep the done jobs, continue the others from their checkpoints
 
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
-    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL USE_LARGE_DATASET_PATH \
-    LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS \
-    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS \
-    BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS RESUME
+    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL \
+    USE_LARGE_DATASET_PATH LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS \
+    CLUSTER_MEM CLUSTER_GPUS CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN \
+    ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS \
+    RESUME
 
 # The project folder (outputs go there unless --work_dir says otherwise); relative paths given in
 # knobs or flags are taken from the current folder.

@@ -28,6 +28,7 @@ from blendrl.launch.resume import (ResumeError, command_key, knob_differences, p
                                    recorded_knobs)
 
 import run_full_cycle
+from blendrl.contract import METHOD_INFO, METHOD_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,8 @@ def values(**over) -> dict:
 
 
 def config(tmp_path: Path, **over):
-    v = values(work_dir=str(tmp_path / "work"), scripts_dir=str(tmp_path / "scripts"), **over)
+    v = values(**{"work_dir": str(tmp_path / "work"), "scripts_dir": str(tmp_path / "scripts"),
+                  **over})
     knobs = {k: x for k, x in v.items() if k not in cli.ACTION_FIELDS}
     return build_config(knobs, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES,
                         python="/usr/bin/python3")
@@ -82,6 +84,73 @@ def test_shell_knobs_match_the_knob_table_the_flags_and_their_defaults():
     # the script's default of each knob is the default of the flag it feeds
     assert knobs_from_env({name: default for name, (default, _) in sh.items()}) == \
         {k.field: getattr(run_full_cycle.Args(), k.field) for k in KNOBS}
+
+
+def test_shell_script_holds_the_knob_table_verbatim():
+    """The knob block of run_full_cycle.sh is what the table prints (``python -m
+    blendrl.launch.knobs`` after a change of the table), and bash, running it in an empty
+    environment, exports each knob's default as the flag's default."""
+    from blendrl.launch.knobs import sh_block
+
+    text = (ROOT / "run_full_cycle.sh").read_text()
+    block = sh_block()
+    assert block in text, "run_full_cycle.sh's knobs differ from blendrl/launch/knobs.py's table"
+    out = subprocess.run(["bash", "-c", block + "env -0"], env={"PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, check=True).stdout
+    exported = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    assert knobs_from_env(exported) == {k.field: getattr(run_full_cycle.Args(), k.field) for k in KNOBS}
+    assert len(knobs_from_env(exported)) == len(KNOBS)
+    # a value set from outside wins over the default
+    out = subprocess.run(["bash", "-c", block + "env -0"],
+                         env={"PATH": os.environ["PATH"], "SEEDS": "3 4"},
+                         capture_output=True, text=True, check=True).stdout
+    assert "SEEDS=3 4" in out.split("\0")
+
+
+def test_every_flag_the_plan_emits_parses_with_its_scripts_own_args(tmp_path):
+    """Each training job's command, with --resume as SLURM's requeue adds it, parses with the
+    tyro Args of the very script it runs (read from that script), and the knobs arrive as the
+    fields they are meant to set; a flag renamed in a script, or a knob mapped to a wrong flag,
+    fails here."""
+    import runpy
+
+    import tyro
+
+    cfg = config(tmp_path, experiment_id="f", environment="mountaincar", online_steps=4096,
+                 offline_epochs=3, intervals_count=4, eval_episodes=6, eval_policy="greedy",
+                 seeds=(0, 7), blendrl_online_extra_args="--soft_or logsumexp",
+                 blendrl_offline_extra_args="--offline_blend_ent_coef 0.01",
+                 scripts_dir=str(ROOT))
+    plan = build_plan(cfg, threads=2, decide=lambda job, paths: pytest.fail("nothing exists"))
+    jobs = plan.training_jobs
+    assert {j.method for j in jobs} == {m.id for m in METHOD_TABLE}
+    for job in jobs:
+        script = Path(job.command[1])
+        args_name = re.search(r"main\(tyro\.cli\((\w+)\)", script.read_text())[1]
+        args_cls = runpy.run_path(str(script), run_name="plan_flags_check")[args_name]
+        args = tyro.cli(args_cls, args=job.command[2:] + ["--resume"])
+        assert (args.env, args.seed, args.run_id, args.exp_id) == \
+            ("mountaincar", job.seed, job.run_id, "f")
+        assert (args.intervals, args.eval_episodes, args.eval_policy, args.threads) == \
+            (4, 6, "greedy", 2)
+        assert args.resume
+        if job.kind == "online":
+            assert args.total_timesteps == 4096 and args.save_dataset
+        else:
+            assert args.epochs == 3 and args.dataset_run_id.startswith("f_")
+        if METHOD_INFO[job.method].blendrl:
+            assert ("--soft_or" in job.command) == (job.kind == "online")
+
+
+def test_managed_flags_are_the_knob_and_job_flags():
+    from blendrl.launch.config import MANAGED_OFFLINE_FLAGS, MANAGED_ONLINE_FLAGS
+
+    assert set(MANAGED_ONLINE_FLAGS) == {"env", "total_timesteps", "seed", "run_id", "exp_id",
+                                         "save_dataset", "dataset_dir", "runs_dir", "intervals",
+                                         "eval_episodes", "eval_policy", "threads", "resume"}
+    assert set(MANAGED_OFFLINE_FLAGS) == {"dataset_run_id", "dataset_dir", "env", "run_id",
+                                          "exp_id", "epochs", "intervals", "eval_episodes",
+                                          "eval_policy", "seed", "threads", "runs_dir", "resume"}
 
 
 def test_shell_script_ends_by_setting_up_the_venv_and_exec_python():
@@ -188,18 +257,19 @@ def test_plan_run_ids_commands_and_dependencies(tmp_path):
                      "e_iql_on_ppo_cartpole_s0", "e_iql_on_ppo_cartpole_s1",
                      "e_blendrl_iql_on_ppo_cartpole_s0", "e_blendrl_iql_on_ppo_cartpole_s1", PLOT_JOB]
     online, offline, plot = plan.jobs[0], plan.jobs[3], plan.jobs[-1]
+    # the knob flags in the knob table's order, then the job's own, then the pass-through ones
     assert online.command == [
-        "/usr/bin/python3", str(tmp_path / "scripts" / "train_neuralppo.py"), "--env", "cartpole",
-        "--total_timesteps", "4096", "--seed", "0", "--run_id", "e_ppo_cartpole_s0",
-        "--exp_id", "e", "--save_dataset", "--dataset_dir", "offline_dataset",
-        "--runs_dir", "out/runs", "--intervals", "2", "--eval_episodes", "7",
-        "--eval_policy", "sample", "--threads", "2", "--hidden", "32"]
+        "/usr/bin/python3", str(tmp_path / "scripts" / "train_neuralppo.py"), "--exp_id", "e",
+        "--env", "cartpole", "--total_timesteps", "4096", "--intervals", "2",
+        "--eval_episodes", "7", "--eval_policy", "sample", "--seed", "0",
+        "--run_id", "e_ppo_cartpole_s0", "--save_dataset", "--dataset_dir", "offline_dataset",
+        "--runs_dir", "out/runs", "--threads", "2", "--hidden", "32"]
     assert offline.command == [
-        "/usr/bin/python3", str(tmp_path / "scripts" / "train_iql.py"),
-        "--dataset_run_id", "e_ppo_cartpole_s1", "--dataset_dir", "offline_dataset",
-        "--env", "cartpole", "--run_id", "e_iql_on_ppo_cartpole_s1", "--exp_id", "e",
-        "--epochs", "3", "--intervals", "2", "--eval_episodes", "7", "--eval_policy", "sample",
-        "--seed", "1", "--threads", "2", "--runs_dir", "out/runs"]
+        "/usr/bin/python3", str(tmp_path / "scripts" / "train_iql.py"), "--exp_id", "e",
+        "--env", "cartpole", "--epochs", "3", "--intervals", "2", "--eval_episodes", "7",
+        "--eval_policy", "sample", "--seed", "1", "--dataset_run_id", "e_ppo_cartpole_s1",
+        "--dataset_dir", "offline_dataset", "--run_id", "e_iql_on_ppo_cartpole_s1",
+        "--runs_dir", "out/runs", "--threads", "2"]
     assert offline.depends_on == ["e_ppo_cartpole_s1"] and offline.dependency == "afterok"
     assert online.depends_on == []
     assert plot.command[2:] == ["e", "--runs_dir", "out/runs", "--output_dir", "plots"]
@@ -401,7 +471,7 @@ def test_a_zombie_is_not_alive():
     p.wait()
 
 
-def test_terminate_groups_escalates_to_sigkill():
+def test_terminate_escalates_to_sigkill_for_groups_and_single_processes():
     stubborn = subprocess.Popen(
         [sys.executable, "-c", "import signal, time, sys\n"
          "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)\n"
@@ -410,11 +480,16 @@ def test_terminate_groups_escalates_to_sigkill():
                                " time.sleep(60)"], process_group=0, stdout=subprocess.PIPE, text=True)
     try:
         assert stubborn.stdout.readline().strip() == "ready" == polite.stdout.readline().strip()
-        killed = procs.terminate_groups([(stubborn.pid, procs.start_time(stubborn.pid)),
-                                         (polite.pid, procs.start_time(polite.pid))], grace=1.0)
-        assert killed == [stubborn.pid]
+        stubborn_t = procs.Target(stubborn.pid, procs.start_time(stubborn.pid))
+        polite_t = procs.Target(polite.pid, procs.start_time(polite.pid), group=False)
+        # a recorded start time that is not the process's: never signalled
+        impostor = procs.Target(polite.pid, procs.start_time(polite.pid) + 1, group=False)
+        assert not impostor.ours() and not impostor.signal(signal.SIGTERM)
+        killed = procs.terminate([stubborn_t, polite_t], grace=1.0)
+        assert killed == [stubborn_t]
         assert stubborn.wait(timeout=10) == -signal.SIGKILL
         assert polite.wait(timeout=10) == -signal.SIGTERM
+        assert not stubborn_t.ours() and not polite_t.ours()
     finally:
         for p in (stubborn, polite):
             if p.poll() is None:
@@ -704,6 +779,16 @@ def test_resume_refuses_a_registry_of_other_jobs_or_commands(tmp_path):
     assert plan_resume(old, build_plan(cfg, 4, lambda j, e: True), cfg).to_run
     assert command_key(["/a/python", "/x/train_iql.py", "--threads", "4", "--epochs", "5",
                         "--resume"]) == ["train_iql.py", "--epochs", "5"]
+    # the order of the flags is not part of the key (a registry written when the launcher put
+    # them in another order resumes), but the order of a flag given twice is (the last one wins)
+    before = ["/p", "/x/train_iql.py", "--dataset_run_id", "r", "--env", "cartpole", "--seed", "1",
+              "--threads", "2", "--beta", "3", "--save_dataset", "--beta", "5"]
+    after = ["/q", "/y/train_iql.py", "--seed", "1", "--env", "cartpole", "--save_dataset",
+             "--dataset_run_id", "r", "--beta", "3", "--beta", "5", "--resume"]
+    assert command_key(before) == command_key(after) == [
+        "train_iql.py", "--beta", "3", "--beta", "5", "--dataset_run_id", "r", "--env", "cartpole",
+        "--save_dataset", "--seed", "1"]
+    assert command_key(after[:-5] + ["--beta", "5", "--beta", "3"]) != command_key(after)
 
 
 def test_cli_resume_refusals_come_before_any_work(tmp_path):
@@ -743,3 +828,11 @@ def test_blendrl_extra_args_reach_the_blendrl_scripts_only(tmp_path):
     assert "--soft_or" not in by_method["ppo"] and "--offline_blend_ent_coef" not in by_method["iql"]
     with pytest.raises(ConfigError, match="BLENDRL_ONLINE_EXTRA_ARGS: --seed is set by the launcher"):
         config(tmp_path, blendrl_online_extra_args="--seed 3")
+
+
+def test_readme_knob_table_lists_every_knob():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| knob | meaning (default) |"):]
+    table = table[:table.index("\n\n")]
+    for knob in KNOBS:
+        assert f"`{knob.env_var}`" in table, f"README's knob table lacks {knob.env_var}"

@@ -1,8 +1,8 @@
-"""The knobs of an experiment and their validation.
+"""The validated configuration of an experiment.
 
 ``run_full_cycle.sh`` exports one environment variable per knob (``EXPERIMENT_ID``, ``SEEDS``,
-...); :func:`knobs_from_env` turns them into typed values that become the defaults of
-``run_full_cycle.py``'s flags, so a flag given on the command line wins over the variable.
+...; the table of knobs is :mod:`blendrl.launch.knobs`); their parsed values become the
+defaults of ``run_full_cycle.py``'s flags, so a flag given on the command line wins.
 :func:`build_config` checks everything at once and returns a :class:`LaunchConfig`, or raises
 :class:`ConfigError` listing every problem together with the valid values.
 """
@@ -14,10 +14,12 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
                               ONLINE_METHODS)
+from blendrl.launch.knobs import (EVAL_POLICIES, KNOBS, OFFLINE, ONLINE, ConfigError,  # noqa: F401
+                                  knobs_from_env, managed_flags, range_problems)
 
 SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
 """Each method's training script (from the contract's method table)."""
@@ -25,115 +27,10 @@ PLOT_SCRIPT = "plot_results.py"
 
 SAFE_ID = EXP_ID_RE
 
-# Flags the launcher sets itself: pass-through arguments may not set them again.
-MANAGED_ONLINE_FLAGS = ("env", "total_timesteps", "seed", "run_id", "exp_id", "save_dataset",
-                        "dataset_dir", "runs_dir", "intervals", "eval_episodes", "eval_policy",
-                        "threads", "resume")
-MANAGED_OFFLINE_FLAGS = ("dataset_run_id", "dataset_dir", "env", "run_id", "exp_id", "epochs",
-                         "intervals", "eval_episodes", "eval_policy", "seed", "threads", "runs_dir",
-                         "resume")
-EVAL_POLICIES = ("sample", "greedy")
-"""EVAL_POLICY values (the training scripts' --eval_policy, blendrl.evaluation.EVAL_POLICIES;
-kept here so the launcher stays torch-free; a test checks the two agree)."""
-
-
-class ConfigError(ValueError):
-    """One or more bad knobs; ``problems`` lists each one as a full sentence."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(f"  - {p}" for p in self.problems))
-
-
-# --------------------------------------------------------------------------- knobs
-
-def parse_bool(text: str) -> bool:
-    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case)."""
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
-
-
-def parse_int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
-
-
-def parse_words(text: str) -> tuple[str, ...]:
-    """A list written with spaces and/or commas: ``"ppo blendrl_ppo"`` or ``"ppo,blendrl_ppo"``."""
-    return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    return tuple(parse_int(w) for w in parse_words(text))
-
-
-def parse_str(text: str) -> str:
-    return text.strip()
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One knob: the environment variable, the flag (``--field``) it feeds and how to parse it."""
-
-    env_var: str
-    field: str
-    parse: Callable[[str], Any]
-
-
-# Explicit table: every knob of run_full_cycle.sh, in the order of the script.
-KNOBS: tuple[Knob, ...] = (
-    Knob("EXPERIMENT_ID", "experiment_id", parse_str),
-    Knob("ENVIRONMENT", "environment", parse_str),
-    Knob("ONLINE_METHODS", "online_methods", parse_words),
-    Knob("ONLINE_STEPS", "online_steps", parse_int),
-    Knob("OFFLINE_METHODS", "offline_methods", parse_words),
-    Knob("OFFLINE_DATASETS", "offline_datasets", parse_words),
-    Knob("OFFLINE_EPOCHS", "offline_epochs", parse_int),
-    Knob("INTERVALS_COUNT", "intervals_count", parse_int),
-    Knob("EVAL_EPISODES", "eval_episodes", parse_int),
-    Knob("EVAL_POLICY", "eval_policy", parse_str),
-    Knob("SEEDS", "seeds", parse_ints),
-    Knob("LOCAL", "local", parse_bool),
-    Knob("MAX_PARALLEL", "max_parallel", parse_int),
-    Knob("USE_LARGE_DATASET_PATH", "use_large_dataset_path", parse_bool),
-    Knob("LARGE_DATASET_PATH", "large_dataset_path", parse_str),
-    Knob("CLUSTER_PARTITION", "cluster_partition", parse_str),
-    Knob("CLUSTER_TIME", "cluster_time", parse_str),
-    Knob("CLUSTER_CPUS", "cluster_cpus", parse_int),
-    Knob("CLUSTER_MEM", "cluster_mem", parse_str),
-    Knob("CLUSTER_GPUS", "cluster_gpus", parse_str),
-    Knob("CLUSTER_ACCOUNT", "cluster_account", parse_str),
-    Knob("CLUSTER_EXTRA", "cluster_extra", parse_str),
-    Knob("CLUSTER_SIGNAL_MARGIN", "cluster_signal_margin", parse_int),
-    Knob("ONLINE_EXTRA_ARGS", "online_extra_args", parse_str),
-    Knob("OFFLINE_EXTRA_ARGS", "offline_extra_args", parse_str),
-    Knob("BLENDRL_ONLINE_EXTRA_ARGS", "blendrl_online_extra_args", parse_str),
-    Knob("BLENDRL_OFFLINE_EXTRA_ARGS", "blendrl_offline_extra_args", parse_str),
-    Knob("RESUME", "resume", parse_bool),
-)
-
-
-def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The knobs set in ``environ``, parsed, keyed by flag field name. Raises :class:`ConfigError`
-    naming each variable that does not parse."""
-    values: dict[str, Any] = {}
-    problems = []
-    for knob in KNOBS:
-        if knob.env_var not in environ:
-            continue
-        try:
-            values[knob.field] = knob.parse(environ[knob.env_var])
-        except ValueError as e:
-            problems.append(f"{knob.env_var}: {e}")
-    if problems:
-        raise ConfigError(problems)
-    return values
+MANAGED_ONLINE_FLAGS = managed_flags(ONLINE)
+"""Flags the launcher sets itself on an online script: pass-through arguments may not set them."""
+MANAGED_OFFLINE_FLAGS = managed_flags(OFFLINE)
+"""The same for an offline script."""
 
 
 # --------------------------------------------------------------------------- SLURM time limits
@@ -292,17 +189,8 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
     if offline and not datasets:
         problems.append("OFFLINE_DATASETS is empty: the offline methods need the online data of "
                         f"at least one of {', '.join(ONLINE_METHODS)}")
-    for name, field in (("ONLINE_STEPS", "online_steps"), ("OFFLINE_EPOCHS", "offline_epochs"),
-                        ("INTERVALS_COUNT", "intervals_count"), ("EVAL_EPISODES", "eval_episodes"),
-                        ("CLUSTER_CPUS", "cluster_cpus")):
-        if int(v[field]) <= 0:
-            problems.append(f"{name} must be a positive whole number, got {v[field]}")
+    problems += range_problems(v)
     eval_policy = str(v.get("eval_policy", "sample"))
-    if eval_policy not in EVAL_POLICIES:
-        problems.append(f"EVAL_POLICY {eval_policy!r} is not one of {', '.join(EVAL_POLICIES)}")
-    if int(v["max_parallel"]) < 0:
-        problems.append(f"MAX_PARALLEL must be 0 (as many as the cores allow) or positive, "
-                        f"got {v['max_parallel']}")
     seeds = tuple(int(s) for s in v["seeds"])
     if not seeds:
         problems.append("SEEDS is empty: give at least one seed, e.g. SEEDS=\"0 1 2\"")

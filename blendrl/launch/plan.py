@@ -7,7 +7,9 @@ Run ids are deterministic and path-safe (the experiment id is validated, the res
   (trained on the dataset of the online run with the same experiment, environment and seed);
 * the job name is the run id; the final plotting job is called ``plots``.
 
-A job's command is data (a list of arguments), so the runner and the SLURM backend run whatever
+A training job's command is the knob flags of :func:`blendrl.launch.knobs.script_flags`, the
+job's own flags (:data:`blendrl.launch.knobs.JOB_FLAGS`) and the pass-through arguments. A job's
+command is data (a list of arguments), so the runner and the SLURM backend run whatever
 the plan says; tests give them stand-in commands.
 """
 
@@ -19,6 +21,7 @@ from typing import Callable
 
 from blendrl.contract import DATASET_MANIFEST, METHOD_INFO
 from blendrl.launch.config import LaunchConfig
+from blendrl.launch.knobs import OFFLINE, ONLINE, script_flags
 
 PLOT_JOB = "plots"
 AFTEROK = "afterok"
@@ -101,13 +104,11 @@ def _arg_path(path: Path, work_dir: Path) -> str:
 
 def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
     run_id = online_run_id(cfg.exp_id, method, cfg.env, seed)
-    cmd = [cfg.python, str(cfg.script(method)), "--env", cfg.env,
-           "--total_timesteps", str(cfg.online_steps), "--seed", str(seed), "--run_id", run_id,
-           "--exp_id", cfg.exp_id, "--save_dataset",
+    cmd = [cfg.python, str(cfg.script(method)), *script_flags(ONLINE, cfg, seed),
+           "--run_id", run_id, "--save_dataset",
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
-           "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
-           "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
-           "--eval_policy", cfg.eval_policy, "--threads", str(threads), *cfg.online_extra_args,
+           "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), "--threads", str(threads),
+           *cfg.online_extra_args,
            *(cfg.blendrl_online_extra_args if METHOD_INFO[method].blendrl else ())]
     return Job(name=run_id, kind="online", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / run_id),
@@ -117,12 +118,11 @@ def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
 def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads: int) -> Job:
     run_id = offline_run_id(cfg.exp_id, method, source, cfg.env, seed)
     source_id = online_run_id(cfg.exp_id, source, cfg.env, seed)
-    cmd = [cfg.python, str(cfg.script(method)), "--dataset_run_id", source_id,
-           "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir), "--env", cfg.env,
-           "--run_id", run_id, "--exp_id", cfg.exp_id, "--epochs", str(cfg.offline_epochs),
-           "--intervals", str(cfg.intervals), "--eval_episodes", str(cfg.eval_episodes),
-           "--eval_policy", cfg.eval_policy, "--seed", str(seed), "--threads", str(threads),
-           "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), *cfg.offline_extra_args,
+    cmd = [cfg.python, str(cfg.script(method)), *script_flags(OFFLINE, cfg, seed),
+           "--dataset_run_id", source_id,
+           "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
+           "--run_id", run_id, "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
+           "--threads", str(threads), *cfg.offline_extra_args,
            *(cfg.blendrl_offline_extra_args if METHOD_INFO[method].blendrl else ())]
     return Job(name=run_id, kind="offline", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / source_id),

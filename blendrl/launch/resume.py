@@ -28,6 +28,7 @@ from typing import Any
 
 from blendrl.contract import DATASET_MANIFEST, RUN_JSON, latest_checkpoint
 from blendrl.launch.config import LaunchConfig
+from blendrl.launch.knobs import recorded_values
 from blendrl.launch.plan import Job, Plan, existing_outputs
 from blendrl.launch.registry import DONE, new_job_entry
 
@@ -50,26 +51,11 @@ def _inside(path: Path, folder: Path) -> str:
 
 
 def recorded_knobs(cfg: LaunchConfig) -> dict[str, Any]:
-    """The knobs of ``cfg`` that decide which runs there are and what they compute, keyed by
-    their variable names, as JSON values (stored in the registry). Where and how the jobs run
-    (LOCAL, MAX_PARALLEL, CLUSTER_*) is not among them: it may change on ``--resume``."""
-    return {
-        "ENVIRONMENT": cfg.env,
-        "ONLINE_METHODS": list(cfg.online_methods),
-        "ONLINE_STEPS": cfg.online_steps,
-        "OFFLINE_METHODS": list(cfg.offline_methods),
-        "OFFLINE_DATASETS": list(cfg.offline_datasets),
-        "OFFLINE_EPOCHS": cfg.offline_epochs,
-        "INTERVALS_COUNT": cfg.intervals,
-        "EVAL_EPISODES": cfg.eval_episodes,
-        "EVAL_POLICY": cfg.eval_policy,
-        "SEEDS": list(cfg.seeds),
-        "ONLINE_EXTRA_ARGS": list(cfg.online_extra_args),
-        "OFFLINE_EXTRA_ARGS": list(cfg.offline_extra_args),
-        "BLENDRL_ONLINE_EXTRA_ARGS": list(cfg.blendrl_online_extra_args),
-        "BLENDRL_OFFLINE_EXTRA_ARGS": list(cfg.blendrl_offline_extra_args),
-        DATASETS_KNOB: _inside(cfg.dataset_dir, cfg.work_dir),
-    }
+    """The knobs of ``cfg`` that decide which runs there are and what they compute (those marked
+    ``recorded`` in the knob table, and the datasets folder), keyed by their variable names, as
+    JSON values (stored in the registry). Where and how the jobs run (LOCAL, MAX_PARALLEL,
+    CLUSTER_*) is not among them: it may change on ``--resume``."""
+    return {**recorded_values(cfg), DATASETS_KNOB: _inside(cfg.dataset_dir, cfg.work_dir)}
 
 
 def _show(value: Any) -> str:
@@ -85,17 +71,21 @@ def knob_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]
 
 
 def command_key(command: list[str]) -> list[str]:
-    """A job's command without what may change between attempts: the interpreter, the folder of
-    the script, ``--threads N`` and ``--resume``."""
-    key = [Path(command[1]).name] if len(command) > 1 else []
-    skip = False
+    """A job's command without what may change between attempts (the interpreter, the folder of
+    the script, ``--threads N`` and ``--resume``) and without the order of its flags: each
+    ``--flag`` with the words after it is one option, and the options are sorted by flag name,
+    keeping the order of a flag given twice (where the last one wins). Two commands with the same
+    key mean the same run, whichever version of the launcher wrote them."""
+    options: list[list[str]] = []
     for word in command[2:]:
-        if skip:
-            skip = False
-        elif word == "--threads":
-            skip = True
-        elif word != "--resume":
-            key.append(word)
+        if word.startswith("--") or not options:
+            options.append([word])
+        else:
+            options[-1].append(word)
+    options = [o for o in options if o[0] not in ("--threads", "--resume")]
+    key = [Path(command[1]).name] if len(command) > 1 else []
+    for option in sorted(options, key=lambda o: o[0]):
+        key += option
     return key
 
 

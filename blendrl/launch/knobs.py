@@ -1,0 +1,318 @@
+"""The launcher's knobs, each declared once.
+
+A knob is one setting of an experiment that the user edits at the top of ``run_full_cycle.sh``
+(``EXPERIMENT_ID``, ``SEEDS``, ...). Its row in :data:`KNOBS` says everything about it: the
+variable, its kind and default, the one line that documents it, the section of the shell script
+it sits in, the training-script flag it becomes (if any) and whether it changes what the runs
+compute. Everything else is derived from the table:
+
+* the knob block of ``run_full_cycle.sh`` (:func:`sh_block`; a test checks the script holds it
+  verbatim, ``python -m blendrl.launch.knobs`` prints it after a change of the table);
+* parsing the exported variables (:func:`knobs_from_env`);
+* the knob flags of ``run_full_cycle.py`` with their defaults and ``--help`` (:func:`knob_fields`;
+  a knob ``NAME`` is the flag ``--name``);
+* the flags the plan passes to the training scripts (:func:`script_flags`) and the flags the
+  pass-through arguments may therefore not set again (:func:`managed_flags`);
+* the knobs recorded in an experiment's registry, which ``--resume`` may not change
+  (:func:`recorded_values`);
+* the simple range checks of ``build_config`` (:func:`range_problems`).
+
+Torch-free, like the rest of the launcher.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from blendrl.contract import OFFLINE_METHODS, ONLINE_METHODS
+
+ONLINE, OFFLINE = "online", "offline"
+BOTH = (ONLINE, OFFLINE)
+
+
+class ConfigError(ValueError):
+    """One or more bad knobs; ``problems`` lists each one as a full sentence."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(f"  - {p}" for p in self.problems))
+
+
+# --------------------------------------------------------------------------- kinds of value
+
+def parse_bool(text: str) -> bool:
+    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case)."""
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def parse_words(text: str) -> tuple[str, ...]:
+    """A list written with spaces and/or commas: ``"ppo blendrl_ppo"`` or ``"ppo,blendrl_ppo"``."""
+    return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    return tuple(parse_int(w) for w in parse_words(text))
+
+
+def parse_str(text: str) -> str:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a knob's text becomes a value, how its default is written in the shell script, and
+    its Python type (the flag's type)."""
+
+    parse: Callable[[str], Any]
+    show: Callable[[Any], str]
+    type: Any
+
+
+TEXT = Kind(parse_str, str, str)
+INT = Kind(parse_int, str, int)
+BOOL = Kind(parse_bool, lambda v: "1" if v else "0", bool)
+WORDS = Kind(parse_words, " ".join, tuple[str, ...])
+INTS = Kind(parse_ints, lambda v: " ".join(map(str, v)), tuple[int, ...])
+
+
+# --------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class Knob:
+    """One knob of ``run_full_cycle.sh``."""
+
+    env_var: str
+    """the variable in ``run_full_cycle.sh`` (the flag of ``run_full_cycle.py`` is its lower case)"""
+    kind: Kind
+    default: Any
+    """the default, as a value of ``kind``"""
+    doc: str
+    """one line: the comment beside it in ``run_full_cycle.sh`` and its ``--help``"""
+    section: str
+    """the heading of the part of ``run_full_cycle.sh`` it sits in"""
+    config: str | None = None
+    """the :class:`~blendrl.launch.config.LaunchConfig` attribute holding its validated value"""
+    flag: str | None = None
+    """the training scripts' flag it becomes (``--{flag} {value}``), for the kinds in ``scripts``"""
+    scripts: tuple[str, ...] = ()
+    """which training scripts get ``flag``: ``online`` and/or ``offline``"""
+    per_seed: bool = False
+    """the flag gets the job's own seed, not the whole value"""
+    recorded: bool = False
+    """it changes which runs there are or what they compute: recorded in the experiment's
+    registry, and ``--resume`` refuses to change it"""
+    minimum: int | None = None
+    """the smallest valid value of a whole-number knob"""
+    choices: tuple[str, ...] = ()
+    """the valid values of a text knob (empty: any)"""
+
+    @property
+    def field(self) -> str:
+        """The flag of ``run_full_cycle.py`` (and the key of its parsed values)."""
+        return self.env_var.lower()
+
+
+EXPERIMENT = "the experiment"
+WHERE = "where and how"
+SLURM = "SLURM (LOCAL=0)"
+PASS = "pass-through training flags"
+CONTINUE = "continue a stopped experiment"
+
+EVAL_POLICIES = ("sample", "greedy")
+"""EVAL_POLICY values (the training scripts' --eval_policy, blendrl.evaluation.EVAL_POLICIES;
+kept here so the launcher stays torch-free; a test checks the two agree)."""
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("EXPERIMENT_ID", TEXT, "default_cartpole",
+         "name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -",
+         EXPERIMENT,
+         config="exp_id", flag="exp_id", scripts=BOTH),
+    Knob("ENVIRONMENT", TEXT, "cartpole",
+         "cartpole | mountaincar | seaquest | kangaroo | donkeykong", EXPERIMENT,
+         config="env", flag="env", scripts=BOTH, recorded=True),
+    Knob("ONLINE_METHODS", WORDS, ONLINE_METHODS,
+         "online methods (ppo, blendrl_ppo); each saves its dataset", EXPERIMENT,
+         config="online_methods", recorded=True),
+    Knob("ONLINE_STEPS", INT, 50000, "environment transitions per online run", EXPERIMENT,
+         config="online_steps", flag="total_timesteps", scripts=(ONLINE,), recorded=True,
+         minimum=1),
+    Knob("OFFLINE_METHODS", WORDS, OFFLINE_METHODS,
+         "offline methods (iql, blendrl_iql)", EXPERIMENT,
+         config="offline_methods", recorded=True),
+    Knob("OFFLINE_DATASETS", WORDS, ONLINE_METHODS,
+         "whose online data the offline methods train on", EXPERIMENT,
+         config="offline_datasets", recorded=True),
+    Knob("OFFLINE_EPOCHS", INT, 5, "offline epochs on each interval's dataset prefix", EXPERIMENT,
+         config="offline_epochs", flag="epochs", scripts=(OFFLINE,), recorded=True, minimum=1),
+    Knob("INTERVALS_COUNT", INT, 5, "evaluation points per run", EXPERIMENT,
+         config="intervals", flag="intervals", scripts=BOTH, recorded=True, minimum=1),
+    Knob("EVAL_EPISODES", INT, 10, "episodes per evaluation", EXPERIMENT,
+         config="eval_episodes", flag="eval_episodes", scripts=BOTH, recorded=True, minimum=1),
+    Knob("EVAL_POLICY", TEXT, "sample",
+         "evaluation actions of every method: sample (from the policy) | greedy", EXPERIMENT,
+         config="eval_policy", flag="eval_policy", scripts=BOTH, recorded=True,
+         choices=EVAL_POLICIES),
+    Knob("SEEDS", INTS, (0,), 'one run of every method per seed, e.g. "0 1 2"', EXPERIMENT,
+         config="seeds", flag="seed", scripts=BOTH, per_seed=True, recorded=True),
+    Knob("LOCAL", BOOL, True, "1: run on this machine; 0: submit to SLURM", WHERE, config="local"),
+    Knob("MAX_PARALLEL", INT, 0,
+         "local jobs at once (0: one per core; threads = cores / jobs)", WHERE,
+         config="max_parallel", minimum=0),
+    Knob("USE_LARGE_DATASET_PATH", BOOL, False,
+         "1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/", WHERE),
+    Knob("LARGE_DATASET_PATH", TEXT, "",
+         "datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)", WHERE),
+    Knob("CLUSTER_PARTITION", TEXT, "", "sbatch --partition ('' = the cluster's default)", SLURM),
+    Knob("CLUSTER_TIME", TEXT, "04:00:00",
+         "sbatch --time per job; longer jobs checkpoint and requeue", SLURM),
+    Knob("CLUSTER_CPUS", INT, 4, "sbatch --cpus-per-task (also each job's --threads)", SLURM,
+         minimum=1),
+    Knob("CLUSTER_MEM", TEXT, "16G", "sbatch --mem ('' = the cluster's default)", SLURM),
+    Knob("CLUSTER_GPUS", TEXT, "", "sbatch --gpus, e.g. 1 or a100:1 ('' = none)", SLURM),
+    Knob("CLUSTER_ACCOUNT", TEXT, "", "sbatch --account ('' = none)", SLURM),
+    Knob("CLUSTER_EXTRA", TEXT, "",
+         'more sbatch options, e.g. "--qos=short --constraint=avx2"', SLURM),
+    Knob("CLUSTER_SIGNAL_MARGIN", INT, 300,
+         "seconds before the time limit to checkpoint and requeue (0: never)", SLURM),
+    Knob("ONLINE_EXTRA_ARGS", TEXT, "",
+         'extra flags for the online scripts, e.g. "--learning_rate 1e-3"', PASS,
+         config="online_extra_args", recorded=True),
+    Knob("OFFLINE_EXTRA_ARGS", TEXT, "", "extra flags for the offline scripts", PASS,
+         config="offline_extra_args", recorded=True),
+    Knob("BLENDRL_ONLINE_EXTRA_ARGS", TEXT, "",
+         'extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"', PASS,
+         config="blendrl_online_extra_args", recorded=True),
+    Knob("BLENDRL_OFFLINE_EXTRA_ARGS", TEXT, "",
+         'extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"',
+         PASS, config="blendrl_offline_extra_args", recorded=True),
+    Knob("RESUME", BOOL, False,
+         "1 (or --resume): keep the done jobs, continue the others from their checkpoints",
+         CONTINUE),
+)
+
+KNOB_BY_VAR: dict[str, Knob] = {k.env_var: k for k in KNOBS}
+
+JOB_FLAGS: dict[str, tuple[str, ...]] = {
+    ONLINE: ("run_id", "save_dataset", "dataset_dir", "runs_dir", "threads", "resume"),
+    OFFLINE: ("dataset_run_id", "dataset_dir", "run_id", "runs_dir", "threads", "resume"),
+}
+"""The flags the launcher sets per job (not from a knob) on each kind of training script."""
+
+
+# --------------------------------------------------------------------------- derived
+
+def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The knobs set in ``environ``, parsed, keyed by flag field name. Raises
+    :class:`ConfigError` naming each variable that does not parse."""
+    values: dict[str, Any] = {}
+    problems = []
+    for knob in KNOBS:
+        if knob.env_var not in environ:
+            continue
+        try:
+            values[knob.field] = knob.kind.parse(environ[knob.env_var])
+        except ValueError as e:
+            problems.append(f"{knob.env_var}: {e}")
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def knob_fields() -> list[tuple[str, Any, Any]]:
+    """``(field, annotated type, dataclasses.field)`` of every knob, in table order, for
+    ``dataclasses.make_dataclass``: the flags of ``run_full_cycle.py`` with their help."""
+    import dataclasses
+    from typing import Annotated
+
+    import tyro
+
+    return [(k.field, Annotated[k.kind.type, tyro.conf.arg(help=f"{k.env_var}: {k.doc}")],
+             dataclasses.field(default=k.default)) for k in KNOBS]
+
+
+def managed_flags(kind: str) -> tuple[str, ...]:
+    """The training-script flags the launcher sets itself on a ``kind`` script: those of the
+    knobs and those of each job. Pass-through arguments may not set them again."""
+    return tuple(k.flag for k in KNOBS if k.flag and kind in k.scripts) + JOB_FLAGS[kind]
+
+
+def script_flags(kind: str, config: Any, seed: int) -> list[str]:
+    """The knob flags of a ``kind`` training-script job with seed ``seed``, from the validated
+    configuration ``config``: ``["--env", "cartpole", "--seed", "0", ...]`` in table order."""
+    words: list[str] = []
+    for k in KNOBS:
+        if k.flag and kind in k.scripts:
+            value = seed if k.per_seed else getattr(config, k.config)
+            words += [f"--{k.flag}", str(value)]
+    return words
+
+
+def _json(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def recorded_values(config: Any) -> dict[str, Any]:
+    """The recorded knobs of ``config`` (validated), keyed by variable, as JSON values."""
+    return {k.env_var: _json(getattr(config, k.config)) for k in KNOBS if k.recorded}
+
+
+def range_problems(values: Mapping[str, Any]) -> list[str]:
+    """One sentence per knob of ``values`` (keyed by field) below its minimum or outside its
+    choices."""
+    problems = []
+    for k in KNOBS:
+        if k.field not in values:
+            continue
+        v = values[k.field]
+        if k.minimum is not None and int(v) < k.minimum:
+            what = "a positive whole number" if k.minimum == 1 else f"a whole number >= {k.minimum}"
+            problems.append(f"{k.env_var} must be {what}, got {v}")
+        if k.choices and str(v) not in k.choices:
+            problems.append(f"{k.env_var} {v!r} is not one of {', '.join(k.choices)}")
+    return problems
+
+
+COMMENT_COLUMN = 45
+
+
+def sh_block() -> str:
+    """The knob part of ``run_full_cycle.sh``: a heading per section, one
+    ``: "${NAME:=default}"  # doc`` line per knob, and the ``export`` of them all."""
+    lines: list[str] = []
+    section = None
+    for k in KNOBS:
+        if k.section != section:
+            if section is not None:
+                lines.append("")
+            section = k.section
+            lines.append(f"# {'-' * 64} {section}")
+        assign = f': "${{{k.env_var}:={k.kind.show(k.default)}}}"'
+        lines.append(f"{assign.ljust(COMMENT_COLUMN - 1)} # {k.doc}")
+    lines.append("")
+    names = [k.env_var for k in KNOBS]
+    export, line = [], "export"
+    for name in names:
+        if len(line) + 1 + len(name) > 96:
+            export.append(line + " \\")
+            line = "   "
+        line += " " + name
+    export.append(line)
+    return "\n".join(lines + export) + "\n"
+
+
+if __name__ == "__main__":
+    print(sh_block(), end="")
