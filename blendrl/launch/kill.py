@@ -58,35 +58,29 @@ def _kill_local(registry: Registry, grace: float, out: IO[str]) -> list[str]:
                   if j["state"] == RUNNING and j.get("pgid")]
     stopped = []
     names = ", ".join(n for n, _, _ in groups) or "none"
-    if procs.signal_process(runner.get("pid"), runner.get("start_time"), signal.SIGTERM):
+    runner_target = procs.Target(runner["pid"], runner.get("start_time"), group=False) \
+        if runner.get("pid") else None
+    targets = {name: procs.Target(pgid, start) for name, pgid, start in groups}
+    if runner_target and runner_target.signal(signal.SIGTERM):
         print(f"SIGTERM -> local runner (pid {runner['pid']}); it stops its running jobs: {names}",
               file=out)
         stopped.append(f"runner pid {runner['pid']}")
-        stopped.extend(n for n, _, _ in groups)
+        stopped.extend(targets)
         wait_for = grace + 5.0
     else:
-        for name, pgid, start in groups:
-            if procs.signal_group(pgid, start, signal.SIGTERM):
-                print(f"SIGTERM -> {name} (process group {pgid})", file=out)
+        for name, target in targets.items():
+            if target.signal(signal.SIGTERM):
+                print(f"SIGTERM -> {name} (process group {target.pid})", file=out)
                 stopped.append(name)
         wait_for = grace
-
-    def leftovers() -> tuple[bool, list[tuple[str, int, int | None]]]:
-        runner_up = procs.is_alive(runner.get("pid"), runner.get("start_time"))
-        return runner_up, [(n, g, s) for n, g, s in groups if procs.is_our_group(g, s)]
-
-    deadline = time.monotonic() + wait_for
-    runner_up, live = leftovers()
-    while (runner_up or live) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        runner_up, live = leftovers()
-    for name, pgid, start in live:
-        if procs.signal_group(pgid, start, signal.SIGKILL):
-            print(f"SIGKILL -> {name} (process group {pgid}): still running after {wait_for:g} s",
-                  file=out)
-    if runner_up and procs.signal_process(runner.get("pid"), runner.get("start_time"),
-                                          signal.SIGKILL):
-        print(f"SIGKILL -> local runner (pid {runner['pid']})", file=out)
+    everything = list(targets.values()) + ([runner_target] if runner_target else [])
+    for target in procs.kill_leftovers(everything, wait_for):
+        if target is runner_target:
+            print(f"SIGKILL -> local runner (pid {target.pid})", file=out)
+        else:
+            name = next(n for n, t in targets.items() if t is target)
+            print(f"SIGKILL -> {name} (process group {target.pid}): still running after "
+                  f"{wait_for:g} s", file=out)
     with registry.update() as data:
         if data.get("runner") and data["runner"].get("state") == RUNNING:
             data["runner"]["state"] = CANCELLED

@@ -167,8 +167,8 @@ class LocalRunner:
                else "kill requested in the registry")
         self.log(f"stopping ({why}): terminating {len(self.procs)} running job(s)")
         grace = float(self.registry.read().get("kill_grace", self.grace))
-        groups = [(p.pid, procs.start_time(p.pid)) for p in self.procs.values()]
-        procs.terminate_groups(groups, grace)  # a job's group is its leader's pid
+        groups = [procs.Target(p.pid, procs.start_time(p.pid)) for p in self.procs.values()]
+        procs.terminate(groups, grace)  # a job's group is its leader's pid
         for p in self.procs.values():
             p.wait()
         with self.registry.update() as data:

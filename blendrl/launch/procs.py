@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 _PROC = Path("/proc")
@@ -116,18 +117,38 @@ def signal_process(pid: int | None, expected_start: int | None, sig: int) -> boo
     return True
 
 
-def terminate_groups(groups: list[tuple[int, int | None]], grace: float,
-                     poll: float = 0.1) -> list[int]:
-    """SIGTERM each ``(pgid, leader_start)`` that is still ours, wait up to ``grace`` seconds for
-    them to end, then SIGKILL what is left. Returns the pgids that needed SIGKILL."""
-    live = [(g, s) for g, s in groups if signal_group(g, s, signal.SIGTERM)]
+@dataclass(frozen=True)
+class Target:
+    """A process group (``group``: ``pid`` is its leader's pid, the pgid) or a single process,
+    with the start time recorded for it (None: not checked), so that only what is still the
+    recorded process (group) is ever signalled."""
+
+    pid: int
+    start: int | None
+    group: bool = True
+
+    def ours(self) -> bool:
+        return is_our_group(self.pid, self.start) if self.group else is_alive(self.pid, self.start)
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` if it is still ours; True if sent."""
+        send = signal_group if self.group else signal_process
+        return send(self.pid, self.start, sig)
+
+
+def kill_leftovers(targets: list[Target], grace: float, poll: float = 0.1) -> list[Target]:
+    """Wait up to ``grace`` seconds for every target to end, then SIGKILL what is left (still
+    ours). Returns the targets that got SIGKILL."""
+    live = list(targets)
     deadline = time.monotonic() + grace
     while live and time.monotonic() < deadline:
-        live = [(g, s) for g, s in live if is_our_group(g, s)]
+        live = [t for t in live if t.ours()]
         if live:
             time.sleep(poll)
-    killed = []
-    for g, s in live:
-        if signal_group(g, s, signal.SIGKILL):
-            killed.append(g)
-    return killed
+    return [t for t in live if t.signal(signal.SIGKILL)]
+
+
+def terminate(targets: list[Target], grace: float, poll: float = 0.1) -> list[Target]:
+    """SIGTERM each target that is still ours, wait up to ``grace`` seconds for them to end,
+    then SIGKILL what is left. Returns the targets that needed SIGKILL."""
+    return kill_leftovers([t for t in targets if t.signal(signal.SIGTERM)], grace, poll)
