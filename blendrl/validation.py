@@ -151,7 +151,8 @@ def check_ranges(args: Any) -> None:
 def check_rule_set(env: str, rules: str) -> None:
     """Load and validate rule set ``rules`` of ``env`` (as the agent will); its error, on one line,
     becomes a UsageError naming ``--rules``."""
-    from blendrl.logic import RuleSetError, load_rule_set
+    from blendrl.envs import load_rule_set
+    from blendrl.logic import RuleSetError
 
     try:
         load_rule_set(env, rules)

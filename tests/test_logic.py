@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from blendrl.envs import load_rule_set
 from blendrl.envs.base import EnvSpec
 from blendrl.logic import (NO_RULE_LOGIT, LogicActor, LogicBlender, RuleSet, RuleSetError, build_rule_set,
-                           load_rule_set, soft_or)
+                           soft_or)
 
 # --------------------------------------------------------------------------------------------
 # the toy environment
@@ -346,3 +347,22 @@ def test_unknown_rule_set_name_lists_the_available_ones():
         load_rule_set("mountaincar", "./no/such/folder")
     with pytest.raises(ValueError, match="unknown environment"):
         load_rule_set("pong")
+
+
+def test_the_logic_package_knows_no_game():
+    """Dependencies point one way: environments hand their spec and valuation functions to the
+    rule-set builder; no module of blendrl/logic imports an environment (only the interface types
+    of blendrl.envs.base)."""
+    import ast
+    from pathlib import Path
+
+    import blendrl.logic
+
+    folder = Path(blendrl.logic.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not (name.startswith("blendrl.envs") and name != "blendrl.envs.base"), \
+                    f"{path.name} imports {name}"

@@ -18,7 +18,8 @@ from blendrl.envs.donkeykong import valuation as donkeykong_valuation
 from blendrl.envs.kangaroo import valuation as kangaroo_valuation
 from blendrl.envs.mountaincar import valuation as mountaincar_valuation
 from blendrl.envs.seaquest import valuation as seaquest_valuation
-from blendrl.logic import LogicActor, LogicBlender, geometry, load_rule_set
+from blendrl.envs import load_rule_set
+from blendrl.logic import LogicActor, LogicBlender, geometry
 from blendrl.logic.ruleset import sees_absent_objects_of
 
 ATARI_VALUATIONS = {"seaquest": seaquest_valuation, "kangaroo": kangaroo_valuation,

@@ -78,7 +78,8 @@ class BlendRLAgent(Agent):
                  soft_or: str = "boltzmann", clause_weights: str = "sigmoid", critic: str = "neural",
                  logic_actions: str = "all", neural_blender_input: str = "logic"):
         super().__init__()
-        from blendrl.logic import ACTION_SETS, CLAUSE_WEIGHTS, SOFT_ORS, LogicActor, load_rule_set
+        from blendrl.envs import load_rule_set
+        from blendrl.logic import ACTION_SETS, CLAUSE_WEIGHTS, SOFT_ORS, LogicActor
 
         for name, value, valid in (("actor_mode", actor_mode, ACTOR_MODES),
                                    ("blender_mode", blender_mode, BLENDER_MODES),

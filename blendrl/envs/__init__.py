@@ -9,6 +9,7 @@ To add an environment: write its module and add one line to ``_MODULES``.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 from blendrl.envs.base import EnvSpec, StepBatch, VecEnv
@@ -31,6 +32,19 @@ def env_module(name: str) -> ModuleType:
     if name not in _MODULES:
         raise ValueError(f"unknown environment {name!r}; valid: {', '.join(ENV_NAMES)}")
     return importlib.import_module(_MODULES[name])
+
+
+def load_rule_set(name: str, rules: str = "default"):
+    """Rule set ``rules`` (a name under the environment's ``rules/`` folder, or a folder path) of
+    environment ``name``, validated against the environment's ``SPEC`` and the valuation
+    functions of its ``valuation`` module (``VALUATIONS``). The environment hands these to
+    :func:`blendrl.logic.build_rule_set`; the logic package knows no game."""
+    from blendrl.logic.ruleset import build_rule_set, rule_set_folder
+
+    module = env_module(name)
+    valuations = importlib.import_module(f"{module.__name__}.valuation").VALUATIONS
+    folder = rule_set_folder(Path(module.__file__).parent, rules)
+    return build_rule_set(folder, module.SPEC, valuations)
 
 
 def get_spec(name: str) -> EnvSpec:

@@ -77,7 +77,8 @@ def action_of_predicate(name: str) -> str:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """A validated rule set of one environment (build it with :func:`load_rule_set`)."""
+    """A validated rule set of one environment (built by :func:`build_rule_set`; an
+    environment's own by :func:`blendrl.envs.load_rule_set`)."""
 
     name: str
     """The rule-set folder's name (``default``, ``no_left``, ...)."""
@@ -142,22 +143,6 @@ def _read(folder: Path, name: str, required: bool) -> tuple[str, str] | None:
             raise RuleSetError(f"missing required file {name!r} in rule-set folder", folder)
         return None
     return path.read_text(encoding="utf-8"), str(path)
-
-
-def load_rule_set(env_name: str, rules: str = "default") -> RuleSet:
-    """Load and validate rule set ``rules`` (a name or a folder path) of environment ``env_name``.
-
-    The valuation functions come from the env package's ``valuation`` module (``VALUATIONS``).
-    """
-    import importlib
-
-    from blendrl.envs import env_module
-
-    module = env_module(env_name)
-    env_dir = Path(module.__file__).parent
-    valuation_module = importlib.import_module(f"{module.__name__}.valuation")
-    folder = rule_set_folder(env_dir, rules)
-    return build_rule_set(folder, module.SPEC, valuation_module.VALUATIONS)
 
 
 def build_rule_set(folder: Path | str, spec: EnvSpec, valuations: Mapping[str, ValuationFn]) -> RuleSet:
@@ -441,6 +426,6 @@ def predicate_depths(clauses: Sequence[Clause]) -> dict[str, int]:
     return depths
 
 
-__all__ = ["RuleSet", "RuleSetError", "load_rule_set", "build_rule_set", "rule_set_folder",
+__all__ = ["RuleSet", "RuleSetError", "build_rule_set", "rule_set_folder",
            "action_of_predicate", "predicate_depths", "BLENDER_HEADS", "sees_absent_objects",
            "sees_absent_objects_of"]
