@@ -40,13 +40,23 @@ class Method:
     """its name in figures and reports"""
     blendrl: bool
     """its policy blends a neural and a logic actor (BlendRL Args; it records blend weights)"""
+    marker: str
+    """its marker in figures (matplotlib)"""
+    colors: tuple[str, ...]
+    """its colours in figures: an online method one; an offline method one per dataset source,
+    in the order of the online methods (a test checks the count)"""
+    data_linestyle: str = ""
+    """an online method: the line style of the offline series trained on its data (its own
+    series are solid)"""
 
 
 METHOD_TABLE: tuple[Method, ...] = (
-    Method("ppo", "online", "train_neuralppo.py", "PPO", False),
-    Method("blendrl_ppo", "online", "train_blenderl.py", "BlendRL-PPO", True),
-    Method("iql", "offline", "train_iql.py", "IQL", False),
-    Method("blendrl_iql", "offline", "train_blendrl_iql.py", "BlendRL-IQL", True),
+    Method("ppo", "online", "train_neuralppo.py", "PPO", False, "o", ("tab:blue",), "--"),
+    Method("blendrl_ppo", "online", "train_blenderl.py", "BlendRL-PPO", True, "o",
+           ("tab:orange",), ":"),
+    Method("iql", "offline", "train_iql.py", "IQL", False, "s", ("tab:green", "tab:olive")),
+    Method("blendrl_iql", "offline", "train_blendrl_iql.py", "BlendRL-IQL", True, "^",
+           ("tab:purple", "tab:red")),
 )
 """The methods, in the order figures and tables list them."""
 

@@ -40,3 +40,26 @@ def test_everyone_reads_the_table():
     with pytest.raises(TypeError, match="BlendRL method"):
         blend_fields("blendrl_ppo", object())
     assert blend_fields("ppo", object()) is None
+
+
+def test_every_series_of_the_table_has_its_own_style():
+    """The figures' styles come from the table: each online method and each (offline method,
+    dataset source) pair is drawn in its own colour and line style, none in the fallback grey;
+    an offline row has one colour per online method."""
+    from blendrl.plotting.series import FALLBACK_STYLE, style_of
+
+    pairs = [(m, None) for m in ONLINE_METHODS] + \
+        [(m, s) for m in OFFLINE_METHODS for s in ONLINE_METHODS]
+    styles = {pair: style_of(*pair) for pair in pairs}
+    assert FALLBACK_STYLE not in styles.values()
+    assert len({(st.color, st.linestyle) for st in styles.values()}) == len(pairs)
+    assert len({st.color for st in styles.values()}) == len(pairs)
+    for m in METHOD_TABLE:
+        assert len(m.colors) == (1 if m.kind == "online" else len(ONLINE_METHODS)), m.id
+        if m.kind == "online":
+            assert m.data_linestyle and m.data_linestyle != "-"
+    assert style_of("ppo", None).linestyle == "-"
+    assert style_of("iql", "ppo") == style_of("iql", "ppo")
+    assert style_of("iql", "ppo").linestyle == METHOD_INFO["ppo"].data_linestyle
+    assert style_of("unknown_method", None) == FALLBACK_STYLE
+    assert style_of("iql", "unknown_source") == FALLBACK_STYLE

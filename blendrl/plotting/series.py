@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from blendrl.contract import METHOD_INFO, ONLINE_METHODS
 from blendrl.plotting.collect import METHOD_LABELS, RunRecord, series_label
 
 
@@ -16,16 +17,24 @@ class Style:
     linestyle: str
 
 
-# Explicit style of each (method, dataset source) pair: colour = method, line style = data source.
-STYLES: dict[tuple[str, str | None], Style] = {
-    ("ppo", None): Style("tab:blue", "o", "-"),
-    ("blendrl_ppo", None): Style("tab:orange", "o", "-"),
-    ("iql", "ppo"): Style("tab:green", "s", "--"),
-    ("iql", "blendrl_ppo"): Style("tab:olive", "s", ":"),
-    ("blendrl_iql", "ppo"): Style("tab:purple", "^", "--"),
-    ("blendrl_iql", "blendrl_ppo"): Style("tab:red", "^", ":"),
-}
 FALLBACK_STYLE = Style("tab:gray", "x", "-.")
+"""A method or dataset source outside the method table (runs of an older or foreign version)."""
+
+
+def style_of(method: str, source: str | None) -> Style:
+    """The drawing style of a (method, dataset source) series, from the method table: the
+    method's marker; its colour (an offline method's colour for that source); a solid line for
+    an online method, the source's ``data_linestyle`` for an offline one."""
+    m = METHOD_INFO.get(method)
+    if m is None:
+        return FALLBACK_STYLE
+    if source is None:
+        return Style(m.colors[0], m.marker, "-")
+    if source not in ONLINE_METHODS or m.kind != "offline":
+        return FALLBACK_STYLE
+    return Style(m.colors[ONLINE_METHODS.index(source)], m.marker,
+                 METHOD_INFO[source].data_linestyle)
+
 
 METHOD_ORDER = tuple(METHOD_LABELS)
 
@@ -44,7 +53,7 @@ class Series:
 
     @property
     def style(self) -> Style:
-        return STYLES.get((self.method, self.source_method), FALLBACK_STYLE)
+        return style_of(self.method, self.source_method)
 
     @property
     def key(self) -> str:
