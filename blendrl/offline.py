@@ -150,8 +150,9 @@ class DatasetInfo(NamedTuple):
 
 # --------------------------------------------------------------------------- argument checks
 
-def check_args(args: OfflineArgs) -> None:
-    """Checks needing no file: raises UsageError naming the flag."""
+def check_args(args: OfflineArgs, blend: BlendRLFields | None = None) -> None:
+    """Checks needing no file (``blend``: the BlendRL fields of a BlendRL method's ``args``):
+    raises UsageError naming the flag."""
     if (args.dataset is None) == (args.dataset_run_id is None):
         raise UsageError("give exactly one of --dataset DIR and --dataset_run_id ID")
     check_ranges(args)
@@ -170,20 +171,21 @@ def check_args(args: OfflineArgs) -> None:
         check_eval_policy(args.eval_policy)
     except SignalError as e:
         raise UsageError(str(e)) from e
-    iql_config(args)  # the trainer's own checks, also before any work
+    iql_config(args, blend)  # the trainer's own checks, also before any work
 
 
-def iql_config(args: OfflineArgs, signal: LearnerSignal | None = None) -> IQLConfig:
-    """The trainer's hyperparameters; ``signal`` is the resolved learner signal (the raw reward
-    until it is resolved)."""
-    blend = args if isinstance(args, BlendRLFields) else None
+def iql_config(args: OfflineArgs, blend: BlendRLFields | None = None,
+               signal: LearnerSignal | None = None) -> IQLConfig:
+    """The trainer's hyperparameters; ``blend``: the BlendRL fields of a BlendRL method's
+    ``args`` (:func:`~blendrl.agents.factory.blend_fields`); ``signal``: the resolved learner
+    signal (the raw reward until it is resolved)."""
     try:
         return IQLConfig(gamma=args.gamma, expectile=args.expectile, beta=args.beta,
                          max_weight=args.max_weight, polyak=args.polyak,
                          critic_lr=args.learning_rate,
                          actor_lrs=learning_rates(args.learning_rate, blend),
                          signal=signal or LearnerSignal(),
-                         blend_ent_coef=getattr(args, "offline_blend_ent_coef", 0.0))
+                         blend_ent_coef=getattr(blend, "offline_blend_ent_coef", 0.0))
     except ValueError as e:
         raise UsageError(f"bad hyperparameter: {e}") from e
 
@@ -297,7 +299,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
 
     reader_factory = reader_factory or default_reader
     blend = blend_fields(method, args)
-    check_args(args)
+    check_args(args, blend)
     info = inspect_dataset(args)
     try:  # the learner's signal: unset flags take the dataset's online setting (blendrl.protocol)
         args, signal = resolve_signal_fields(args, get_spec(info.env), recorded=info.metadata)
@@ -336,7 +338,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     torch.set_num_threads(args.threads or default_threads(spec.is_image))
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
-    trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, signal), device, hidden=args.critic_hidden)
+    trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, blend, signal), device, hidden=args.critic_hidden)
     compile_networks(trainer, args.compile)
     loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device)
     try:

@@ -145,7 +145,7 @@ def resolve_args(args: OnlineArgs, method: str) -> OnlineArgs:
     if batch % args.num_minibatches:
         raise UsageError(f"--num_minibatches {args.num_minibatches} does not divide the batch of "
                          f"{batch} transitions (num_envs x num_steps)")
-    if isinstance(args, BlendRLFields):
+    if blend_fields(method, args) is not None:
         check_rule_set(args.env, args.rules)
     return args
 

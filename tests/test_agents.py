@@ -363,7 +363,7 @@ def test_offline_blend_entropy_bonus_is_in_the_actor_loss():
     neural_trainer = IQLTrainer.for_spec(NeuralAgent(spec), spec, IQLConfig(blend_ent_coef=0.5))
     neural_trainer._update_actor(batch, action, q, v)  # no blend weights: the AWR loss alone
     args = BlendRLOfflineArgs(dataset_run_id="x", offline_blend_ent_coef=0.25)
-    assert iql_config(args).blend_ent_coef == 0.25
+    assert iql_config(args, args).blend_ent_coef == 0.25
     assert BlendRLOfflineArgs(dataset_run_id="x").offline_blend_ent_coef == 0.0
 
 
