@@ -13,8 +13,9 @@
 # Outputs: out/runs/{run_id}/, offline_dataset/{run_id}/, logs/{EXP}/ (job logs, registry.json,
 # sbatch scripts), plots/{EXP}/. Stop an experiment with ./kill_experiments.sh EXP.
 set -euo pipefail
-# The knob block below is the knob table of blendrl/launch/knobs.py, printed by
-# `python -m blendrl.launch.knobs`; edit the defaults here as you like.
+# The knobs below, with their defaults, are the knob table of blendrl/launch/knobs.py (printed by
+# `.venv/bin/python -m blendrl.launch.knobs`; the project's tests check the two agree). Edit them
+# here for your experiment, or set them from outside.
 
 # ---------------------------------------------------------------- the experiment
 : "${EXPERIMENT_ID:=default_cartpole}"       # name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -

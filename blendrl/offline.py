@@ -150,7 +150,7 @@ class DatasetInfo(NamedTuple):
 
 # --------------------------------------------------------------------------- argument checks
 
-def check_args(args: OfflineArgs, blend: BlendRLFields | None = None) -> None:
+def check_args(args: OfflineArgs, blend: BlendRLFields | None) -> None:
     """Checks needing no file (``blend``: the BlendRL fields of a BlendRL method's ``args``):
     raises UsageError naming the flag."""
     if (args.dataset is None) == (args.dataset_run_id is None):
@@ -174,7 +174,7 @@ def check_args(args: OfflineArgs, blend: BlendRLFields | None = None) -> None:
     iql_config(args, blend)  # the trainer's own checks, also before any work
 
 
-def iql_config(args: OfflineArgs, blend: BlendRLFields | None = None,
+def iql_config(args: OfflineArgs, blend: BlendRLFields | None,
                signal: LearnerSignal | None = None) -> IQLConfig:
     """The trainer's hyperparameters; ``blend``: the BlendRL fields of a BlendRL method's
     ``args`` (:func:`~blendrl.agents.factory.blend_fields`); ``signal``: the resolved learner

@@ -207,6 +207,38 @@ def test_pass_through_args_may_not_set_the_managed_flags(tmp_path):
     assert "CLUSTER_EXTRA: 'stray' is not an sbatch option" in text
     ok = config(tmp_path, online_extra_args="--learning_rate 1e-3 --hidden 32")
     assert ok.online_extra_args == ("--learning_rate", "1e-3", "--hidden", "32")
+    # nor undo them with tyro's negation of a boolean flag
+    with pytest.raises(ConfigError) as e:
+        config(tmp_path, online_extra_args="--no-save-dataset", offline_extra_args="--no_resume")
+    assert "ONLINE_EXTRA_ARGS: --no-save-dataset is set by the launcher" in str(e.value)
+    assert "OFFLINE_EXTRA_ARGS: --no_resume is set by the launcher" in str(e.value)
+    assert config(tmp_path, online_extra_args="--no-anneal_lr").online_extra_args == ("--no-anneal_lr",)
+
+
+@pytest.mark.parametrize("knob", [k for k in KNOBS if k.minimum is not None], ids=lambda k: k.env_var)
+def test_each_knob_with_a_minimum_refuses_less(tmp_path, knob):
+    with pytest.raises(ConfigError, match=f"{knob.env_var} must be"):
+        config(tmp_path, **{knob.field: knob.minimum - 1})
+    assert getattr(config(tmp_path, **{knob.field: knob.minimum}), knob.config or "slurm") is not None
+
+
+def test_the_environment_knob_names_every_environment():
+    from blendrl.launch.knobs import KNOB_BY_VAR
+
+    doc = KNOB_BY_VAR["ENVIRONMENT"].doc
+    assert doc.split(" | ") == list(ENV_NAMES), "update ENVIRONMENT's doc in blendrl/launch/knobs.py"
+
+
+def test_every_flag_the_launcher_sets_is_managed(tmp_path):
+    """Pass-through arguments may not set again any flag the plan sets itself: each flag of a
+    planned command without pass-through arguments is a managed flag of its kind."""
+    from blendrl.launch.knobs import managed_flags
+
+    cfg = config(tmp_path, experiment_id="m")
+    for job in build_plan(cfg, threads=1, decide=lambda job, paths: True).training_jobs:
+        flags = {w[2:] for w in job.command[2:] if w.startswith("--")}
+        assert flags <= set(managed_flags(job.kind)) - {"resume"}, job.name
+        assert set(managed_flags(job.kind)) - flags == {"resume"}  # --resume: added on requeue
 
 
 def test_unbalanced_quotes_in_pass_through_args(tmp_path):

@@ -359,10 +359,17 @@ def test_the_logic_package_knows_no_game():
     import blendrl.logic
 
     folder = Path(blendrl.logic.__file__).parent
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0 or node.module not in (None, "envs"), path.name
+                names = [node.module or ""]
+                if node.module == "blendrl":  # from blendrl import envs
+                    names += [f"blendrl.{a.name}" for a in node.names]
+            else:
+                continue
             for name in names:
                 assert not (name.startswith("blendrl.envs") and name != "blendrl.envs.base"), \
                     f"{path.name} imports {name}"

@@ -63,3 +63,5 @@ def test_every_series_of_the_table_has_its_own_style():
     assert style_of("iql", "ppo").linestyle == METHOD_INFO["ppo"].data_linestyle
     assert style_of("unknown_method", None) == FALLBACK_STYLE
     assert style_of("iql", "unknown_source") == FALLBACK_STYLE
+    assert style_of("iql", None) == FALLBACK_STYLE  # an offline run of unknown data origin
+    assert style_of("ppo", "ppo") == FALLBACK_STYLE

@@ -159,7 +159,10 @@ def _split_extra(name: str, text: str, managed: tuple[str, ...], problems: list[
         return ()
     for w in words:
         flag = w.split("=", 1)[0]
-        if flag.startswith("--") and flag[2:].replace("-", "_") in managed:
+        field = flag[2:].replace("-", "_")
+        if field.startswith("no_") and field[3:] in managed:  # tyro's negation (--no-resume)
+            field = field[3:]
+        if flag.startswith("--") and field in managed:
             problems.append(f"{name}: {flag} is set by the launcher itself; the managed flags are "
                             + ", ".join("--" + f for f in managed))
     return words

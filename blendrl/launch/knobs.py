@@ -119,6 +119,8 @@ class Knob:
     """the smallest valid value of a whole-number knob"""
     choices: tuple[str, ...] = ()
     """the valid values of a text knob (empty: any)"""
+    flag_note: str = ""
+    """more for ``--help`` than the shell comment says (how to write it as a flag, its formats)"""
 
     @property
     def field(self) -> str:
@@ -145,13 +147,13 @@ KNOBS: tuple[Knob, ...] = (
          "cartpole | mountaincar | seaquest | kangaroo | donkeykong", EXPERIMENT,
          config="env", flag="env", scripts=BOTH, recorded=True),
     Knob("ONLINE_METHODS", WORDS, ONLINE_METHODS,
-         "online methods (ppo, blendrl_ppo); each saves its dataset", EXPERIMENT,
+         f"online methods ({', '.join(ONLINE_METHODS)}); each saves its dataset", EXPERIMENT,
          config="online_methods", recorded=True),
     Knob("ONLINE_STEPS", INT, 50000, "environment transitions per online run", EXPERIMENT,
          config="online_steps", flag="total_timesteps", scripts=(ONLINE,), recorded=True,
          minimum=1),
     Knob("OFFLINE_METHODS", WORDS, OFFLINE_METHODS,
-         "offline methods (iql, blendrl_iql)", EXPERIMENT,
+         f"offline methods ({', '.join(OFFLINE_METHODS)})", EXPERIMENT,
          config="offline_methods", recorded=True),
     Knob("OFFLINE_DATASETS", WORDS, ONLINE_METHODS,
          "whose online data the offline methods train on", EXPERIMENT,
@@ -168,7 +170,8 @@ KNOBS: tuple[Knob, ...] = (
          choices=EVAL_POLICIES),
     Knob("SEEDS", INTS, (0,), 'one run of every method per seed, e.g. "0 1 2"', EXPERIMENT,
          config="seeds", flag="seed", scripts=BOTH, per_seed=True, recorded=True),
-    Knob("LOCAL", BOOL, True, "1: run on this machine; 0: submit to SLURM", WHERE, config="local"),
+    Knob("LOCAL", BOOL, True, "1: run on this machine; 0: submit to SLURM", WHERE, config="local",
+         flag_note="as a flag: --local / --no-local"),
     Knob("MAX_PARALLEL", INT, 0,
          "local jobs at once (0: one per core; threads = cores / jobs)", WHERE,
          config="max_parallel", minimum=0),
@@ -178,30 +181,37 @@ KNOBS: tuple[Knob, ...] = (
          "datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)", WHERE),
     Knob("CLUSTER_PARTITION", TEXT, "", "sbatch --partition ('' = the cluster's default)", SLURM),
     Knob("CLUSTER_TIME", TEXT, "04:00:00",
-         "sbatch --time per job; longer jobs checkpoint and requeue", SLURM),
+         "sbatch --time per job; longer jobs checkpoint and requeue", SLURM,
+         flag_note="M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"),
     Knob("CLUSTER_CPUS", INT, 4, "sbatch --cpus-per-task (also each job's --threads)", SLURM,
          minimum=1),
     Knob("CLUSTER_MEM", TEXT, "16G", "sbatch --mem ('' = the cluster's default)", SLURM),
     Knob("CLUSTER_GPUS", TEXT, "", "sbatch --gpus, e.g. 1 or a100:1 ('' = none)", SLURM),
     Knob("CLUSTER_ACCOUNT", TEXT, "", "sbatch --account ('' = none)", SLURM),
     Knob("CLUSTER_EXTRA", TEXT, "",
-         'more sbatch options, e.g. "--qos=short --constraint=avx2"', SLURM),
+         'more sbatch options, e.g. "--qos=short --constraint=avx2"', SLURM,
+         flag_note="as a flag write it with '=': --cluster_extra='--qos=short'"),
     Knob("CLUSTER_SIGNAL_MARGIN", INT, 300,
          "seconds before the time limit to checkpoint and requeue (0: never)", SLURM),
     Knob("ONLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the online scripts, e.g. "--learning_rate 1e-3"', PASS,
-         config="online_extra_args", recorded=True),
+         config="online_extra_args", recorded=True,
+         flag_note="as a flag write it with '=': --online_extra_args='--learning_rate 1e-3'"),
     Knob("OFFLINE_EXTRA_ARGS", TEXT, "", "extra flags for the offline scripts", PASS,
-         config="offline_extra_args", recorded=True),
+         config="offline_extra_args", recorded=True,
+         flag_note="as a flag write it with '=': --offline_extra_args='--beta 5'"),
     Knob("BLENDRL_ONLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"', PASS,
-         config="blendrl_online_extra_args", recorded=True),
+         config="blendrl_online_extra_args", recorded=True,
+         flag_note="as a flag write it with '='"),
     Knob("BLENDRL_OFFLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"',
-         PASS, config="blendrl_offline_extra_args", recorded=True),
+         PASS, config="blendrl_offline_extra_args", recorded=True,
+         flag_note="as a flag write it with '='"),
     Knob("RESUME", BOOL, False,
          "1 (or --resume): keep the done jobs, continue the others from their checkpoints",
-         CONTINUE),
+         CONTINUE, flag_note="continues the experiment in its registry with the knobs it was "
+         "started with; a job without a checkpoint starts afresh, one never started starts"),
 )
 
 KNOB_BY_VAR: dict[str, Knob] = {k.env_var: k for k in KNOBS}
@@ -240,8 +250,13 @@ def knob_fields() -> list[tuple[str, Any, Any]]:
 
     import tyro
 
-    return [(k.field, Annotated[k.kind.type, tyro.conf.arg(help=f"{k.env_var}: {k.doc}")],
+    return [(k.field, Annotated[k.kind.type, tyro.conf.arg(help=help_text(k))],
              dataclasses.field(default=k.default)) for k in KNOBS]
+
+
+def help_text(knob: Knob) -> str:
+    """The ``--help`` of ``knob``'s flag: the variable, its doc and its flag note."""
+    return f"{knob.env_var}: {knob.doc}" + (f"; {knob.flag_note}" if knob.flag_note else "")
 
 
 def managed_flags(kind: str) -> tuple[str, ...]:

@@ -28,9 +28,9 @@ def style_of(method: str, source: str | None) -> Style:
     m = METHOD_INFO.get(method)
     if m is None:
         return FALLBACK_STYLE
-    if source is None:
-        return Style(m.colors[0], m.marker, "-")
-    if source not in ONLINE_METHODS or m.kind != "offline":
+    if m.kind == "online":
+        return Style(m.colors[0], m.marker, "-") if source is None else FALLBACK_STYLE
+    if source not in ONLINE_METHODS:  # also None: an offline run of unknown data origin
         return FALLBACK_STYLE
     return Style(m.colors[ONLINE_METHODS.index(source)], m.marker,
                  METHOD_INFO[source].data_linestyle)
