@@ -260,17 +260,49 @@ class DatasetReader:
         return Batch(*(a[inverse] for a in grouped))
 
     def _gather(self, idx: np.ndarray, out: Batch | None = None) -> Batch:
-        """The batch of positions ``idx``, which are grouped by chunk: per chunk, one ``take`` from
-        each pool straight into the output."""
+        """The batch of positions ``idx``, which are grouped by chunk. Everything that does not
+        need a chunk's pools is looked up for the whole batch at once (chunk-local states, next
+        states, the frame rows of their stacks); per chunk, one ``take`` from each pool straight
+        into the output (a batch touches many chunks of a large dataset, so the per-chunk work
+        is kept to those four calls)."""
         lay = self._layout
-        out = out if out is not None else empty_batch(lay, idx.size)
+        if out is None:
+            out = empty_batch(lay, idx.size)
+        elif not all(a.flags.c_contiguous for a in out):
+            raise DatasetError("sample: out= must hold C-contiguous arrays (as empty_batch makes)")
         out.action[:] = self._action[idx]  # the table's small unsigned dtype -> int64
-        np.take(self._reward, idx, out=out.reward, mode="clip")
-        np.take(self._terminated, idx, out=out.terminated, mode="clip")
-        np.take(self._truncated, idx, out=out.truncated, mode="clip")
-        np.take(self._life_lost, idx, out=out.life_lost, mode="clip")
+        # mode="clip": the indices are the reader's own, in range by construction, and "raise"
+        # would buffer every output once more
+        self._reward.take(idx, out=out.reward, mode="clip")
+        self._terminated.take(idx, out=out.terminated, mode="clip")
+        self._truncated.take(idx, out=out.truncated, mode="clip")
+        self._life_lost.take(idx, out=out.life_lost, mode="clip")
         if not idx.size:
             return out
+        chunk = self.chunk_of(idx)
+        rows = idx - self._starts[chunk]  # chunk-local states of the rows
+        nxt = self._next_local[idx]  # and of their next states
+        cuts = np.flatnonzero(chunk[1:] != chunk[:-1]) + 1
+        bounds = [0, *cuts.tolist(), idx.size]
+        if lay.frames:  # chunk-local frame rows of both stacks, [n * S] each
+            s = lay.stack
+            base = self._state_base[chunk]
+            cur_src = self._frame_src.take(base + rows, axis=0).reshape(-1)
+            nxt_src = self._frame_src.take(base + nxt, axis=0).reshape(-1)
+            state = out.neural_state.reshape(-1, *lay.frame_shape)
+            next_state = out.next_neural_state.reshape(-1, *lay.frame_shape)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            ch = self._chunks[int(chunk[a])]
+            ch.logic.take(rows[a:b], axis=0, out=out.logic_state[a:b], mode="clip")
+            ch.logic.take(nxt[a:b], axis=0, out=out.next_logic_state[a:b], mode="clip")
+            if lay.frames:
+                ch.neural.take(cur_src[a * s:b * s], axis=0, out=state[a * s:b * s], mode="clip")
+                ch.neural.take(nxt_src[a * s:b * s], axis=0, out=next_state[a * s:b * s],
+                               mode="clip")
+            else:
+                ch.neural.take(rows[a:b], axis=0, out=out.neural_state[a:b], mode="clip")
+                ch.neural.take(nxt[a:b], axis=0, out=out.next_neural_state[a:b], mode="clip")
+        return out
         chunk = self.chunk_of(idx)
         cuts = np.flatnonzero(np.diff(chunk)) + 1
         bounds = [0, *cuts.tolist(), idx.size]
