@@ -1335,3 +1335,20 @@ def test_sampled_frame_stacks_are_exact_where_next_stacks_share_frames_and_where
             cur, nxt = src[row - starts[c]], src[next_local[row]]
             shared.append(bool((nxt[:-1] == cur[1:]).all()))
         assert 0 < sum(shared) < 64
+
+
+def test_sample_into_buffers_refuses_non_contiguous_arrays(tmp_path):
+    """The gather writes through reshaped views of ``out``; a non-contiguous array would be
+    copied by the reshape and the batch silently lost, so it is refused."""
+    from blendrl.datasets.reader import empty_batch
+
+    steps = make_stream("tinyframes", 2, 30, seed=2)
+    d = tmp_path / "ds"
+    write_dataset(d, "tinyframes", 2, steps, chunk_size=20)
+    r = DatasetReader(d)
+    out = empty_batch(r.layout, 8)
+    r.sample(8, np.random.default_rng(0), out=out)  # empty_batch's arrays are fine
+    wide = np.empty((8, *r.layout.neural_shape[:-1], 2 * r.layout.neural_shape[-1]), out.neural_state.dtype)
+    bad = out._replace(neural_state=wide[..., ::2])
+    with pytest.raises(DatasetError, match="C-contiguous"):
+        r.sample(8, np.random.default_rng(0), out=bad)
