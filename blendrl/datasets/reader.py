@@ -268,7 +268,7 @@ class DatasetReader:
         lay = self._layout
         if out is None:
             out = empty_batch(lay, idx.size)
-        elif not all(a.flags.c_contiguous for a in out):
+        elif not all(a is None or a.flags.c_contiguous for a in out):
             raise DatasetError("sample: out= must hold C-contiguous arrays (as empty_batch makes)")
         out.action[:] = self._action[idx]  # the table's small unsigned dtype -> int64
         # mode="clip": the indices are the reader's own, in range by construction, and "raise"
@@ -302,26 +302,4 @@ class DatasetReader:
             else:
                 ch.neural.take(rows[a:b], axis=0, out=out.neural_state[a:b], mode="clip")
                 ch.neural.take(nxt[a:b], axis=0, out=out.next_neural_state[a:b], mode="clip")
-        return out
-        chunk = self.chunk_of(idx)
-        cuts = np.flatnonzero(np.diff(chunk)) + 1
-        bounds = [0, *cuts.tolist(), idx.size]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            c = int(chunk[a])
-            ch = self._chunks[c]
-            rows = idx[a:b] - self._starts[c]  # chunk-local states of the rows
-            nxt = self._next_local[idx[a:b]]
-            # mode="clip": the indices are the reader's own, in range by construction, and
-            # "raise" would buffer every output once more
-            np.take(ch.logic, rows, axis=0, out=out.logic_state[a:b], mode="clip")
-            np.take(ch.logic, nxt, axis=0, out=out.next_logic_state[a:b], mode="clip")
-            if lay.frames:
-                src = self.frame_sources(c)
-                for states, dest in ((rows, out.neural_state), (nxt, out.next_neural_state)):
-                    frames = np.take(src, states, axis=0).reshape(-1)
-                    np.take(ch.neural, frames, axis=0, out=dest[a:b].reshape(-1, *lay.frame_shape),
-                            mode="clip")
-            else:
-                np.take(ch.neural, rows, axis=0, out=out.neural_state[a:b], mode="clip")
-                np.take(ch.neural, nxt, axis=0, out=out.next_neural_state[a:b], mode="clip")
         return out
