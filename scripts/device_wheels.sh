@@ -15,7 +15,7 @@ pin() { grep -i "^$1==" requirements.txt; }
 python3 -m pip download -q --no-deps "${plat[@]}" -d .whl \
     "$(pin tyro)" "$(pin docstring_parser)" "$(pin typeguard)" "$(pin gymnasium)" \
     "$(pin Farama-Notifications)" "$(pin ale-py)" "$(pin pyfiglet)" "$(pin pygame)" "$(pin termcolor)" \
-    "$(pin keyboard)"
+    "$(pin keyboard)" "$(pin typing_extensions)"  # typeguard 4.6 needs typing_extensions >= 4.14
 python3 -m pip download -q --no-deps "${plat[@]}" -d .whl/numpy1 "$(pin numpy)"
 # OCAtari is published as a source archive only: build its (pure-Python) wheel here
 tmp="$(mktemp -d)"
