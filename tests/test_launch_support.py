@@ -119,7 +119,7 @@ def read_trace(path: Path) -> list[dict]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without any knob of run_full_cycle.sh, plus ``extra``."""
-    from blendrl.launch.config import KNOBS
+    from blendrl.launch.knobs import KNOBS
     env = {k: v for k, v in os.environ.items() if k not in {kn.env_var for kn in KNOBS}}
     env.update(extra)
     return env

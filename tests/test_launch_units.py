@@ -18,8 +18,9 @@ import pytest
 
 from blendrl.envs import ENV_NAMES
 from blendrl.launch import cli, monitor, procs, slurm
-from blendrl.launch.config import (KNOBS, ConfigError, SlurmOptions, build_config, knobs_from_env,
-                                   local_parallelism, slurm_time_seconds)
+from blendrl.launch.config import (ConfigError, SlurmOptions, build_config, local_parallelism,
+                                   slurm_time_seconds)
+from blendrl.launch.knobs import KNOBS, knobs_from_env
 from blendrl.launch.plan import AFTERANY, PLOT_JOB, build_plan
 from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
                                      Registry, RegistryError, finish_job, new_job_entry,
@@ -835,7 +836,7 @@ def test_eval_policy_knob_names_the_scripts_values(tmp_path):
     """The torch-free launcher's EVAL_POLICY values are the evaluation's own, and the knob reaches
     every online and offline command."""
     from blendrl.evaluation import EVAL_POLICIES as SCRIPT_POLICIES
-    from blendrl.launch.config import EVAL_POLICIES
+    from blendrl.launch.knobs import EVAL_POLICIES
 
     assert EVAL_POLICIES == SCRIPT_POLICIES
     cfg = config(tmp_path, experiment_id="g", eval_policy="greedy", online_methods=("ppo",),

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
                               ONLINE_METHODS)
-from blendrl.launch.knobs import (EVAL_POLICIES, KNOBS, OFFLINE, ONLINE, ConfigError,  # noqa: F401
-                                  knobs_from_env, managed_flags, range_problems)
+from blendrl.launch.knobs import (OFFLINE, ONLINE, ConfigError, managed_flags,  # noqa: F401
+                                  range_problems)
 
 SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
 """Each method's training script (from the contract's method table)."""

@@ -60,6 +60,7 @@ def _kill_local(registry: Registry, grace: float, out: IO[str]) -> list[str]:
     runner_target = procs.Target(runner["pid"], runner.get("start_time"), group=False) \
         if runner.get("pid") else None
     targets = {name: procs.Target(pgid, start) for name, pgid, start in groups}
+    job_of = {target: name for name, target in targets.items()}
     if runner_target and runner_target.signal(signal.SIGTERM):
         print(f"SIGTERM -> local runner (pid {runner['pid']}); it stops its running jobs: {names}",
               file=out)
@@ -77,8 +78,7 @@ def _kill_local(registry: Registry, grace: float, out: IO[str]) -> list[str]:
         if target is runner_target:
             print(f"SIGKILL -> local runner (pid {target.pid})", file=out)
         else:
-            name = next(n for n, t in targets.items() if t is target)
-            print(f"SIGKILL -> {name} (process group {target.pid}): still running after "
+            print(f"SIGKILL -> {job_of[target]} (process group {target.pid}): still running after "
                   f"{wait_for:g} s", file=out)
     with registry.update() as data:
         if data.get("runner") and data["runner"].get("state") == RUNNING:
