@@ -25,6 +25,8 @@ from blendrl.plotting.collect import collect_runs
 from blendrl.plotting.curves import collapse_duplicates, seed_band, trailing_mean
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
                                       plot_online_returns)
+from blendrl.plotting.stats import BootstrapSettings
+from blendrl.plotting.summary import summarize
 from blendrl.plotting.report import EXIT_NO_RUNS, EXIT_OK, EXIT_USAGE, make_plots
 from helpers_runs import evaluation, timing, training_log, write_run
 
@@ -186,6 +188,19 @@ def test_interval_comparison_values_error_bars_and_labels(exp1):
     assert list(ax.get_xticks()) == [100, 200]
     lo, hi = ax.get_ylim()
     assert lo <= 0 and hi >= 70  # autoscaled to the data (the display offset does not hide it)
+
+
+def test_interval_comparison_counts_only_seeds_that_evaluated(exp1):
+    # a third PPO seed just started (training episodes, no evaluation yet): its curve in
+    # online_returns.png counts it, the evaluation marks do not
+    write_run(exp1, "exp1_ppo_s2", exp_id="exp1", method="ppo", seed=2, results=[],
+              timing=timing(1.0, finished=False), log=training_log([100], [5]))
+    runs = collect_runs(exp1, "exp1").runs
+    # plot_results.py summarises every run of the experiment once and hands that to the figure
+    for summary in (None, summarize(runs, BootstrapSettings())):
+        bars = errorbars(plot_interval_comparison(runs, "exp1", summary))
+        assert "PPO (online), 2 seeds" in bars, sorted(bars)
+    assert "PPO (online), 3 seeds" in lines(plot_online_returns(runs, "exp1", smooth_window=1))
 
 
 def test_legend_sits_outside_the_axes(exp1):

@@ -165,7 +165,7 @@ def plot_interval_comparison(runs: Sequence[RunRecord], exp_id: str,
         _interval_errorbar(
             fig, ax, x, np.array([m.estimate for m in ss.marks]),
             np.array([m.ci_low for m in ss.marks]), np.array([m.ci_high for m in ss.marks]),
-            s.style, f"{s.label}, {_seeds(len(s.runs))}",
+            s.style, f"{s.label}, {_seeds(len(set().union(*(m.seeds for m in ss.marks))))}",
             (i - (len(shown) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
             band=np.array([m.ci_over == CI_OVER_SEEDS for m in ss.marks]),
             linestyle=s.style.linestyle, markersize=5, linewidth=1.5)
