@@ -14,9 +14,11 @@ the resolved values (the Args are written after :func:`resolve_signal_fields`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from blendrl.algos.signal import LearnerSignal, SignalError, resolve_signal
+import tyro
+
+from blendrl.algos.signal import REWARD_TRANSFORMS, LearnerSignal, SignalError, resolve_signal
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
 
@@ -25,11 +27,13 @@ from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
 class ProtocolFields:
     """Flags of the learner's signal and of the evaluation (shared by the four scripts)."""
 
-    reward_transform: str | None = None
+    reward_transform: Annotated[str | None, tyro.conf.arg(
+        metavar="{" + ",".join(REWARD_TRANSFORMS) + "}")] = None
     """reward the learner optimises: none (raw) or sign (clipped to -1/0/1); default: sign on Atari, none on classic control (an offline run: its dataset's online setting). Recorded data stays raw"""
     life_loss_terminal: bool | None = None
     """a lost life stops the learner's bootstrap (GAE, IQL targets) without resetting the game; default: True on Atari (an offline run: its dataset's online setting); games with lives only"""
-    eval_policy: str = DEFAULT_EVAL_POLICY
+    eval_policy: Annotated[str, tyro.conf.arg(metavar="{" + ",".join(EVAL_POLICIES) + "}")] = \
+        DEFAULT_EVAL_POLICY
     """evaluation actions: sample (from the policy, what the field reports) or greedy (its most probable action); the same for all four methods"""
 
 

@@ -3,6 +3,7 @@ IQL, hand-computed; recorded data stays raw; the flags are checked before any wo
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,17 @@ def test_bad_protocol_flags_exit_2_with_one_line(script, flags, message, tmp_pat
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("script", ["train_neuralppo.py", "train_blenderl.py", "train_iql.py",
+                                    "train_blendrl_iql.py"])
+def test_help_names_the_protocol_choices(script):
+    """``--help`` shows what the two string flags accept, not tyro's bare ``STR``."""
+    proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert "--reward-transform {none,sign}" in proc.stdout
+    assert "--eval-policy {sample,greedy}" in proc.stdout
 
 
 def _tiny_dataset(path: Path, metadata: dict, steps: int = 40) -> Path:
