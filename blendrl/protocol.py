@@ -17,10 +17,26 @@ from dataclasses import dataclass, replace
 from typing import Annotated, TypeVar
 
 import tyro
+import tyro.constructors
 
 from blendrl.algos.signal import REWARD_TRANSFORMS, LearnerSignal, SignalError, resolve_signal
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
+from blendrl.launch.knobs import parse_bool
+
+
+def _optional_bool(args: list[str]) -> bool | None:
+    """A bare flag is True; otherwise its value (``True/False``, ``1/0``, ..., or ``None``)."""
+    if not args:
+        return True
+    return None if args[0].strip().lower() == "none" else parse_bool(args[0])
+
+
+OPTIONAL_BOOL_FLAG = tyro.constructors.PrimitiveConstructorSpec(
+    nargs=(0, 1), metavar="[{True,False}]", instance_from_str=_optional_bool,
+    is_instance=lambda v: v is None or isinstance(v, bool), str_from_instance=lambda v: [str(v)])
+"""``--flag`` (True), ``--flag False`` or nothing (None: the default decides) for a
+``bool | None`` field; tyro alone requires a value after the flag."""
 
 
 @dataclass
@@ -30,7 +46,7 @@ class ProtocolFields:
     reward_transform: Annotated[str | None, tyro.conf.arg(
         metavar="{" + ",".join(REWARD_TRANSFORMS) + "}")] = None
     """reward the learner optimises: none (raw) or sign (clipped to -1/0/1); default: sign on Atari, none on classic control (an offline run: its dataset's online setting). Recorded data stays raw"""
-    life_loss_terminal: bool | None = None
+    life_loss_terminal: Annotated[bool | None, OPTIONAL_BOOL_FLAG] = None
     """a lost life stops the learner's bootstrap (GAE, IQL targets) without resetting the game; default: True on Atari (an offline run: its dataset's online setting); games with lives only"""
     eval_policy: Annotated[str, tyro.conf.arg(metavar="{" + ",".join(EVAL_POLICIES) + "}")] = \
         DEFAULT_EVAL_POLICY

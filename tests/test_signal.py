@@ -102,6 +102,7 @@ def test_iql_targets_use_the_same_signal():
     ("train_neuralppo.py", ["--reward_transform", "clip"], "--reward_transform 'clip' is not one of none, sign"),
     ("train_blenderl.py", ["--eval_policy", "best"], "--eval_policy 'best' is not one of sample, greedy"),
     ("train_neuralppo.py", ["--life_loss_terminal", "True"], "--life_loss_terminal: environment cartpole has no lives"),
+    ("train_blenderl.py", ["--life_loss_terminal"], "--life_loss_terminal: environment cartpole has no lives"),
     ("train_iql.py", ["--dataset", "nowhere", "--eval_policy", "argmax"], "--eval_policy 'argmax'"),
 ])
 def test_bad_protocol_flags_exit_2_with_one_line(script, flags, message, tmp_path):
@@ -123,6 +124,21 @@ def test_help_names_the_protocol_choices(script):
     assert proc.returncode == 0, proc.stderr
     assert "--reward-transform {none,sign}" in proc.stdout
     assert "--eval-policy {sample,greedy}" in proc.stdout
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], None), (["--life_loss_terminal"], True), (["--life_loss_terminal", "False"], False),
+    (["--life_loss_terminal", "--seed", "3"], True), (["--life_loss_terminal", "true"], True),
+    (["--life_loss_terminal", "None"], None),
+])
+def test_life_loss_terminal_is_a_flag_or_takes_a_value(argv, expected):
+    import tyro
+
+    from blendrl.offline import OfflineArgs
+    from blendrl.online import OnlineArgs
+
+    for cls in (OnlineArgs, OfflineArgs):
+        assert tyro.cli(cls, args=argv).life_loss_terminal is expected
 
 
 def _tiny_dataset(path: Path, metadata: dict, steps: int = 40) -> Path:
