@@ -345,6 +345,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         with Interrupt() as interrupt:
             if ckpt is not None:
                 loop.restore(ckpt)
+                run.say_if_resumed_elsewhere()
             else:
                 run.write_run_json(exp_id=args.exp_id, method=method, env=info.env, seed=args.seed,
                                    args=args, dataset_source=dataset_source(info))

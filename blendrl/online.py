@@ -223,6 +223,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
         state = state_from_checkpoint(OnlineLoopState, ckpt)
         print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
               file=sys.stderr, flush=True)
+        run.say_if_resumed_elsewhere()
     else:
         source = ({"role": "written", "path": str(dataset_path), "run_id": args.run_id}
                   if dataset_path is not None else None)

@@ -14,6 +14,7 @@ import platform
 import random
 import re
 import signal
+import sys
 import time
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -61,9 +62,49 @@ def validate_run_id(run_id: str) -> str:
 
 
 def versions() -> dict[str, str]:
+    """The versions that decide what a run computes (ale-py and OCAtari where installed)."""
+    from importlib import metadata
+
     import gymnasium
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "gymnasium": gymnasium.__version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__,
+             "numpy": np.__version__, "gymnasium": gymnasium.__version__}
+    for name, dist in (("ale_py", "ale-py"), ("ocatari", "ocatari")):
+        try:
+            found[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def platform_info() -> dict[str, Any]:
+    """The machine a run started on. A seed reproduces a run exactly on the same machine and
+    builds; on a CPU with other vector instructions torch's kernels round differently, and a
+    learning run's trajectory drifts apart once one sampled action flips (README "Results")."""
+    return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def platform_change(recorded: dict | None) -> str | None:
+    """A note for a run resumed on another kind of machine than it started on, else None."""
+    if not recorded:
+        return None
+    now = platform_info()
+    changed = [f"{k} {recorded.get(k)!r} -> {now[k]!r}" for k in now if recorded.get(k) != now[k]]
+    if not changed:
+        return None
+    return ("note: this run started on another kind of machine (" + "; ".join(changed) + "); it "
+            "continues correctly, but not bit for bit as it would have there")
 
 
 def _plain(obj: Any) -> Any:
@@ -144,11 +185,21 @@ class RunDir:
             "format_version": RUN_FORMAT_VERSION, "run_id": self.run_id, "exp_id": exp_id,
             "method": method, "kind": METHODS[method], "env": env, "seed": seed,
             "args": args_to_dict(args), "dataset_source": dataset_source, "versions": versions(),
-            "created_at": now_iso(),
+            "platform": platform_info(), "created_at": now_iso(),
         })
 
     def read_run_json(self) -> dict:
         return read_json(self.run_json)
+
+    def say_if_resumed_elsewhere(self) -> None:
+        """On ``--resume``: a note on stderr when this machine is not the kind the run started on."""
+        try:
+            recorded = self.read_run_json().get("platform")
+        except (OSError, ValueError):
+            return
+        note = platform_change(recorded)
+        if note:
+            print(f"[{self.run_id}] {note}", file=sys.stderr, flush=True)
 
     def read_results(self) -> list[dict]:
         return read_json(self.results_json) if self.results_json.exists() else []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from blendrl.runs import EXIT_INTERRUPTED, load_training_log
 
@@ -67,12 +68,39 @@ def test_atari_short_run(tmp_path):
     assert results[0]["data_limit"] == 256 and results[0]["episodes"] == 1
     # The Atari protocol's defaults, resolved in run.json and handed to the offline side through
     # the dataset, which records life_lost.
-    args = json.loads((tmp_path / "runs" / "a1" / "run.json").read_text())["args"]
+    run_json = json.loads((tmp_path / "runs" / "a1" / "run.json").read_text())
+    args = run_json["args"]
     assert (args["reward_transform"], args["life_loss_terminal"], args["eval_policy"]) == ("sign", True, "sample")
+    # what decides bit-for-bit reproduction: the Atari packages' versions and the machine
+    import ale_py
+    assert run_json["versions"]["ale_py"] == ale_py.__version__ and "ocatari" in run_json["versions"]
+    assert run_json["platform"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     from dataset_utils import DatasetReader
     reader = DatasetReader(tmp_path / "data" / "a1")
     assert reader.has_life_lost and len(reader) == 256
     assert reader.metadata["reward_transform"] == "sign" and reader.metadata["life_loss_terminal"] is True
+
+
+def test_resume_on_another_kind_of_machine_says_so(tmp_path, capsys):
+    from blendrl.online import OnlineArgs
+    from blendrl.runs import RunDir, platform_change, platform_info
+
+    here = platform_info()
+    assert platform_change(here) is None and platform_change(None) is None
+    run = RunDir(tmp_path / "runs", "r1")
+    run.prepare(resume=False)
+    run.write_run_json(exp_id="e", method="ppo", env="cartpole", seed=0, args=OnlineArgs(),
+                       dataset_source=None)
+    run.say_if_resumed_elsewhere()
+    assert capsys.readouterr().err == ""
+    recorded = json.loads(run.run_json.read_text())
+    assert recorded["platform"] == here
+    recorded["platform"]["torch_cpu_capability"] = "AVX2" if here["torch_cpu_capability"] != "AVX2" else "DEFAULT"
+    run.run_json.write_text(json.dumps(recorded))
+    run.say_if_resumed_elsewhere()
+    err = capsys.readouterr().err
+    assert err.startswith("[r1] note: this run started on another kind of machine (torch_cpu_capability")
+    assert "not bit for bit" in err
 
 
 def test_same_seed_same_first_returns(tmp_path):
