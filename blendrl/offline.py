@@ -345,10 +345,10 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         with Interrupt() as interrupt:
             if ckpt is not None:
                 loop.restore(ckpt)
-                run.say_if_resumed_elsewhere()
+                run.say_if_resumed_elsewhere(device)
             else:
                 run.write_run_json(exp_id=args.exp_id, method=method, env=info.env, seed=args.seed,
-                                   args=args, dataset_source=dataset_source(info))
+                                   args=args, dataset_source=dataset_source(info), device=device)
             return loop.run(interrupt, first_reader)
     except DatasetError as e:  # a chunk of a later interval turned out broken
         raise UsageError(f"dataset {info.path} is broken: {e}") from e

@@ -223,12 +223,12 @@ def run_online(args: OnlineArgs, method: str) -> int:
         state = state_from_checkpoint(OnlineLoopState, ckpt)
         print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
               file=sys.stderr, flush=True)
-        run.say_if_resumed_elsewhere()
+        run.say_if_resumed_elsewhere(device)
     else:
         source = ({"role": "written", "path": str(dataset_path), "run_id": args.run_id}
                   if dataset_path is not None else None)
         run.write_run_json(exp_id=args.exp_id, method=method, env=args.env, seed=args.seed,
-                           args=args, dataset_source=source)
+                           args=args, dataset_source=source, device=device)
     timer = Timer(run, state.timing)
 
     writer = None

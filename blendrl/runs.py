@@ -86,25 +86,35 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def platform_info() -> dict[str, Any]:
-    """The machine a run started on. A seed reproduces a run exactly on the same machine and
-    builds; on a CPU with other vector instructions torch's kernels round differently, and a
-    learning run's trajectory drifts apart once one sampled action flips (README "Results")."""
+def platform_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The machine a run computes on, and its device and torch threads. A seed reproduces a run
+    bit for bit only where all of these and the versions are the same: on another CPU (probably
+    through torch's kernels for other vector instructions) or another device, rounding differs
+    and a learning run drifts apart once one sampled action flips (README "Results")."""
+    device = torch.device(device)
+    gpu = None
+    if device.type == "cuda":
+        try:
+            gpu = torch.cuda.get_device_name(device)
+        except (RuntimeError, AssertionError) as e:
+            gpu = f"unknown ({e})"
     return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "device": str(device), "cuda_device": gpu, "torch_threads": torch.get_num_threads()}
 
 
-def platform_change(recorded: dict | None) -> str | None:
-    """A note for a run resumed on another kind of machine than it started on, else None."""
+def platform_change(recorded: dict | None, device: torch.device | str = "cpu") -> str | None:
+    """A note for a run resumed on another kind of machine, device or thread count than it
+    started with, else None."""
     if not recorded:
         return None
-    now = platform_info()
-    changed = [f"{k} {recorded.get(k)!r} -> {now[k]!r}" for k in now if recorded.get(k) != now[k]]
+    now = platform_info(device)
+    changed = [f"{k} {recorded.get(k)!r} -> {now[k]!r}" for k in now
+               if k in recorded and recorded[k] != now[k]]
     if not changed:
         return None
-    return ("note: this run started on another kind of machine (" + "; ".join(changed) + "); it "
-            "continues correctly, but not bit for bit as it would have there")
+    return ("note: this run started on another kind of machine or setting (" + "; ".join(changed)
+            + "); it continues correctly, but not bit for bit as it would have there")
 
 
 def _plain(obj: Any) -> Any:
@@ -178,26 +188,27 @@ class RunDir:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
     def write_run_json(self, *, exp_id: str, method: str, env: str, seed: int, args: Any,
-                       dataset_source: dict | None) -> None:
+                       dataset_source: dict | None, device: torch.device | str = "cpu") -> None:
         if method not in METHODS:
             raise RunError(f"unknown method {method!r}")
         atomic_write_json(self.run_json, {
             "format_version": RUN_FORMAT_VERSION, "run_id": self.run_id, "exp_id": exp_id,
             "method": method, "kind": METHODS[method], "env": env, "seed": seed,
             "args": args_to_dict(args), "dataset_source": dataset_source, "versions": versions(),
-            "platform": platform_info(), "created_at": now_iso(),
+            "platform": platform_info(device), "created_at": now_iso(),
         })
 
     def read_run_json(self) -> dict:
         return read_json(self.run_json)
 
-    def say_if_resumed_elsewhere(self) -> None:
-        """On ``--resume``: a note on stderr when this machine is not the kind the run started on."""
+    def say_if_resumed_elsewhere(self, device: torch.device | str = "cpu") -> None:
+        """On ``--resume``: a note on stderr when this machine, the device or the thread count is
+        not what the run started with."""
         try:
             recorded = self.read_run_json().get("platform")
         except (OSError, ValueError):
             return
-        note = platform_change(recorded)
+        note = platform_change(recorded, device)
         if note:
             print(f"[{self.run_id}] {note}", file=sys.stderr, flush=True)
 

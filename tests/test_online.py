@@ -95,12 +95,21 @@ def test_resume_on_another_kind_of_machine_says_so(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     recorded = json.loads(run.run_json.read_text())
     assert recorded["platform"] == here
+    assert here["device"] == "cpu" and here["cuda_device"] is None
     recorded["platform"]["torch_cpu_capability"] = "AVX2" if here["torch_cpu_capability"] != "AVX2" else "DEFAULT"
     run.run_json.write_text(json.dumps(recorded))
     run.say_if_resumed_elsewhere()
     err = capsys.readouterr().err
-    assert err.startswith("[r1] note: this run started on another kind of machine (torch_cpu_capability")
+    assert err.startswith("[r1] note: this run started on another kind of machine or setting "
+                          "(torch_cpu_capability")
     assert "not bit for bit" in err
+    # another thread count is a change too; a key an older run.json lacks is not
+    recorded["platform"] = {**here, "torch_threads": here["torch_threads"] + 1}
+    del recorded["platform"]["cpu"]
+    run.run_json.write_text(json.dumps(recorded))
+    run.say_if_resumed_elsewhere()
+    err = capsys.readouterr().err
+    assert "torch_threads" in err and "cpu " not in err
 
 
 def test_same_seed_same_first_returns(tmp_path):
