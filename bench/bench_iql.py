@@ -23,6 +23,7 @@ as such and skipped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import sys
@@ -66,6 +67,8 @@ class Args:
     """torch device (auto, cpu, cuda)"""
     compile: str = "off"
     """torch.compile the step's networks as the offline scripts' --compile: off, default, reduce-overhead"""
+    precision: list[str] = field(default_factory=lambda: ["fp32"])
+    """the offline scripts' --precision to time, each in turn on the same data: fp32 and/or bf16"""
     log_every: int = 500
     """steps between reads of the metrics (the offline scripts' --log_every)"""
     dataset_transitions: int = 0
@@ -109,7 +112,7 @@ def write_dataset(spec: EnvSpec, transitions: int, directory: Path) -> Path:
 
 
 def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
-              dataset: Path | None) -> dict:
+              dataset: Path | None, precision: str = "fp32") -> dict:
     from blendrl.datasets.feed import choose_dataset_device, device_bytes_needed, make_feed
     from dataset_utils import DatasetReader
 
@@ -118,7 +121,8 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
     torch.manual_seed(0)
     blend = BlendRLFields() if agent_kind == "blendrl" else None
     agent = build_agent(spec, blend).to(device)
-    trainer = IQLTrainer.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend)), device)
+    trainer = IQLTrainer.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend),
+                                                                precision=precision), device)
     compile_networks(trainer, args.compile)
     feed, where = None, "pre-built batches"
     if dataset is not None:
@@ -154,6 +158,7 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
     row = {"env": env, "agent": agent_kind, "batch_size": args.batch_size, "steps": steps,
            "seconds": elapsed, "steps_per_second": steps / elapsed,
            "threads": torch.get_num_threads(), "device": str(device), "compile": args.compile,
+           "precision": precision,
            "data": where if dataset is None else f"dataset of {len(reader)} on disk, dataset_device {where}"}
     if dataset is not None:
         row["feed_setup_seconds"] = setup
@@ -191,16 +196,16 @@ def _run_all(args: Args, device: torch.device, root: Path | None, rows: list) ->
             dataset = write_dataset(get_spec(env), args.dataset_transitions, root)
             print(f"{env:10s} dataset of {args.dataset_transitions} transitions written in "
                   f"{time.perf_counter() - t0:.1f}s", flush=True)
-        for agent_kind in args.agents:
+        for agent_kind, precision in itertools.product(args.agents, args.precision):
             try:
-                row = bench_one(env, agent_kind, args, device, dataset)
+                row = bench_one(env, agent_kind, args, device, dataset, precision)
             except Exception as e:  # noqa: BLE001 - report what could not be built and go on
                 row = {"env": env, "agent": agent_kind, "error": f"{type(e).__name__}: {e}"}
             rows.append(row)
             if "error" in row:
                 print(f"{env:10s} {agent_kind:8s} skipped: {row['error']}", flush=True)
             else:
-                print(f"{env:10s} {agent_kind:8s} {row['steps_per_second']:9.1f} steps/s "
+                print(f"{env:10s} {agent_kind:8s} {precision} {row['steps_per_second']:9.1f} steps/s "
                       f"(batch {row['batch_size']}, {row['steps']} steps in {row['seconds']:.1f}s, "
                       f"{row['threads']} threads, {row['device']}{', ' + row['gpu'] if 'gpu' in row else ''}; "
                       f"{row['data']})", flush=True)

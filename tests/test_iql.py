@@ -126,6 +126,8 @@ def test_polyak_update_by_hand():
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         IQLConfig(**{field: value})
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        IQLConfig(precision="fp16")
     with pytest.raises(ValueError, match="logic"):
         IQLConfig(actor_lrs={"neural": 1e-3, "logic": -1.0})
 
@@ -140,13 +142,16 @@ def constant_linear(n_in: int, n_out: int, bias: float) -> nn.Linear:
     return layer
 
 
-def test_one_update_matches_hand_computation():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_update_matches_hand_computation(precision):
     """Q networks output 0, V outputs 5, r = 1, gamma = 0.9. Batch rows: truncated, terminated,
     neither. Targets 1 + 0.9 * 5 = 5.5 (truncated bootstraps), 1, 5.5 -> Q loss 20.5. V residual
-    min target Q - V = -5 -> value loss 0.3 * 25 = 7.5; advantage -5 -> weights exp(-15)."""
+    min target Q - V = -5 -> value loss 0.3 * 25 = 7.5; advantage -5 -> weights exp(-15). The
+    networks' outputs (0 and 5) are exact in bfloat16, so bf16 gives the same numbers: targets,
+    losses and weights are float32 either way."""
     actor = TwoGroupActor(2, 2, 2, use_logic=False)
     trainer = IQLTrainer(actor, (constant_linear(2, 2, 0.0), constant_linear(2, 2, 0.0)),
-                         Squeeze(constant_linear(2, 1, 5.0)), IQLConfig(gamma=0.9))
+                         Squeeze(constant_linear(2, 1, 5.0)), IQLConfig(gamma=0.9, precision=precision))
     batch = Batch(torch.zeros(3, 1, 2), torch.ones(3, 2), torch.tensor([0, 1, 0]),
                   torch.ones(3), torch.zeros(3, 1, 2), torch.ones(3, 2),
                   torch.tensor([False, True, False]), torch.tensor([True, False, False]))
@@ -160,9 +165,54 @@ def test_one_update_matches_hand_computation():
     assert m["charts/adv_std"] == pytest.approx(0.0, abs=1e-6)
     assert m["charts/v_mean"] == pytest.approx(5.0)
     assert m["charts/awr_weight_mean"] == pytest.approx(math.exp(-15.0))
-    assert m["losses/actor"] == pytest.approx(-(math.exp(-15.0) * log_prob).mean().item(), rel=1e-5)
+    # log pi of the initial (random) actor: bf16 rounds its logits (8 bits of mantissa)
+    assert m["losses/actor"] == pytest.approx(-(math.exp(-15.0) * log_prob).mean().item(),
+                                              rel=1e-5 if precision == "fp32" else 2e-2)
     assert m["charts/awr_weight_clipped_frac"] == 0.0
     assert trainer.num_updates == 1
+    # parameters and optimiser state stay float32 under bf16 autocast
+    params = [*trainer.q1.parameters(), *trainer.value.parameters(), *actor.parameters()]
+    assert all(p.dtype == torch.float32 for p in params)
+    assert all(v.dtype == torch.float32 for st in trainer.q_optimizer.state.values() for v in st.values()
+               if torch.is_tensor(v) and v.is_floating_point())
+
+
+def test_bf16_rounds_the_passes_but_keeps_the_step_close_to_fp32():
+    """The same update from the same networks and batch: bf16 differs from fp32 (the passes are
+    really in bfloat16) by about bfloat16's rounding, not more."""
+    gen = torch.Generator().manual_seed(3)
+    batch = random_batch(gen, size=64)
+    lrs = {"neural": 1e-3, "logic": 5e-3}
+    m32 = make_trainer(0, IQLConfig(actor_lrs=lrs)).update(batch)
+    m16 = make_trainer(0, IQLConfig(actor_lrs=lrs, precision="bf16")).update(batch)
+    for key in ("losses/value", "losses/q", "charts/v_mean", "charts/q_mean"):
+        assert m16[key] != m32[key], key
+        assert m16[key] == pytest.approx(m32[key], rel=3e-2, abs=3e-3), key
+
+
+@pytest.mark.parametrize("env", ["cartpole", "seaquest"])
+def test_bf16_critics_and_actor_output_layers_stay_float32(env):
+    """Under bf16 autocast the encoders run in bfloat16, but Q, V and the logits come out of a
+    float32 layer: a Q value near 30 keeps float32's resolution (bfloat16 would round it to a
+    multiple of 0.125 or 0.25)."""
+    from blendrl.agents.factory import build_agent
+    from blendrl.agents.networks import make_q_network, make_value_network
+    from blendrl.envs import get_spec
+
+    spec = get_spec(env)
+    torch.manual_seed(0)
+    q, v, agent = make_q_network(spec), make_value_network(spec), build_agent(spec, None)
+    with torch.no_grad():
+        q.out.bias.fill_(30.1)
+    shape = (5, *spec.neural_shape)
+    x = torch.randint(0, 256, shape).float() if spec.is_image else torch.randn(shape)
+    with torch.no_grad():
+        exact = q(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed, value, logp = q(x), v(x), agent.policy(None, x).log_probs
+    assert mixed.dtype == value.dtype == logp.dtype == torch.float32
+    assert (mixed - exact).abs().max() < 0.05
+    assert not torch.equal(mixed, exact)  # the encoder did run in bfloat16
 
 
 def test_value_regresses_on_the_minimum_of_the_target_qs_at_the_taken_action():
@@ -282,7 +332,8 @@ def chain_dataset(n_states: int, n: int, rng: np.random.Generator):
     return s, a, r.astype(np.float32), s2
 
 
-def test_iql_learns_the_optimal_policy_on_a_chain():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_iql_learns_the_optimal_policy_on_a_chain(precision):
     n_states, size = 5, 64
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
@@ -291,7 +342,8 @@ def test_iql_learns_the_optimal_policy_on_a_chain():
     actor = TwoGroupActor(n_states, n_states, 2, use_logic=False)
     trainer = IQLTrainer(actor, (nn.Linear(n_states, 2), nn.Linear(n_states, 2)),
                          Squeeze(nn.Linear(n_states, 1)),
-                         IQLConfig(gamma=0.9, polyak=0.05, critic_lr=1e-2, actor_lrs={"neural": 1e-2}))
+                         IQLConfig(gamma=0.9, polyak=0.05, critic_lr=1e-2, actor_lrs={"neural": 1e-2},
+                                   precision=precision))
     no_end = torch.zeros(size, dtype=torch.bool)
     for _ in range(800):
         idx = torch.as_tensor(rng.integers(0, len(s), size))

@@ -197,6 +197,17 @@ def test_resume_refuses_changed_hyperparameters(tmp_path, capsys):
     assert "--expectile 0.7 -> 0.9" in capsys.readouterr().err
 
 
+def test_bf16_run_records_its_precision_and_resume_cannot_change_it(tmp_path, capsys):
+    data = write_dataset(tmp_path / "ds")
+    assert run_offline(make_args(tmp_path, data, epochs=1, precision="bf16"), "iql") == 0
+    run = json.loads((tmp_path / "runs" / "off" / "run.json").read_text())
+    assert run["args"]["precision"] == "bf16"
+    results = read_results(tmp_path)
+    assert len(results) == 3 and all(math.isfinite(r["mean_return"]) for r in results)
+    assert main(make_args(tmp_path, data, epochs=1, resume=True), "iql") == 2
+    assert "--precision 'bf16' -> 'fp32'" in capsys.readouterr().err
+
+
 def test_signal_to_a_real_process_then_resume(tmp_path):
     """train_iql.py as a process: SIGTERM once it has started -> exit 75; --resume -> exit 0."""
     data = write_dataset(tmp_path / "ds", steps=200, marks=[200, 400])

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from blendrl.agents.base import Agent, Policy
-from blendrl.agents.networks import LogicStateValue, MLPEncoder, layer_init, make_encoder
+from blendrl.agents.networks import (LogicStateValue, MLPEncoder, OutputLinear, layer_init,
+                                     make_encoder)
 from blendrl.agents.neural import ActorCriticNet
 from blendrl.envs.base import EnvSpec
 
@@ -53,7 +54,7 @@ class NeuralBlender(nn.Module):
             self.encoder = MLPEncoder(n_obj * n_feat, hidden)
         else:
             self.encoder = make_encoder(spec, hidden)
-        self.out = layer_init(nn.Linear(self.encoder.out_dim, 2), std=0.01)
+        self.out = layer_init(OutputLinear(self.encoder.out_dim, 2), std=0.01)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         return self.out(self.encoder(state))

@@ -23,6 +23,20 @@ def layer_init(layer: nn.Module, std: float = math.sqrt(2), bias: float = 0.0) -
     return layer
 
 
+class OutputLinear(nn.Linear):
+    """A network's output layer: float32 even under autocast. With bf16 passes
+    (``--precision bf16``) the encoder's features are rounded to bfloat16's 8-bit mantissa, but a
+    value near 30 must not be (bfloat16 resolves it only to 0.25, and IQL weighs actions by
+    ``exp(beta * (Q - V))``), so Q, V and the logits are computed in float32 from them.
+    Without autocast it is ``nn.Linear`` (same parameters, same state dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class NatureCNN(nn.Module):
     """The DQN 'Nature' encoder: uint8 frames [B, C, 84, 84] -> [B, 512]."""
 
@@ -70,7 +84,7 @@ class Head(nn.Module):
     def __init__(self, encoder: nn.Module, out: int, std: float):
         super().__init__()
         self.encoder = encoder
-        self.out = layer_init(nn.Linear(encoder.out_dim, out), std=std)
+        self.out = layer_init(OutputLinear(encoder.out_dim, out), std=std)
 
     def forward(self, neural: torch.Tensor) -> torch.Tensor:
         return self.out(self.encoder(neural))

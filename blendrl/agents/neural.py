@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from blendrl.agents.base import Agent, Policy
-from blendrl.agents.networks import Head, layer_init, make_encoder
+from blendrl.agents.networks import Head, OutputLinear, layer_init, make_encoder
 from blendrl.envs.base import EnvSpec
 
 
@@ -22,8 +22,8 @@ class ActorCriticNet(nn.Module):
         self.shared = spec.is_image
         if self.shared:
             self.trunk = make_encoder(spec)
-            self.actor_head = layer_init(nn.Linear(self.trunk.out_dim, spec.n_actions), std=0.01)
-            self.critic_head = layer_init(nn.Linear(self.trunk.out_dim, 1), std=1.0)
+            self.actor_head = layer_init(OutputLinear(self.trunk.out_dim, spec.n_actions), std=0.01)
+            self.critic_head = layer_init(OutputLinear(self.trunk.out_dim, 1), std=1.0)
         else:
             self.actor = Head(make_encoder(spec, hidden), spec.n_actions, std=0.01)
             self.critic = Head(make_encoder(spec, hidden), 1, std=1.0)

@@ -27,10 +27,16 @@ number of steps; here training runs over growing dataset prefixes whose total le
 between intervals (and restarts with ``--reset_per_interval``), and a schedule would make the
 offline point of interval k depend on how many intervals follow it. A constant rate keeps every
 interval's training comparable.
+
+Precision: ``fp32`` (the default) or ``bf16``, where the networks' forward and backward passes run
+under ``torch.autocast`` in bfloat16 (parameters, optimiser state, targets, losses, advantages
+and weights stay float32: every network output is cast back before it is used), ~3x faster per
+Nature CNN step on a CPU with AVX-512 bf16 and the usual mixed precision on a GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,6 +48,9 @@ from torch import nn
 from blendrl.algos.signal import LearnerSignal
 
 STATE_DICT_VERSION = 1
+
+PRECISIONS = ("fp32", "bf16")
+"""What ``IQLConfig.precision`` (``--precision``) accepts."""
 
 METRIC_KEYS = ("losses/value", "losses/q", "losses/actor", "charts/adv_mean", "charts/adv_std",
                "charts/v_mean", "charts/q_mean", "charts/q_target_mean", "charts/awr_weight_mean",
@@ -136,6 +145,8 @@ class IQLConfig:
     blend_ent_coef: float = 0.0
     """Bonus on the entropy of the BlendRL agent's blend weights in the actor loss (online
     BlendRL's ``blend_ent_coef``); 0 leaves the AWR loss alone."""
+    precision: str = "fp32"
+    """The networks' passes in float32, or under bfloat16 autocast (``bf16``; see the module)."""
 
     def __post_init__(self) -> None:
         checks = (("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
@@ -148,6 +159,9 @@ class IQLConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"IQL {name} must be {rule}, got {getattr(self, name)!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"IQL precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
         for name, lr in self.actor_lrs.items():
             if not lr > 0.0:
                 raise ValueError(f"IQL actor learning rate {name!r} must be > 0, got {lr!r}")
@@ -196,12 +210,18 @@ class IQLTrainer:
         (reading them waits for the device: a training loop uses :meth:`update_stats`)."""
         return dict(zip(METRIC_KEYS, self.update_stats(batch).tolist(), strict=True))
 
+    def _passes(self, like: torch.Tensor) -> contextlib.AbstractContextManager:
+        """The context of the networks' forward passes (their backward passes follow it)."""
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=like.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def update_stats(self, batch: TransitionBatch) -> torch.Tensor:
         """One IQL gradient step; returns the :data:`METRIC_KEYS` scalars as one tensor on the
         batch's device, without waiting for the device (no host sync)."""
         action = batch.action.long()
-        with torch.no_grad():
-            next_v = self.value(batch.next_neural_state)
+        with torch.no_grad(), self._passes(batch.next_neural_state):
+            next_v = self.value(batch.next_neural_state).float()
         value_loss, v, q_target = self._update_value(batch.neural_state, action)
         q_loss, q_mean = self._update_q(batch, action, next_v)
         actor_loss, weights = self._update_actor(batch, action, q_target, v)
@@ -221,10 +241,10 @@ class IQLTrainer:
 
     def min_target_q(self, neural: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``min(Q1_target, Q2_target)`` at the given actions, ``[B]``, without gradient."""
-        with torch.no_grad():
+        with torch.no_grad(), self._passes(neural):
             index = action.long().unsqueeze(1)
-            q1 = self.q1_target(neural).gather(1, index).squeeze(1)
-            q2 = self.q2_target(neural).gather(1, index).squeeze(1)
+            q1 = self.q1_target(neural).float().gather(1, index).squeeze(1)
+            q2 = self.q2_target(neural).float().gather(1, index).squeeze(1)
             return torch.minimum(q1, q2)
 
     def _update_value(self, neural: torch.Tensor, action: torch.Tensor
@@ -232,7 +252,8 @@ class IQLTrainer:
         """Expectile regression of V(s) on the min target Q; returns (loss, V before the step,
         min target Q)."""
         q_target = self.min_target_q(neural, action)
-        v = self.value(neural)
+        with self._passes(neural):
+            v = self.value(neural).float()
         loss = expectile_loss(q_target - v, self.config.expectile)
         self.value_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -244,8 +265,9 @@ class IQLTrainer:
         """MSE of both Qs to the TD target, then the Polyak step; returns (loss, mean Q)."""
         target = self.q_targets(batch, next_v)
         index = action.unsqueeze(1)
-        q1 = self.q1(batch.neural_state).gather(1, index).squeeze(1)
-        q2 = self.q2(batch.neural_state).gather(1, index).squeeze(1)
+        with self._passes(batch.neural_state):
+            q1 = self.q1(batch.neural_state).float().gather(1, index).squeeze(1)
+            q2 = self.q2(batch.neural_state).float().gather(1, index).squeeze(1)
         loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
         self.q_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -259,14 +281,16 @@ class IQLTrainer:
         """Advantage-weighted regression on the data's actions; returns (loss, weights)."""
         weights = awr_weights(q, v, self.config.beta, self.config.max_weight)
         if self.config.blend_ent_coef > 0:  # the policy's blend entropy too: one forward pass
-            pol = self.actor.policy(batch.logic_state, batch.neural_state)
-            log_prob = pol.log_probs.gather(1, action.unsqueeze(1)).squeeze(1)
+            with self._passes(batch.neural_state):
+                pol = self.actor.policy(batch.logic_state, batch.neural_state)
+            log_prob = pol.log_probs.float().gather(1, action.unsqueeze(1)).squeeze(1)
             loss = -(weights * log_prob).mean()
             if pol.blend_entropy is not None:
-                loss = loss - self.config.blend_ent_coef * pol.blend_entropy.mean()
+                loss = loss - self.config.blend_ent_coef * pol.blend_entropy.float().mean()
         else:
-            log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
-            loss = -(weights * log_prob).mean()
+            with self._passes(batch.neural_state):
+                log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
+            loss = -(weights * log_prob.float()).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
