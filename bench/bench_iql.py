@@ -200,10 +200,11 @@ def _run_all(args: Args, device: torch.device, root: Path | None, rows: list) ->
             try:
                 row = bench_one(env, agent_kind, args, device, dataset, precision)
             except Exception as e:  # noqa: BLE001 - report what could not be built and go on
-                row = {"env": env, "agent": agent_kind, "error": f"{type(e).__name__}: {e}"}
+                row = {"env": env, "agent": agent_kind, "precision": precision,
+                       "error": f"{type(e).__name__}: {e}"}
             rows.append(row)
             if "error" in row:
-                print(f"{env:10s} {agent_kind:8s} skipped: {row['error']}", flush=True)
+                print(f"{env:10s} {agent_kind:8s} {precision} skipped: {row['error']}", flush=True)
             else:
                 print(f"{env:10s} {agent_kind:8s} {precision} {row['steps_per_second']:9.1f} steps/s "
                       f"(batch {row['batch_size']}, {row['steps']} steps in {row['seconds']:.1f}s, "

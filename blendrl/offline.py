@@ -107,7 +107,7 @@ class OfflineArgs(ProtocolFields):
     dataset_device: Annotated[Literal["auto", "cpu", "cuda"], RESUME_FREE] = "auto"
     """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there), cpu (sampled on the host by a background thread into pinned memory), auto (cuda when the last interval's prefix fits in the free device memory with headroom, else cpu)"""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """the networks' passes in float32, or under bfloat16 autocast (bf16: ~3x faster per Nature CNN step on a CPU with AVX-512 bf16, the usual mixed precision on a GPU; parameters, targets and losses stay float32)"""
+    """the networks' passes in float32, or under bfloat16 autocast (bf16: about 2x the steps/s on Atari data on a CPU with AVX-512 bf16; not measured on a GPU; output layers, the logic reasoner, parameters, targets and losses stay float32)"""
     compile: Annotated[Literal["off", "default", "reduce-overhead"], RESUME_FREE] = "off"
     """torch.compile the networks of an IQL step (Q1, Q2, their targets, V, the actor's network): default (fused kernels) or reduce-overhead (also CUDA graphs); the first steps compile (tens of seconds, a C++ compiler needed on CPU). Off until shown on CUDA to give eager's losses"""
     threads: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None

@@ -215,6 +215,35 @@ def test_bf16_critics_and_actor_output_layers_stay_float32(env):
     assert not torch.equal(mixed, exact)  # the encoder did run in bfloat16
 
 
+def test_bf16_blendrl_update_keeps_the_logic_in_float32():
+    """A BlendRL agent's IQL step in bf16 on Kangaroo-shaped data: the CNNs run in bfloat16, the
+    reasoner does not (its action distribution is bit for bit the float32 one under autocast),
+    and the step is finite with float32 parameters."""
+    from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+    from blendrl.envs import get_spec
+
+    spec = get_spec("kangaroo")
+    torch.manual_seed(0)
+    blend = BlendRLFields()
+    agent = build_agent(spec, blend)
+    gen = torch.Generator().manual_seed(1)
+    logic = torch.rand(16, *spec.logic_shape, generator=gen) * 160  # pixel-sized coordinates
+    with torch.no_grad():
+        exact = agent.logic_actor.outputs(logic)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = agent.logic_actor.outputs(logic)[0]
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, exact)
+    trainer = IQLTrainer.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend),
+                                                         precision="bf16"))
+    frames = torch.randint(0, 256, (16, *spec.neural_shape), generator=gen, dtype=torch.uint8)
+    batch = Batch(logic, frames, torch.randint(0, spec.n_actions, (16,), generator=gen),
+                  torch.ones(16), logic, frames, torch.zeros(16, dtype=torch.bool),
+                  torch.zeros(16, dtype=torch.bool))
+    m = trainer.update(batch)
+    assert all(math.isfinite(v) for v in m.values())
+    assert all(p.dtype == torch.float32 for p in agent.parameters())
+
+
 def test_value_regresses_on_the_minimum_of_the_target_qs_at_the_taken_action():
     q1, q2 = nn.Linear(1, 2), nn.Linear(1, 2)
     with torch.no_grad():

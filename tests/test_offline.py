@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from blendrl.offline import BlendRLOfflineArgs, OfflineArgs, grad_steps_for, main, run_offline
+from blendrl.offline import (BlendRLOfflineArgs, OfflineArgs, grad_steps_for, iql_config, main,
+                             run_offline)
 from blendrl.runs import EXIT_INTERRUPTED, load_checkpoint, load_training_log
 from dataset_utils import DatasetReader, DatasetWriter
 
@@ -202,6 +203,7 @@ def test_bf16_run_records_its_precision_and_resume_cannot_change_it(tmp_path, ca
     assert run_offline(make_args(tmp_path, data, epochs=1, precision="bf16"), "iql") == 0
     run = json.loads((tmp_path / "runs" / "off" / "run.json").read_text())
     assert run["args"]["precision"] == "bf16"
+    assert iql_config(make_args(tmp_path, data, precision="bf16"), None).precision == "bf16"
     results = read_results(tmp_path)
     assert len(results) == 3 and all(math.isfinite(r["mean_return"]) for r in results)
     assert main(make_args(tmp_path, data, epochs=1, resume=True), "iql") == 2

@@ -110,7 +110,13 @@ class LogicActor(nn.Module):
 
     def outputs(self, logic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the action distribution, the blender values or None) from one reasoner pass, without
-        checking the state's shape (see :meth:`check_state`); a pure tensor function."""
+        checking the state's shape (see :meth:`check_state`); a pure tensor function. Always in
+        float32: under autocast (offline ``--precision bf16``) bfloat16 matmuls would round pixel
+        coordinates above 128 and soft truth values near 1 to steps of 2^-8, which the action
+        logit ``logit(clamp(v))`` magnifies; the reasoner is cheap next to the CNNs."""
+        if torch.is_autocast_enabled(logic.device.type):
+            with torch.autocast(device_type=logic.device.type, enabled=False):
+                return self.outputs(logic.float())
         values = self.reasoner(logic)
         probs = torch.softmax(self._logits(values), dim=1)
         return probs, values.index_select(1, self._blender_heads) if self.with_blender else None
