@@ -18,6 +18,11 @@
 #   bench/atari_evidence.sh kangaroo_1m_online SEED   the same experiment, online methods only
 #   bench/atari_evidence.sh kangaroo_1m_plot     plot_results.py of every kangaroo_1m seed
 #   bench/atari_evidence.sh kangaroo_cycle_64k   the whole cycle at 64k steps (the CPU-sized one)
+#   bench/atari_evidence.sh keep SUBDIR [NAME]   copy the small result files of $EVIDENCE_DIR/SUBDIR's
+#                                                runs (run.json, results.json, timing.json,
+#                                                training_log.pkl) into docs/evidence/NAME/runs of
+#                                                the work tree, to commit: plot_results.py redraws
+#                                                the figures from them on any machine
 #
 # EVIDENCE_DIR (default: out/atari_evidence of this project) holds every run, dataset and log
 # (the cycles' plots too); CLEANRL_DIR is CleanRL's folder (default: ../shared/peers/cleanrl).
@@ -103,7 +108,22 @@ case "${1:-}" in
             --output_dir "$ev/kangaroo_1m_all/plots" ;;
     kangaroo_cycle_64k)
         cycle kangaroo_cpu_cycle 64000 4 2 1 kangaroo_cpu_cycle ;;
+    keep)
+        sub="${2:?the folder under EVIDENCE_DIR}"; name="${3:-$sub}"
+        src="$ev/$sub/out/runs"; [ -d "$src" ] || src="$ev/$sub/runs"
+        [ -d "$src" ] || { echo "error: no runs folder under $ev/$sub" >&2; exit 2; }
+        n=0
+        for run in "$src"/*/; do
+            [ -f "$run/run.json" ] || continue
+            dst="$root/docs/evidence/$name/runs/$(basename "$run")"
+            mkdir -p "$dst"
+            for f in run.json results.json timing.json training_log.pkl; do
+                [ ! -f "$run/$f" ] || cp "$run/$f" "$dst/"
+            done
+            n=$((n + 1))
+        done
+        echo "kept the result files of $n run(s) in docs/evidence/$name/runs" >&2 ;;
     *)
-        sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac
