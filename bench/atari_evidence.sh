@@ -25,7 +25,8 @@
 #                                                the figures from them on any machine
 #
 # EVIDENCE_DIR (default: out/atari_evidence of this project) holds every run, dataset and log
-# (the cycles' plots too); CLEANRL_DIR is CleanRL's folder (default: ../shared/peers/cleanrl).
+# (the cycles' plots too); CLEANRL_DIR is CleanRL's folder (default: ../shared/peers/cleanrl);
+# KEEP_DIR is where keep writes (default: docs/evidence of this project).
 # Every job uses one torch thread: two side by side fill a 2-core machine. The launcher's knob
 # variables (run_full_cycle.sh's EXPERIMENT_ID, MAX_PARALLEL, ...) are ignored here except RESUME.
 set -euo pipefail
@@ -115,15 +116,15 @@ case "${1:-}" in
         n=0
         for run in "$src"/*/; do
             [ -f "$run/run.json" ] || continue
-            dst="$root/docs/evidence/$name/runs/$(basename "$run")"
+            dst="${KEEP_DIR:-$root/docs/evidence}/$name/runs/$(basename "$run")"
             mkdir -p "$dst"
             for f in run.json results.json timing.json training_log.pkl; do
                 [ ! -f "$run/$f" ] || cp "$run/$f" "$dst/"
             done
             n=$((n + 1))
         done
-        echo "kept the result files of $n run(s) in docs/evidence/$name/runs" >&2 ;;
+        echo "kept the result files of $n run(s) in ${KEEP_DIR:-$root/docs/evidence}/$name/runs" >&2 ;;
     *)
-        sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
         exit 2 ;;
 esac
