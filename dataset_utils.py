@@ -24,6 +24,7 @@ from pathlib import Path
 
 import tyro
 
+from blendrl.cli_parse import one_line_errors
 from blendrl.datasets import (FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, Batch, DatasetError,
                               DatasetReader, DatasetWriter, has_life_lost, read_manifest,
                               safe_load_pickle, summarize, verify)
@@ -52,8 +53,9 @@ class VerifyArgs:
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI; returns the exit status (0 fine, 1 broken dataset, 2 bad argument)."""
-    args = tyro.extras.subcommand_cli_from_dict({"inspect": InspectArgs, "verify": VerifyArgs}, args=argv,
-                                                description="Inspect or verify an offline dataset.")
+    args = one_line_errors(tyro.extras.subcommand_cli_from_dict,
+                           {"inspect": InspectArgs, "verify": VerifyArgs}, args=argv,
+                           description="Inspect or verify an offline dataset.")
     d = Path(args.directory)
     if not d.is_dir():
         print(f"error: {d} is not a folder", file=sys.stderr)

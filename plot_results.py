@@ -19,6 +19,7 @@ from typing import Annotated
 
 import tyro
 
+from blendrl.cli_parse import cli
 from blendrl.plotting.report import make_plots
 from blendrl.plotting.stats import BootstrapSettings
 
@@ -42,7 +43,7 @@ class Args:
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args = cli(Args)
     sys.exit(make_plots(args.exp_id, args.runs_dir, args.output_dir, args.smooth_window,
                         bootstrap_reps=args.bootstrap_reps, bootstrap_seed=args.bootstrap_seed,
                         confidence=args.confidence))

@@ -22,8 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
+from blendrl.cli_parse import cli as parse_cli
 from blendrl.envs import CLASSIC_ENVS, ENV_NAMES
 from blendrl.launch import cli
 from blendrl.launch.knobs import ConfigError, knob_fields, knobs_from_env
@@ -64,7 +63,7 @@ def main() -> int:
     except ConfigError as e:
         print(f"error: invalid environment variables (nothing was started):\n{e}", file=sys.stderr)
         return 2
-    args = tyro.cli(Args, default=dataclasses.replace(Args(), **env_values))
+    args = parse_cli(Args, default=dataclasses.replace(Args(), **env_values))
     root = Path(__file__).resolve().parent
     return cli.main(dataclasses.asdict(args), project_root=root, cwd=Path.cwd(),
                     python=sys.executable, env_names=ENV_NAMES, vector_envs=CLASSIC_ENVS)

@@ -8,9 +8,8 @@ Outputs as train_neuralppo.py. Exit status: 0 done, 2 bad arguments, 75 interrup
 
 import sys
 
-import tyro
-
+from blendrl.cli_parse import cli
 from blendrl.online import BlendRLOnlineArgs, main
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(BlendRLOnlineArgs), "blendrl_ppo"))
+    sys.exit(main(cli(BlendRLOnlineArgs), "blendrl_ppo"))

@@ -9,9 +9,8 @@ Outputs as train_iql.py. Exit status: 0 done, 2 bad arguments, 75 interrupted (r
 
 import sys
 
-import tyro
-
+from blendrl.cli_parse import cli
 from blendrl.offline import BlendRLOfflineArgs, main
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(BlendRLOfflineArgs), "blendrl_iql"))
+    sys.exit(main(cli(BlendRLOfflineArgs), "blendrl_iql"))

@@ -12,9 +12,8 @@ training_log.pkl). Exit status: 0 done, 2 bad arguments, 75 interrupted (resume 
 
 import sys
 
-import tyro
-
+from blendrl.cli_parse import cli
 from blendrl.offline import OfflineArgs, main
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(OfflineArgs), "iql"))
+    sys.exit(main(cli(OfflineArgs), "iql"))

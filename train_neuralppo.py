@@ -8,9 +8,8 @@ and offline_dataset/{run_id}/. Exit status: 0 done, 2 bad arguments, 75 interrup
 
 import sys
 
-import tyro
-
+from blendrl.cli_parse import cli
 from blendrl.online import OnlineArgs, main
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(OnlineArgs), "ppo"))
+    sys.exit(main(cli(OnlineArgs), "ppo"))

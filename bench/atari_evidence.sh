@@ -14,7 +14,9 @@
 #   bench/atari_evidence.sh kangaroo_1m SEED     the whole cycle at 1M steps: both online methods,
 #                                                both offline methods on both datasets (1 epoch
 #                                                per interval, --precision bf16), 10 marks, 8
-#                                                evaluation episodes
+#                                                evaluation episodes; flags after SEED go to
+#                                                run_full_cycle.py (e.g. --max_parallel 4 to
+#                                                advance all four offline jobs together)
 #   bench/atari_evidence.sh kangaroo_1m_online SEED   the same experiment, online methods only
 #   bench/atari_evidence.sh kangaroo_1m_plot     plot_results.py of every kangaroo_1m seed
 #   bench/atari_evidence.sh kangaroo_cycle_64k   the whole cycle at 64k steps (the CPU-sized one)
@@ -96,7 +98,8 @@ case "${1:-}" in
         wait_for "${pids[@]}"
         exit "$rc" ;;
     kangaroo_1m)  # IQL in bf16: ~2x the gradient steps/s on a CPU (README "Speed")
-        cycle kangaroo_1m 1000000 10 1 "${2:?the seed}" kangaroo_1m --offline_extra_args='--precision bf16' ;;
+        cycle kangaroo_1m 1000000 10 1 "${2:?the seed}" kangaroo_1m --offline_extra_args='--precision bf16' \
+            "${@:3}" ;;
     kangaroo_1m_online)
         cycle "kangaroo_1m_online_s${2:?the seed}" 1000000 10 1 "$2" kangaroo_1m --offline_methods ;;
     kangaroo_1m_plot)

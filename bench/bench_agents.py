@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for blendrl
+from blendrl.cli_parse import cli  # noqa: E402
 from blendrl.agents import BlendRLAgent, NeuralAgent
 from blendrl.envs import get_spec, make_vec_env
 
@@ -102,4 +102,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(cli(Args))

@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from blendrl.cli_parse import cli  # noqa: E402
 
 from dataset_utils import DatasetReader, DatasetWriter, summarize  # noqa: E402
 
@@ -408,4 +409,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(cli(Args))

@@ -26,11 +26,11 @@ from typing import Callable, Literal
 
 import gymnasium as gym
 import numpy as np
-import tyro
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for blendrl
 
+from blendrl.cli_parse import cli  # noqa: E402
 from blendrl.envs import ATARI_ENVS, CLASSIC_ENVS, ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.atari import FRAME_SKIP, STACK, STICKY_ACTION_PROBABILITY, make_atari_vec
 
@@ -190,4 +190,4 @@ def main(args: Args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(Args)))
+    sys.exit(main(cli(Args)))

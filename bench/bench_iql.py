@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from blendrl.cli_parse import cli  # noqa: E402
 from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates  # noqa: E402
 from blendrl.algos.iql import IQLConfig, IQLTrainer  # noqa: E402
 from blendrl.envs import get_spec  # noqa: E402
@@ -213,4 +213,4 @@ def _run_all(args: Args, device: torch.device, root: Path | None, rows: list) ->
 
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(Args)))
+    sys.exit(main(cli(Args)))

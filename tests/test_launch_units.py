@@ -127,7 +127,7 @@ def test_every_flag_the_plan_emits_parses_with_its_scripts_own_args(tmp_path):
     assert {j.method for j in jobs} == {m.id for m in METHOD_TABLE}
     for job in jobs:
         script = Path(job.command[1])
-        args_name = re.search(r"main\(tyro\.cli\((\w+)\)", script.read_text())[1]
+        args_name = re.search(r"main\(cli\((\w+)\)", script.read_text())[1]
         args_cls = runpy.run_path(str(script), run_name="plan_flags_check")[args_name]
         args = tyro.cli(args_cls, args=job.command[2:] + ["--resume"])
         assert (args.env, args.seed, args.run_id, args.exp_id) == \

@@ -34,11 +34,12 @@ SCRIPTS = ("train_neuralppo.py", "train_blenderl.py", "train_iql.py", "train_ble
 
 
 def script_args(script: str) -> type:
-    """The Args class the script hands to ``tyro.cli`` (read from its source, then imported)."""
+    """The Args class the script hands to ``cli`` (``blendrl.cli_parse``: tyro.cli with one-line
+    errors; read from its source, then imported)."""
     path = ROOT / script
     calls = [node.args[0].id for node in ast.walk(ast.parse(path.read_text()))
-             if isinstance(node, ast.Call) and ast.unparse(node.func) == "tyro.cli"]
-    assert len(calls) == 1, f"{script}: expected one tyro.cli(Args) call, found {calls}"
+             if isinstance(node, ast.Call) and ast.unparse(node.func) == "cli"]
+    assert len(calls) == 1, f"{script}: expected one cli(Args) call, found {calls}"
     spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # not __main__: defines, runs nothing

@@ -18,6 +18,7 @@ from typing import IO
 
 import tyro
 
+from blendrl.cli_parse import cli
 from blendrl.launch import monitor, procs, slurm
 from blendrl.launch.config import validate_exp_id
 from blendrl.launch.registry import (CANCELLED, RUNNING, TERMINAL, FILE_NAME, Registry,
@@ -120,7 +121,7 @@ def kill_experiment(registry: Registry, grace: float = 10.0, out: IO[str] = sys.
 
 
 def main(argv: list[str] | None, project_root: Path) -> int:
-    args = tyro.cli(KillArgs, args=argv)
+    args = cli(KillArgs, args=argv)
     problem = validate_exp_id(args.exp)
     if problem:
         print(f"error: {problem.replace('EXPERIMENT_ID', 'experiment id')}", file=sys.stderr)

@@ -1,0 +1,85 @@
+"""tyro's parse errors as one line (``blendrl.cli_parse``): the box's message, exit 2, nothing
+else on stderr; ``--help`` and good command lines unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from blendrl.cli_parse import box_message, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Toy:
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """numeric precision"""
+    seed: int = 1
+    """the seed"""
+
+
+def test_box_message_joins_the_wrapped_text_up_to_the_rule() -> None:
+    box = ("╭─ Invalid choice ──────────────────────╮\n"
+           "│ invalid choice 'fp16' for argument    │\n"
+           "│ '--precision'. Expected one of        │\n"
+           "│ ('fp32', 'bf16').                     │\n"
+           "│ ───────────────────────────────────── │\n"
+           "│ For full helptext, run x.py --help    │\n"
+           "╰───────────────────────────────────────╯\n")
+    assert box_message(box) == ("invalid choice 'fp16' for argument '--precision'. "
+                                "Expected one of ('fp32', 'bf16').")
+    assert box_message("\x1b[31m╭─ Title ─╮\x1b[0m\n╰─────────╯\n") == "Title"
+    assert box_message("plain\n  text ") == "plain text"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--precision", "fp16"], ["error:", "'fp16'", "--precision", "'bf16'"]),
+    (["--seed", "abc"], ["error:", "--seed", "'abc'"]),
+    (["--bogus", "1"], ["error:", "--bogus"]),
+])
+def test_a_bad_command_line_is_one_line_and_exit_2(argv, words, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli(Toy, args=argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err
+    assert "╭" not in err and "│" not in err
+
+
+def test_a_good_command_line_parses_and_writes_nothing(capsys) -> None:
+    assert cli(Toy, args=["--precision", "bf16", "--seed", "7"]) == Toy("bf16", 7)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_help_is_left_as_tyro_writes_it(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli(Toy, args=["--help"])
+    assert e.value.code == 0
+    out, _ = capsys.readouterr()
+    assert "--precision" in out and "numeric precision" in out and len(out.splitlines()) > 3
+
+
+@pytest.mark.parametrize("script, argv, named", [
+    ("train_iql.py", ["--precision", "fp16"], "'--precision'"),
+    ("train_neuralppo.py", ["--seed", "abc"], "--seed: invalid literal for int() with base 10: 'abc'"),
+    ("run_full_cycle.py", ["--online_steps", "x"], "--online-steps: invalid literal"),
+])
+def test_the_scripts_report_a_parse_error_in_one_line(script, argv, named, tmp_path) -> None:
+    r = subprocess.run([sys.executable, str(ROOT / script), *argv], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert named in lines[0]
+    assert f"{script} --help" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # before any work: nothing written
