@@ -15,8 +15,8 @@
 #                                                both offline methods on both datasets (1 epoch
 #                                                per interval, --precision bf16), 10 marks, 8
 #                                                evaluation episodes; flags after SEED go to
-#                                                run_full_cycle.py (e.g. --max_parallel 4 to
-#                                                advance all four offline jobs together)
+#                                                run_full_cycle.py (e.g. --dry_run to see the
+#                                                plan, --max_parallel 1)
 #   bench/atari_evidence.sh kangaroo_1m_online SEED   the same experiment, online methods only
 #   bench/atari_evidence.sh kangaroo_1m_plot     plot_results.py of every kangaroo_1m seed
 #   bench/atari_evidence.sh kangaroo_cycle_64k   the whole cycle at 64k steps (the CPU-sized one)

@@ -32,6 +32,15 @@ def test_a_bad_resume_value_is_refused_before_anything_starts(tmp_path):
     assert not (tmp_path / "ev").exists()
 
 
+def test_kangaroo_1m_passes_the_flags_after_the_seed_to_the_launcher(tmp_path):
+    r = run("kangaroo_1m", "3", "--dry_run", "--max_parallel", "1", EVIDENCE_DIR=str(tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "local: 1 job(s) at once" in out and "dry run: nothing was started" in out
+    assert "offline  kangaroo_1m_blendrl_iql_on_blendrl_ppo_kangaroo_s3" in out
+    assert not (tmp_path / "ev" / "kangaroo_1m" / "out").exists()
+
+
 def _fake_run(runs: Path, name: str, exp_id: str) -> None:
     d = runs / name
     (d / "checkpoints").mkdir(parents=True)
