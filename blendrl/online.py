@@ -24,6 +24,7 @@ import torch
 from blendrl.agents.base import Agent
 from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, learning_rates
 from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
+from blendrl.algos.optim import adam, load_adam_state
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry, to_tensor
@@ -196,7 +197,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
 
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
-    optimizer = torch.optim.Adam(agent.optimizer_param_groups(learning_rates(args.learning_rate, blend)), eps=1e-5)
+    optimizer = adam(agent.optimizer_param_groups(learning_rates(args.learning_rate, blend)), eps=1e-5)
     initial_lrs = [g["lr"] for g in optimizer.param_groups]
     cfg = PPOConfig(gamma=args.gamma, gae_lambda=args.gae_lambda, num_minibatches=args.num_minibatches,
                     update_epochs=args.update_epochs, norm_adv=args.norm_adv, clip_coef=args.clip_coef,
@@ -218,7 +219,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
         if changed:
             raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
         agent.load_state_dict(ckpt["agent"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_adam_state(optimizer, ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         state = state_from_checkpoint(OnlineLoopState, ckpt)
         print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",

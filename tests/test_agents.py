@@ -346,7 +346,7 @@ def test_offline_blend_entropy_bonus_is_in_the_actor_loss():
         reference.load_state_dict(agent.state_dict())
         config = IQLConfig(actor_lrs=lrs, blend_ent_coef=coef)
         trainer = IQLTrainer.for_spec(agent, spec, config)
-        trainer._update_actor(batch, action, q, v)
+        trainer._update_actor(batch, neural, action, q, v)
         pol = reference.policy(logic, neural)
         log_prob = pol.log_probs.gather(1, action[:, None]).squeeze(1)
         loss = -(awr_weights(q, v, config.beta, config.max_weight) * log_prob).mean()
@@ -361,7 +361,7 @@ def test_offline_blend_entropy_bonus_is_in_the_actor_loss():
     with pytest.raises(ValueError, match="blend_ent_coef"):
         IQLConfig(blend_ent_coef=-0.1)
     neural_trainer = IQLTrainer.for_spec(NeuralAgent(spec), spec, IQLConfig(blend_ent_coef=0.5))
-    neural_trainer._update_actor(batch, action, q, v)  # no blend weights: the AWR loss alone
+    neural_trainer._update_actor(batch, neural, action, q, v)  # no blend weights: the AWR loss alone
     args = BlendRLOfflineArgs(dataset_run_id="x", offline_blend_ent_coef=0.25)
     assert iql_config(args, args).blend_ent_coef == 0.25
     assert BlendRLOfflineArgs(dataset_run_id="x").offline_blend_ent_coef == 0.0

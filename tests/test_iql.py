@@ -205,7 +205,7 @@ def test_bf16_critics_and_actor_output_layers_stay_float32(env):
     with torch.no_grad():
         q.out.bias.fill_(30.1)
     shape = (5, *spec.neural_shape)
-    x = torch.randint(0, 256, shape).float() if spec.is_image else torch.randn(shape)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8) if spec.is_image else torch.randn(shape)
     with torch.no_grad():
         exact = q(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -242,6 +242,65 @@ def test_bf16_blendrl_update_keeps_the_logic_in_float32():
     m = trainer.update(batch)
     assert all(math.isfinite(v) for v in m.values())
     assert all(p.dtype == torch.float32 for p in agent.parameters())
+
+
+class EveryNetworkScalesItsFrames(IQLTrainer):
+    """The trainer as it was before frames were scaled once a step: each pass gets the uint8
+    frames and its Nature CNN scales them (and autocast casts them) itself."""
+
+    def _network_input(self, neural: torch.Tensor) -> torch.Tensor:
+        return neural
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("blendrl", [False, True])
+def test_frames_scaled_once_a_step_give_the_same_numbers_bit_for_bit(precision, blendrl):
+    """Scaling (and under bf16 casting) a step's two frame batches once changes no number: three
+    steps on Kangaroo-shaped data give the same metrics and the same networks, optimiser states
+    included, as every network scaling the uint8 frames itself."""
+    from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
+    from blendrl.envs import get_spec
+
+    spec = get_spec("kangaroo")
+    blend = BlendRLFields() if blendrl else None
+    gen = torch.Generator().manual_seed(3)
+    batches = []
+    for _ in range(3):
+        logic = torch.rand(6, *spec.logic_shape, generator=gen) * 160
+        frames = torch.randint(0, 256, (2, 6, *spec.neural_shape), generator=gen, dtype=torch.uint8)
+        batches.append(Batch(logic, frames[0], torch.randint(0, spec.n_actions, (6,), generator=gen),
+                             torch.randn(6, generator=gen) * 100, logic, frames[1],
+                             torch.tensor([False] * 5 + [True]), torch.zeros(6, dtype=torch.bool)))
+    results = []
+    for cls in (IQLTrainer, EveryNetworkScalesItsFrames):
+        torch.manual_seed(0)
+        agent = build_agent(spec, blend)
+        trainer = cls.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend),
+                                                      precision=precision))
+        metrics = [trainer.update_stats(b) for b in batches]
+        results.append((torch.stack(metrics), trainer.state_dict()))
+    (m_once, sd_once), (m_each, sd_each) = results
+    assert torch.isfinite(m_once).all()
+    assert torch.equal(m_once, m_each)
+    flat_once, flat_each = [], []
+    for sd, flat in ((sd_once, flat_once), (sd_each, flat_each)):
+        buf = io.BytesIO()
+        torch.save(sd, buf)
+        buf.seek(0)
+        flat.extend(t for t in _tensors(torch.load(buf, weights_only=False)))
+    assert len(flat_once) == len(flat_each) > 20
+    assert all(torch.equal(a, b) for a, b in zip(flat_once, flat_each))
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for k in sorted(tree, key=str):
+            yield from _tensors(tree[k])
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _tensors(v)
 
 
 def test_value_regresses_on_the_minimum_of_the_target_qs_at_the_taken_action():

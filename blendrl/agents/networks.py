@@ -3,7 +3,9 @@ critic networks (Q and V) used by IQL, and the logic-state critic of BlendRL's b
 
 Every network here but :class:`LogicStateValue` takes the **neural state**: a float32 vector, or
 uint8 frames ``[4, 84, 84]`` which are scaled to [0, 1] inside the network (the dataset and the
-rollout keep them uint8).
+rollout keep them uint8). Frames already scaled by :func:`scale_frames` (a floating tensor) are
+taken as they are: IQL, whose seven passes a step read the same two frame batches, scales each
+batch once (the same numbers, a third less time per step on a CPU).
 """
 
 from __future__ import annotations
@@ -37,8 +39,16 @@ class OutputLinear(nn.Linear):
         return super().forward(x)
 
 
+def scale_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames -> float32 in [0, 1] (``/ 255``), what :class:`NatureCNN` sees."""
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"scale_frames takes uint8 frames, got {frames.dtype}")
+    return frames.float() / 255.0
+
+
 class NatureCNN(nn.Module):
-    """The DQN 'Nature' encoder: uint8 frames [B, C, 84, 84] -> [B, 512]."""
+    """The DQN 'Nature' encoder: frames [B, C, 84, 84] -> [B, 512]; uint8 frames are scaled by
+    :func:`scale_frames` here, floating ones must already be (they are used as given)."""
 
     out_dim = 512
 
@@ -53,7 +63,7 @@ class NatureCNN(nn.Module):
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net(frames.float() / 255.0)
+        return self.net(scale_frames(frames) if frames.dtype == torch.uint8 else frames)
 
 
 class MLPEncoder(nn.Module):

@@ -35,6 +35,12 @@ and weights stay float32, and so do the networks' output layers
 (:meth:`~blendrl.logic.actors.LogicActor.outputs`): the encoders' features are what is rounded.
 Measured about 2x the steps/s of fp32 on Atari shapes on a CPU with AVX-512 bf16; a CPU
 without bf16 instructions may be slower, and on a GPU it is not measured yet.
+
+Frames: a step's seven passes (V(s'), both target Qs, V, both Qs, the actor) read two frame
+batches, s and s'. :meth:`IQLTrainer.update_stats` scales each once
+(:func:`~blendrl.agents.networks.scale_frames`; under bf16 also cast once, as the first
+convolution would) and hands the same tensor to every pass: the numbers each network sees are
+those it would compute from the uint8 frames itself.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blendrl.agents.networks import scale_frames
+from blendrl.algos.optim import adam, load_adam_state
 from blendrl.algos.signal import LearnerSignal
 
 STATE_DICT_VERSION = 1
@@ -188,10 +196,10 @@ class IQLTrainer:
         self.value = value_network
         self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
         self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(actor.optimizer_param_groups(self.config.actor_lrs))
-        self.q_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()],
-                                            lr=self.config.critic_lr)
-        self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=self.config.critic_lr)
+        self.actor_optimizer = adam(actor.optimizer_param_groups(self.config.actor_lrs))
+        self.q_optimizer = adam([*self.q1.parameters(), *self.q2.parameters()],
+                                lr=self.config.critic_lr)
+        self.value_optimizer = adam(self.value.parameters(), lr=self.config.critic_lr)
         self.num_updates = 0
         """Gradient steps taken so far (restored by :meth:`load_state_dict`)."""
 
@@ -219,15 +227,24 @@ class IQLTrainer:
             return torch.autocast(device_type=like.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _network_input(self, neural: torch.Tensor) -> torch.Tensor:
+        """The neural state as every network takes it: uint8 frames scaled once (and, under
+        bf16, cast once as the first convolution would); vectors as they are."""
+        if neural.dtype != torch.uint8:
+            return neural
+        frames = scale_frames(neural)
+        return frames.to(torch.bfloat16) if self.config.precision == "bf16" else frames
+
     def update_stats(self, batch: TransitionBatch) -> torch.Tensor:
         """One IQL gradient step; returns the :data:`METRIC_KEYS` scalars as one tensor on the
         batch's device, without waiting for the device (no host sync)."""
         action = batch.action.long()
-        with torch.no_grad(), self._passes(batch.next_neural_state):
-            next_v = self.value(batch.next_neural_state).float()
-        value_loss, v, q_target = self._update_value(batch.neural_state, action)
-        q_loss, q_mean = self._update_q(batch, action, next_v)
-        actor_loss, weights = self._update_actor(batch, action, q_target, v)
+        neural = self._network_input(batch.neural_state)
+        with torch.no_grad(), self._passes(neural):
+            next_v = self.value(self._network_input(batch.next_neural_state)).float()
+        value_loss, v, q_target = self._update_value(neural, action)
+        q_loss, q_mean = self._update_q(batch, neural, action, next_v)
+        actor_loss, weights = self._update_actor(batch, neural, action, q_target, v)
         adv = q_target - v
         self.num_updates += 1
         clipped = (weights >= self.config.max_weight).float().mean()
@@ -263,14 +280,15 @@ class IQLTrainer:
         self.value_optimizer.step()
         return loss.detach(), v.detach(), q_target
 
-    def _update_q(self, batch: TransitionBatch, action: torch.Tensor, next_v: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """MSE of both Qs to the TD target, then the Polyak step; returns (loss, mean Q)."""
+    def _update_q(self, batch: TransitionBatch, neural: torch.Tensor, action: torch.Tensor,
+                  next_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MSE of both Qs to the TD target, then the Polyak step; returns (loss, mean Q).
+        ``neural`` is the batch's state as the networks take it (``_network_input``)."""
         target = self.q_targets(batch, next_v)
         index = action.unsqueeze(1)
-        with self._passes(batch.neural_state):
-            q1 = self.q1(batch.neural_state).float().gather(1, index).squeeze(1)
-            q2 = self.q2(batch.neural_state).float().gather(1, index).squeeze(1)
+        with self._passes(neural):
+            q1 = self.q1(neural).float().gather(1, index).squeeze(1)
+            q2 = self.q2(neural).float().gather(1, index).squeeze(1)
         loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
         self.q_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,20 +297,21 @@ class IQLTrainer:
         polyak_update(self.q2_target, self.q2, self.config.polyak)
         return loss.detach(), 0.5 * (q1.detach().mean() + q2.detach().mean())
 
-    def _update_actor(self, batch: TransitionBatch, action: torch.Tensor, q: torch.Tensor,
-                      v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advantage-weighted regression on the data's actions; returns (loss, weights)."""
+    def _update_actor(self, batch: TransitionBatch, neural: torch.Tensor, action: torch.Tensor,
+                      q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advantage-weighted regression on the data's actions; returns (loss, weights).
+        ``neural`` is the batch's state as the networks take it (``_network_input``)."""
         weights = awr_weights(q, v, self.config.beta, self.config.max_weight)
         if self.config.blend_ent_coef > 0:  # the policy's blend entropy too: one forward pass
-            with self._passes(batch.neural_state):
-                pol = self.actor.policy(batch.logic_state, batch.neural_state)
+            with self._passes(neural):
+                pol = self.actor.policy(batch.logic_state, neural)
             log_prob = pol.log_probs.float().gather(1, action.unsqueeze(1)).squeeze(1)
             loss = -(weights * log_prob).mean()
             if pol.blend_entropy is not None:
                 loss = loss - self.config.blend_ent_coef * pol.blend_entropy.float().mean()
         else:
-            with self._passes(batch.neural_state):
-                log_prob = self.actor.log_prob(batch.logic_state, batch.neural_state, action)
+            with self._passes(neural):
+                log_prob = self.actor.log_prob(batch.logic_state, neural, action)
             loss = -(weights * log_prob.float()).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -324,5 +343,5 @@ class IQLTrainer:
         for name in ("actor", "q1", "q2", "q1_target", "q2_target", "value"):
             getattr(self, name).load_state_dict(state[name])
         for name in ("actor_optimizer", "q_optimizer", "value_optimizer"):
-            getattr(self, name).load_state_dict(state[name])
+            load_adam_state(getattr(self, name), state[name])
         self.num_updates = int(state["num_updates"])
