@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("m", METHOD_TABLE, ids=lambda m: m.id)
 def test_each_row_is_its_script(m):
     source = (ROOT / m.script).read_text()
-    call = re.search(r"main\(tyro\.cli\((\w+)\), \"(\w+)\"\)", source)
+    call = re.search(r"main\(cli\((\w+)\), \"(\w+)\"\)", source)
     assert call and call.group(2) == m.id, f"{m.script} does not run method {m.id!r}"
     spec = importlib.util.spec_from_file_location(f"script_{m.id}", ROOT / m.script)
     module = importlib.util.module_from_spec(spec)
