@@ -23,30 +23,77 @@ T = TypeVar("T")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SIDES = "│┃|"
+_WIDE = "10000"  # columns for the re-parse that reads the message: tyro wraps at the terminal's
+
+
+def _is_rule(line: str) -> bool:
+    return len(line) >= 3 and set(line) <= set("─-━")
 
 
 def box_message(text: str) -> str:
-    """The message of a tyro error box as one line: the box's text lines up to its first rule
-    (what follows is the help pointer or a list of similar flags), joined; the box's title where
-    it has no text; ``text`` itself, whitespace collapsed, when it holds no box."""
-    title, parts = "", []
+    """The message of a tyro error box (its UTF-8 or its ASCII form) as one line: the box's
+    first section (the text before its first rule) joined, the flags of a "Perhaps you meant"
+    section after it, every section but the help pointer when tyro says the program itself is
+    wrong ("Invalid input to tyro.cli()"); the title where the box has no text; ``text`` itself,
+    whitespace collapsed, when it holds no box."""
+    title, sections, current, boxed = "", [], [], False
     for raw in _ANSI.sub("", text).splitlines():
         line = raw.strip()
         if line.startswith("╭"):
-            title = line.strip("╭╮─ ")
-        elif line[:1] in _SIDES:
-            inner = line.strip(_SIDES).strip()
-            if inner.startswith("─"):
-                break
-            if inner:
-                parts.append(inner)
-    message = " ".join(" ".join(parts).split()) or title
-    return message or " ".join(text.split())
+            title, boxed = line.strip("╭╮─ "), True
+            continue
+        if line.startswith("╰"):
+            continue
+        line = line.strip(_SIDES).strip()
+        if _is_rule(line):
+            boxed = True
+            sections.append(current)
+            current = []
+        elif line:
+            current.append(line)
+    sections.append(current)
+    if not boxed:
+        return " ".join(text.split())
+    if not title and sections and len(sections[0]) == 1 and len(sections) > 1:
+        title = sections.pop(0)[0]  # the ASCII form: the title, then a rule
+    sections = [s for s in sections if s and not s[0].startswith("For full helptext")]
+    if not sections:
+        return title
+    if title.startswith("Invalid input to tyro"):
+        return " ".join(" ".join(" ".join(s) for s in sections).split())
+    message = " ".join(" ".join(sections[0]).split())
+    for s in sections[1:]:
+        if s[0].startswith("Perhaps you meant"):
+            flags = [line.split()[0] for line in s[1:] if line.startswith("-")]
+            if flags:
+                message += f"; perhaps you meant {', '.join(dict.fromkeys(flags))}"
+    return message
+
+
+def _message(parse: Callable[..., Any], args: tuple, kwargs: dict, first: str) -> str:
+    """The parse error's message, from a second parse at a width tyro does not wrap at (a long
+    value is otherwise cut mid-word); the first parse's text if the second does not fail."""
+    saved = os.environ.get("COLUMNS")
+    real_stderr, captured = sys.stderr, io.StringIO()
+    os.environ["COLUMNS"], sys.stderr = _WIDE, captured
+    try:
+        parse(*args, **kwargs)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            first = captured.getvalue()
+    finally:
+        sys.stderr = real_stderr
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+    return box_message(first)
 
 
 def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``parse(*args, **kwargs)`` (a tyro entry point) with its error box turned into one line
-    on stderr; exits 2 on a parse error as tyro does."""
+    on stderr; exits 2 on a parse error as tyro does. ``prog=`` (if given) names the command in
+    the line's pointer to ``--help``."""
     real_stderr, captured = sys.stderr, io.StringIO()
     sys.stderr = captured
     failed = False
@@ -56,8 +103,10 @@ def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if e.code in (0, None):
             raise
         failed = True
-        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "the script"
-        print(f"error: {box_message(captured.getvalue())} (see {prog} --help)",
+        sys.stderr = real_stderr
+        prog = kwargs.get("prog") or (os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0]
+                                      else "the script")
+        print(f"error: {_message(parse, args, kwargs, captured.getvalue())} (see {prog} --help)",
               file=real_stderr, flush=True)
         raise SystemExit(e.code) from None
     finally:

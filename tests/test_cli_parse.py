@@ -38,6 +38,41 @@ def test_box_message_joins_the_wrapped_text_up_to_the_rule() -> None:
     assert box_message("plain\n  text ") == "plain text"
 
 
+def test_box_message_reads_the_ascii_box_and_keeps_the_suggested_flags():
+    """tyro draws ASCII boxes where stdout is not UTF-8; a mistyped flag's box suggests flags."""
+    ascii_box = (" Unrecognized options                  \n"
+                 " ------------------------------------- \n"
+                 "  Unrecognized options: --runs-dirr, x \n"
+                 "  -------------------------------------\n"
+                 "  Perhaps you meant:                   \n"
+                 "      --runs-dir PATH                  \n"
+                 "          parent folder of runs        \n"
+                 "  -------------------------------------\n"
+                 "  For full helptext, run x.py --help   \n")
+    assert box_message(ascii_box) == ("Unrecognized options: --runs-dirr, x; "
+                                      "perhaps you meant --runs-dir")
+    utf8_box = "".join(f"│ {line.strip():40s} │\n" if line.strip() and not set(line.strip()) <= {"-"}
+                       else "│ " + "─" * 40 + " │\n" for line in ascii_box.splitlines()[2:])
+    assert box_message("╭─ Unrecognized options ─╮\n" + utf8_box + "╰──╯\n") == \
+        "Unrecognized options: --runs-dirr, x; perhaps you meant --runs-dir"
+
+
+def test_a_long_value_is_not_cut_where_the_terminal_would_wrap(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "40")
+    value = "123456789012345678901234567890abcdefghijklmnopqrstuvwxyz"
+    with pytest.raises(SystemExit):
+        cli(Toy, args=["--seed", value])
+    err = capsys.readouterr().err
+    assert f"'{value}'" in err and len(err.splitlines()) == 1
+    assert __import__("os").environ["COLUMNS"] == "40"  # put back
+
+
+def test_the_help_pointer_names_prog_when_given(capsys):
+    with pytest.raises(SystemExit):
+        cli(Toy, args=["--bogus"], prog="kill_experiments.sh")
+    assert capsys.readouterr().err.rstrip().endswith("(see kill_experiments.sh --help)")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--precision", "fp16"], ["error:", "'fp16'", "--precision", "'bf16'"]),
     (["--seed", "abc"], ["error:", "--seed", "'abc'"]),

@@ -253,16 +253,22 @@ class EveryNetworkScalesItsFrames(IQLTrainer):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("blendrl", [False, True])
-def test_frames_scaled_once_a_step_give_the_same_numbers_bit_for_bit(precision, blendrl):
+@pytest.mark.parametrize("agent_kind", ["neural", "blendrl", "blendrl_blend_entropy",
+                                        "blendrl_frame_blender"])
+def test_frames_scaled_once_a_step_give_the_same_numbers_bit_for_bit(precision, agent_kind):
     """Scaling (and under bf16 casting) a step's two frame batches once changes no number: three
     steps on Kangaroo-shaped data give the same metrics and the same networks, optimiser states
-    included, as every network scaling the uint8 frames itself."""
+    included, as every network scaling the uint8 frames itself. For the neural agent, the BlendRL
+    agent (its AWR pass ``log_prob``; with the blend-entropy bonus, ``policy``) and a BlendRL
+    agent whose blender is a second Nature CNN on the frames (the reference's)."""
     from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
     from blendrl.envs import get_spec
 
     spec = get_spec("kangaroo")
-    blend = BlendRLFields() if blendrl else None
+    blend = {"neural": None, "blendrl": BlendRLFields(), "blendrl_blend_entropy": BlendRLFields(),
+             "blendrl_frame_blender": BlendRLFields(blender_mode="neural",
+                                                    neural_blender_input="neural")}[agent_kind]
+    blend_ent_coef = 0.01 if agent_kind == "blendrl_blend_entropy" else 0.0
     gen = torch.Generator().manual_seed(3)
     batches = []
     for _ in range(3):
@@ -276,7 +282,8 @@ def test_frames_scaled_once_a_step_give_the_same_numbers_bit_for_bit(precision, 
         torch.manual_seed(0)
         agent = build_agent(spec, blend)
         trainer = cls.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend),
-                                                      precision=precision))
+                                                      precision=precision,
+                                                      blend_ent_coef=blend_ent_coef))
         metrics = [trainer.update_stats(b) for b in batches]
         results.append((torch.stack(metrics), trainer.state_dict()))
     (m_once, sd_once), (m_each, sd_each) = results
@@ -445,3 +452,18 @@ def test_iql_learns_the_optimal_policy_on_a_chain(precision):
     assert (q[:, 1] > q[:, 0]).all()
     # values grow towards the rewarding end
     assert (trainer.value(eye)[1:] > trainer.value(eye)[:-1]).all()
+
+
+def test_the_nature_cnn_scales_uint8_takes_scaled_floats_and_refuses_other_integers():
+    from blendrl.agents.networks import NatureCNN, scale_frames
+
+    torch.manual_seed(0)
+    cnn = NatureCNN(4)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(cnn(frames), cnn(scale_frames(frames)))
+        assert torch.equal(scale_frames(frames), frames.float() / 255.0)
+        with pytest.raises(TypeError, match="uint8 frames or frames scaled"):
+            cnn(frames.long())
+    with pytest.raises(TypeError, match="takes uint8"):
+        scale_frames(frames.float())

@@ -36,6 +36,8 @@ def test_foreach_adam_is_the_per_parameter_adam_bit_for_bit():
                  lambda ps: adam(ps, lr=3e-4, eps=1e-5)):
         params = [p for net in _networks() for p in net.parameters()]
         optimizer = make(params)
+        on_foreach = len(runs) == 1  # the second optimiser is the project's
+        assert all(g["foreach"] is on_foreach for g in optimizer.param_groups)
         _steps(optimizer, params, 12, seed=1)
         runs.append(_everything(params, optimizer))
     loop, foreach = runs

@@ -3,7 +3,9 @@
 An agent is an ``nn.Module`` with ``policy(logic, neural) -> Policy`` (the action distribution, as
 log-probabilities over environment actions, plus blend statistics) and ``get_value``. The shared
 methods below turn that into sampling, log-probabilities and entropies, so PPO, IQL and the
-evaluation treat the neural and the BlendRL agent identically.
+evaluation treat the neural and the BlendRL agent identically. ``neural`` is the neural state as
+the environment gives it (float32 vectors, uint8 frames) or frames already scaled by
+:func:`~blendrl.agents.networks.scale_frames`; never unscaled float frames.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ critic networks (Q and V) used by IQL, and the logic-state critic of BlendRL's b
 Every network here but :class:`LogicStateValue` takes the **neural state**: a float32 vector, or
 uint8 frames ``[4, 84, 84]`` which are scaled to [0, 1] inside the network (the dataset and the
 rollout keep them uint8). Frames already scaled by :func:`scale_frames` (a floating tensor) are
-taken as they are: IQL, whose seven passes a step read the same two frame batches, scales each
-batch once (the same numbers, a third less time per step on a CPU).
+taken as they are, so a caller must never hand over unscaled float frames: IQL, whose seven
+passes a step read the same two frame batches, scales each batch once (the same numbers in eager
+mode; with ``--compile`` on a GPU inductor rewrites ``/ 255`` as ``* (1 / 255)``, so compiled runs
+from before this differ from it in the last bit).
 """
 
 from __future__ import annotations
@@ -63,7 +65,12 @@ class NatureCNN(nn.Module):
         )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.net(scale_frames(frames) if frames.dtype == torch.uint8 else frames)
+        if frames.dtype == torch.uint8:
+            return self.net(scale_frames(frames))
+        if not frames.is_floating_point():
+            raise TypeError(f"NatureCNN takes uint8 frames or frames scaled by scale_frames, got "
+                            f"{frames.dtype}")
+        return self.net(frames)
 
 
 class MLPEncoder(nn.Module):

@@ -121,7 +121,7 @@ def kill_experiment(registry: Registry, grace: float = 10.0, out: IO[str] = sys.
 
 
 def main(argv: list[str] | None, project_root: Path) -> int:
-    args = cli(KillArgs, args=argv)
+    args = cli(KillArgs, args=argv, prog="kill_experiments.sh")
     problem = validate_exp_id(args.exp)
     if problem:
         print(f"error: {problem.replace('EXPERIMENT_ID', 'experiment id')}", file=sys.stderr)
