@@ -64,10 +64,21 @@ def box_message(text: str) -> str:
     message = " ".join(" ".join(sections[0]).split())
     for s in sections[1:]:
         if s[0].startswith("Perhaps you meant"):
-            flags = [line.split()[0] for line in s[1:] if line.startswith("-")]
+            flags = [flag for line in s[1:] if line.startswith("-") for flag in _flags(line)]
             if flags:
                 message += f"; perhaps you meant {', '.join(dict.fromkeys(flags))}"
     return message
+
+
+def _flags(line: str) -> list[str]:
+    """The flags a suggestion line names: ``--runs-dir PATH`` -> ``--runs-dir``; a boolean's
+    ``--json, --no-json`` -> both (without tyro's comma)."""
+    flags = []
+    for token in line.split():
+        if not token.startswith("-"):
+            break
+        flags.append(token.rstrip(","))
+    return flags
 
 
 def _message(parse: Callable[..., Any], args: tuple, kwargs: dict, first: str) -> str:

@@ -57,6 +57,12 @@ def test_box_message_reads_the_ascii_box_and_keeps_the_suggested_flags():
         "Unrecognized options: --runs-dirr, x; perhaps you meant --runs-dir"
 
 
+def test_a_suggested_boolean_flag_keeps_both_spellings_without_the_comma():
+    box = ("╭─ Unrecognized options ─╮\n│ Unrecognized options: --jsn │\n│ ───── │\n"
+           "│ Perhaps you meant: │\n│     --json, --no-json │\n│         print JSON │\n╰──╯\n")
+    assert box_message(box) == "Unrecognized options: --jsn; perhaps you meant --json, --no-json"
+
+
 def test_a_long_value_is_not_cut_where_the_terminal_would_wrap(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "40")
     value = "123456789012345678901234567890abcdefghijklmnopqrstuvwxyz"
