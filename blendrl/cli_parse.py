@@ -64,7 +64,7 @@ def box_message(text: str) -> str:
     message = " ".join(" ".join(sections[0]).split())
     for s in sections[1:]:
         if s[0].startswith("Perhaps you meant"):
-            flags = [flag for line in s[1:] if line.startswith("-") for flag in _flags(line)]
+            flags = [flag for line in s[1:] for flag in _flags(line)]
             if flags:
                 message += f"; perhaps you meant {', '.join(dict.fromkeys(flags))}"
     return message
