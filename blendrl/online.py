@@ -6,7 +6,9 @@ The loop, per PPO iteration: (1) if SIGTERM/SIGUSR1 arrived, checkpoint and exit
 experience order; (3) PPO update; (4) at the first iteration boundary at or after each interval
 mark, evaluate with :func:`blendrl.evaluation.evaluate`, record the exact transition count in
 ``results.json`` and as a dataset mark, and checkpoint. A checkpoint always flushes the dataset,
-so that ``--resume`` continues it at exactly the checkpointed transition count.
+so that ``--resume`` continues it at exactly the checkpointed transition count, and holds a
+snapshot of every environment copy (:mod:`blendrl.envs.snapshot`) with the RNG states, so that
+the resumed run computes exactly what the uninterrupted run computes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, lea
 from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.algos.optim import adam, load_adam_state
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
-from blendrl.envs.base import EnvSpec
+from blendrl.envs import snapshot
+from blendrl.envs.base import EnvSpec, VecEnv
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
@@ -155,18 +158,17 @@ def _default(value, default):
     return default if value is None else value
 
 
-
-
 class _Progress:
-    def __init__(self, run_id: str, total: int, every: float):
+    """Progress lines every ``every`` seconds; the speed counts from this process's start
+    (``step0``: the step it started or resumed at)."""
+
+    def __init__(self, run_id: str, total: int, every: float, step0: int):
         self.run_id, self.total, self.every = run_id, total, every
         self.t0 = self.last = time.perf_counter()
-        self.step0: int | None = None
+        self.step0 = step0
 
     def maybe_print(self, step: int, recent: list[float], force: bool = False) -> None:
         now = time.perf_counter()
-        if self.step0 is None:
-            self.step0 = step
         if not force and now - self.last < self.every:
             return
         self.last = now
@@ -209,6 +211,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
     marks = interval_marks(args.total_timesteps, args.intervals)
 
     state = OnlineLoopState()
+    env_snapshot = None
     if args.resume:
         ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
         if ckpt.get("method") != method or ckpt.get("env") != args.env:
@@ -222,6 +225,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
         load_adam_state(optimizer, ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         state = state_from_checkpoint(OnlineLoopState, ckpt)
+        env_snapshot = ckpt.get("environments")
         print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
               file=sys.stderr, flush=True)
         run.say_if_resumed_elsewhere(device)
@@ -247,7 +251,7 @@ def run_online(args: OnlineArgs, method: str) -> int:
     from torch.utils.tensorboard import SummaryWriter
     tb = SummaryWriter(str(run.path), purge_step=state.global_step if args.resume else None)
     loop = _OnlineLoop(args, method, spec, agent, optimizer, initial_lrs, cfg, run, writer, tb,
-                       timer, state, marks, num_iterations, device)
+                       timer, state, marks, num_iterations, device, env_snapshot)
     try:
         return loop.run()
     finally:
@@ -261,7 +265,7 @@ class _OnlineLoop:
 
     def __init__(self, args, method, spec: EnvSpec, agent: Agent, optimizer, initial_lrs, cfg,
                  run: RunDir, writer, tb, timer: Timer, state: OnlineLoopState, marks: list[int],
-                 num_iterations: int, device: torch.device):
+                 num_iterations: int, device: torch.device, env_snapshot: dict | None = None):
         self.args, self.method, self.spec, self.agent = args, method, spec, agent
         self.optimizer, self.initial_lrs, self.cfg = optimizer, initial_lrs, cfg
         self.run_dir, self.writer, self.tb, self.timer = run, writer, tb, timer
@@ -269,6 +273,9 @@ class _OnlineLoop:
         self.log = state.training_log
         self.signal = LearnerSignal(args.reward_transform, args.life_loss_terminal)
         self.last_checkpoint = time.perf_counter()
+        self.env_snapshot = env_snapshot
+        self.envs: VecEnv | None = None
+        self.obs: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -276,12 +283,20 @@ class _OnlineLoop:
         storage = RolloutStorage(a.num_steps, a.num_envs, self.spec.logic_shape, self.spec.neural_shape,
                                  torch.from_numpy(np.zeros(0, dtype=self.spec.neural_dtype)).dtype,
                                  self.device)
-        progress = _Progress(a.run_id, self.num_iterations * a.num_envs * a.num_steps, a.progress_seconds)
+        progress = _Progress(a.run_id, self.num_iterations * a.num_envs * a.num_steps, a.progress_seconds,
+                             st.global_step)
         with Interrupt() as interrupt:  # installed before the env workers are forked
             envs = make_vec_env(a.env, a.num_envs)
             try:
-                # A resumed run restarts its episodes from fresh states with a seed of its own.
                 logic, neural = envs.reset(seed=a.seed + 1_000_003 * st.iteration)
+                if self.env_snapshot is not None:  # the very episodes the checkpoint was in
+                    logic, neural = restore_environments(envs, self.env_snapshot)
+                elif st.iteration > 0:
+                    print(f"[{a.run_id}] warning: the checkpoint holds no environment snapshot (written "
+                          "by an older version): the episodes restart from fresh states, so from here "
+                          "the run is not the one an uninterrupted run computes", file=sys.stderr,
+                          flush=True)
+                self.envs, self.obs = envs, (logic, neural)
                 while st.iteration < self.num_iterations:
                     if interrupt.requested:
                         self.checkpoint()
@@ -292,6 +307,7 @@ class _OnlineLoop:
                     t0 = time.perf_counter()
                     self.anneal()
                     logic, neural, weights = self.collect(envs, storage, logic, neural)
+                    self.obs = (logic, neural)
                     with torch.no_grad():
                         last_values = self.agent.get_value(to_tensor(logic, self.device),
                                                            to_tensor(neural, self.device))
@@ -307,6 +323,7 @@ class _OnlineLoop:
                     elif time.perf_counter() - self.last_checkpoint > a.checkpoint_seconds:
                         self.checkpoint()
             finally:
+                self.envs = None
                 _close_quietly(envs)
         self.checkpoint(finished=True)
         progress.maybe_print(st.global_step, self.log["episode_returns"], force=True)
@@ -372,7 +389,7 @@ class _OnlineLoop:
             self.tb.add_scalar(k, v, gs)
         self.tb.add_scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], gs)
         elapsed = time.perf_counter() - progress.t0
-        if elapsed > 0 and progress.step0 is not None:
+        if elapsed > 0:
             self.tb.add_scalar("charts/SPS", (gs - progress.step0) / elapsed, gs)
         self.log["updates"].append({"global_step": gs, **stats})
         if weights:
@@ -416,12 +433,38 @@ class _OnlineLoop:
         """Flush the dataset, then write latest.pt, results.json, timing.json, training_log.pkl."""
         if self.writer is not None:
             self.writer.flush()
-        save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
+        payload = self.payload()
+        if self.envs is not None:
+            snap = environment_snapshot(self.envs, *self.obs, self.args.run_id)
+            if snap is not None:
+                payload["environments"] = snap
+        save_checkpoint(self.run_dir.latest_checkpoint, payload)
         self.run_dir.write_results(self.state.results)
         self.run_dir.write_training_log(self.log)
         self.timer.save(finished=finished)
         self.tb.flush()
         self.last_checkpoint = time.perf_counter()
+
+
+def environment_snapshot(envs: VecEnv, logic: np.ndarray, neural: np.ndarray, run_id: str) -> dict | None:
+    """What a checkpoint keeps of the environments: every copy's snapshot and the states the
+    agent acts on next. None (with a warning; the checkpoint is still written) where a copy
+    cannot be snapshot: a resume from it then restarts the episodes."""
+    try:
+        return {"vec": envs.get_state(), "logic": snapshot.array(logic), "neural": snapshot.array(neural)}
+    except snapshot.SnapshotError as e:
+        print(f"[{run_id}] warning: no environment snapshot in this checkpoint ({e}); a resume "
+              "from it restarts the episodes", file=sys.stderr, flush=True)
+        return None
+
+
+def restore_environments(envs: VecEnv, snap: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Put the copies back where :func:`environment_snapshot` found them; the states to act on."""
+    try:
+        envs.set_state(snap["vec"])
+    except snapshot.SnapshotError as e:
+        raise UsageError(f"--resume: the checkpoint's environment snapshot does not fit: {e}") from e
+    return snap["logic"].numpy().copy(), snap["neural"].numpy().copy()
 
 
 def _close_quietly(envs) -> None:

@@ -54,6 +54,7 @@ when a ``SPEC`` is read.
 
 from __future__ import annotations
 
+import enum
 import functools
 import signal
 import importlib
@@ -65,6 +66,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
+from blendrl.envs import snapshot
 from blendrl.envs.base import EnvSpec, VecEnv
 
 FEATURES: tuple[str, ...] = ("visible", "x", "y", "w", "h", "value")
@@ -344,6 +346,47 @@ class OCAtariEnv(gym.Env):
             self._oc.close()
             self._oc = None
 
+    # -- snapshots (blendrl.envs.snapshot) ------------------------------------------------------
+    @property
+    def env_state(self) -> dict:
+        """The exact state of this copy: ALE's (with its random generator, so sticky actions go
+        on as they would have), the no-op generator, OCAtari's objects, the frame stack, the
+        logic state and the step and life counters. Setting it restores such a state (after
+        :meth:`reset`, which builds the emulator). What cannot be kept comes back as
+        ``{"error": ...}``, not raised: raised in a worker process, it would end the worker."""
+        return snapshot.or_error(self._snapshot)
+
+    def _snapshot(self) -> dict:
+        if self._oc is None:
+            raise snapshot.SnapshotError("call reset() before taking a snapshot")
+        (ale_bytes,) = self._ale.cloneState(include_rng=True).__getstate__()
+        return {"version": snapshot.SNAPSHOT_VERSION, "kind": "ocatari", "game": self.game_spec.name,
+                "ale": bytes(ale_bytes), "noop_rng": snapshot.generator_state(self._ale_rng),
+                "objects": [snapshot.encode_object(o, f"objects[{i}]")
+                            for i, o in enumerate(self._oc.objects)],
+                "stack": snapshot.array(self._stack), "logic": snapshot.array(self._logic),
+                **{name: snapshot.encode_value(v, name) for name, v in
+                   (("steps", self._steps), ("lives", self._lives), ("dropped_objects", self.dropped_objects))}}
+
+    @env_state.setter
+    def env_state(self, state: dict) -> None:
+        import ale_py
+        snapshot.check_version(state, self.game_spec.name)
+        if state.get("kind") != "ocatari" or state.get("game") != self.game_spec.name:
+            raise snapshot.SnapshotError(f"a snapshot of {state.get('kind')}/{state.get('game')} "
+                                         f"cannot be restored into {self.game_spec.name}")
+        if self._oc is None:
+            raise snapshot.SnapshotError("call reset() before restoring a snapshot")
+        ale_state = ale_py.ALEState.__new__(ale_py.ALEState)
+        ale_state.__setstate__((state["ale"],))
+        self._ale.restoreState(ale_state)
+        snapshot.set_generator_state(self._ale_rng, state["noop_rng"])
+        self._oc.objects = [snapshot.decode_object(o, _ocatari_class) for o in state["objects"]]
+        self._stack[:] = state["stack"].numpy()
+        self._logic[:] = state["logic"].numpy()
+        self._steps, self._lives = int(state["steps"]), int(state["lives"])
+        self.dropped_objects = int(state["dropped_objects"])
+
     # -- states ---------------------------------------------------------------------------------
     @staticmethod
     def _resize(grey: np.ndarray) -> np.ndarray:
@@ -387,6 +430,17 @@ class OCAtariEnv(gym.Env):
     def objects(self) -> list:
         """OCAtari's current object list (for inspection and tests)."""
         return list(self._oc.objects) if self._oc is not None else []
+
+
+def _ocatari_class(module: str, name: str) -> type:
+    """The class a snapshot names, only if it is one of OCAtari's RAM-mode object classes or
+    enums (nothing else is made from a checkpoint)."""
+    from ocatari.ram.game_objects import GameObject
+    if module.startswith("ocatari.ram.") and "." not in name:
+        cls = getattr(importlib.import_module(module), name, None)
+        if isinstance(cls, type) and (issubclass(cls, GameObject) or issubclass(cls, enum.Enum)):
+            return cls
+    raise snapshot.SnapshotError(f"a snapshot names {module}.{name}, not an OCAtari object class")
 
 
 def _split(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -172,6 +172,33 @@ class VecEnv:
         return StepBatch(logic, neural, reward, terminated, truncated, next_logic, next_neural,
                          ep_return, ep_length, life_lost)
 
+    def get_state(self) -> dict:
+        """A snapshot of every copy and of the running episode statistics (plain data, see
+        :mod:`blendrl.envs.snapshot`): :meth:`set_state` on a vector env of the same environment
+        and size, after its :meth:`reset`, continues exactly where this one is."""
+        from blendrl.envs import snapshot
+        copies = list(self.vec.get_attr("env_state"))
+        for i, copy in enumerate(copies):
+            if "error" in copy:
+                raise snapshot.SnapshotError(f"{self.spec.name} copy {i}: {copy['error']}")
+        return {"version": snapshot.SNAPSHOT_VERSION, "env": self.spec.name, "num_envs": self.num_envs,
+                "copies": copies,
+                "episode_return": snapshot.array(self._ep_return),
+                "episode_length": snapshot.array(self._ep_length)}
+
+    def set_state(self, state: dict) -> None:
+        """Restore a :meth:`get_state` snapshot (a SnapshotError if it is not one of this
+        environment with this many copies)."""
+        from blendrl.envs import snapshot
+        snapshot.check_version(state, self.spec.name)
+        if state.get("env") != self.spec.name or state.get("num_envs") != self.num_envs:
+            raise snapshot.SnapshotError(
+                f"a snapshot of {state.get('num_envs')} {state.get('env')} copies cannot be restored "
+                f"into {self.num_envs} {self.spec.name} copies")
+        self.vec.set_attr("env_state", list(state["copies"]))
+        self._ep_return[:] = state["episode_return"].numpy()
+        self._ep_length[:] = state["episode_length"].numpy()
+
     def close(self) -> None:
         self.vec.close()
 

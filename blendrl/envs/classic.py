@@ -8,9 +8,68 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 
+from blendrl.envs import snapshot
 from blendrl.envs.base import EnvSpec, VecEnv
+
+_WRAPPER_FIELDS = ("_elapsed_steps", "_has_reset")
+"""What the wrappers of ``gym.make`` carry from step to step (TimeLimit's counter, OrderEnforcing's
+flag)."""
+_ENV_FIELDS = ("state", "steps_beyond_terminated")
+"""What a classic-control environment carries: its physics state (CartPole, MountainCar) and
+CartPole's count of steps past termination."""
+
+
+class Snapshots(gym.Wrapper):
+    """Adds :attr:`env_state` (:mod:`blendrl.envs.snapshot`) to a ``gym.make`` classic-control
+    environment; steps, resets and observations pass through untouched."""
+
+    def _layers(self) -> list[gym.Env]:
+        layers, env = [], self.env
+        while isinstance(env, gym.Wrapper):
+            layers.append(env)
+            env = env.env
+        return [*layers, env]
+
+    @property
+    def env_state(self) -> dict:
+        return snapshot.or_error(self._snapshot)
+
+    def _snapshot(self) -> dict:
+        *wrappers, env = self._layers()
+        if env._np_random is None:
+            raise snapshot.SnapshotError("call reset() before taking a snapshot")
+        fields = {}
+        for name in _ENV_FIELDS:
+            if name in vars(env):
+                v = getattr(env, name)
+                fields[name] = snapshot.array(v) if isinstance(v, np.ndarray) else snapshot.encode_value(v, name)
+        return {"version": snapshot.SNAPSHOT_VERSION, "kind": "classic",
+                "layers": [type(x).__name__ for x in (*wrappers, env)],
+                "wrappers": [{n: getattr(w, n) for n in _WRAPPER_FIELDS if n in vars(w)} for w in wrappers],
+                "fields": fields, "rng": snapshot.generator_state(env.np_random)}
+
+    @env_state.setter
+    def env_state(self, state: dict) -> None:
+        *wrappers, env = self._layers()
+        snapshot.check_version(state, type(env).__name__)
+        layers = [type(x).__name__ for x in (*wrappers, env)]
+        if state.get("kind") != "classic" or state.get("layers") != layers:
+            raise snapshot.SnapshotError(f"a snapshot of {state.get('layers')} cannot be restored "
+                                         f"into {layers}")
+        for w, saved in zip(wrappers, state["wrappers"]):
+            for name, value in saved.items():
+                setattr(w, name, value)
+        for name, value in state["fields"].items():
+            setattr(env, name, value.numpy().copy() if isinstance(value, torch.Tensor)
+                    else snapshot.decode_value(value, _no_class))
+        snapshot.set_generator_state(env.np_random, state["rng"])
+
+
+def _no_class(module: str, name: str) -> type:
+    raise snapshot.SnapshotError(f"a classic-control snapshot names a class ({module}.{name})")
 
 
 def make_classic_vec(spec: EnvSpec, num_envs: int) -> VecEnv:
@@ -23,6 +82,7 @@ def make_classic_vec(spec: EnvSpec, num_envs: int) -> VecEnv:
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
         max_episode_steps=spec.max_episode_steps,
+        wrappers=[Snapshots],
     )
     logic_shape = spec.logic_shape
 
