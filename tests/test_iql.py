@@ -467,3 +467,30 @@ def test_the_nature_cnn_scales_uint8_takes_scaled_floats_and_refuses_other_integ
             cnn(frames.long())
     with pytest.raises(TypeError, match="takes uint8"):
         scale_frames(frames.float())
+
+
+def test_uint8_vector_states_reach_the_networks_as_ppo_and_evaluation_give_them():
+    """Only frame states are scaled by the trainer (as NatureCNN scales them in PPO and in
+    evaluation); a uint8 *vector* state goes to the MLP unscaled, as it does there: IQL's steps
+    equal those of a trainer that hands every network the raw state."""
+    import dataclasses
+
+    from blendrl.agents.factory import build_agent
+    from blendrl.envs import get_spec
+
+    spec = dataclasses.replace(get_spec("cartpole"), neural_dtype=np.dtype(np.uint8))
+    gen = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(3):
+        logic = torch.rand(6, *spec.logic_shape, generator=gen)
+        states = torch.randint(0, 256, (2, 6, *spec.neural_shape), generator=gen, dtype=torch.uint8)
+        batches.append(Batch(logic, states[0], torch.randint(0, spec.n_actions, (6,), generator=gen),
+                             torch.randn(6, generator=gen), logic, states[1],
+                             torch.zeros(6, dtype=torch.bool), torch.zeros(6, dtype=torch.bool)))
+    metrics = []
+    for cls in (IQLTrainer, EveryNetworkScalesItsFrames):
+        torch.manual_seed(0)
+        trainer = cls.for_spec(build_agent(spec, None), spec, IQLConfig(), hidden=16)
+        metrics.append(torch.stack([trainer.update_stats(b) for b in batches]))
+    assert torch.isfinite(metrics[0]).all()
+    assert torch.equal(metrics[0], metrics[1])

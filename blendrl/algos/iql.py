@@ -228,9 +228,10 @@ class IQLTrainer:
         return contextlib.nullcontext()
 
     def _network_input(self, neural: torch.Tensor) -> torch.Tensor:
-        """The neural state as every network takes it: uint8 frames scaled once (and, under
-        bf16, cast once as the first convolution would); vectors as they are."""
-        if neural.dtype != torch.uint8:
+        """The neural state as every network takes it: uint8 frames ``[B, C, H, W]`` scaled once
+        (and, under bf16, cast once as the first convolution would), as NatureCNN scales them
+        in PPO and in evaluation; vectors (of any dtype) as they are, as the MLP takes them."""
+        if neural.dtype != torch.uint8 or neural.dim() != 4:
             return neural
         frames = scale_frames(neural)
         return frames.to(torch.bfloat16) if self.config.precision == "bf16" else frames
