@@ -292,10 +292,10 @@ class _OnlineLoop:
                 if self.env_snapshot is not None:  # the very episodes the checkpoint was in
                     logic, neural = restore_environments(envs, self.env_snapshot)
                 elif st.iteration > 0:
-                    print(f"[{a.run_id}] warning: the checkpoint holds no environment snapshot (written "
-                          "by an older version): the episodes restart from fresh states, so from here "
-                          "the run is not the one an uninterrupted run computes", file=sys.stderr,
-                          flush=True)
+                    print(f"[{a.run_id}] warning: the checkpoint holds no environment snapshot (an "
+                          "older version's checkpoint, or one whose snapshot failed, see the run's "
+                          "log): the episodes restart from fresh states, so from here the run is "
+                          "not the one an uninterrupted run computes", file=sys.stderr, flush=True)
                 self.envs, self.obs = envs, (logic, neural)
                 while st.iteration < self.num_iterations:
                     if interrupt.requested:
@@ -449,10 +449,10 @@ class _OnlineLoop:
 def environment_snapshot(envs: VecEnv, logic: np.ndarray, neural: np.ndarray, run_id: str) -> dict | None:
     """What a checkpoint keeps of the environments: every copy's snapshot and the states the
     agent acts on next. None (with a warning; the checkpoint is still written) where a copy
-    cannot be snapshot: a resume from it then restarts the episodes."""
+    cannot be snapshot, whatever the reason (a resume from it then restarts the episodes)."""
     try:
         return {"vec": envs.get_state(), "logic": snapshot.array(logic), "neural": snapshot.array(neural)}
-    except snapshot.SnapshotError as e:
+    except Exception as e:  # noqa: BLE001 -- the checkpoint matters more than its snapshot
         print(f"[{run_id}] warning: no environment snapshot in this checkpoint ({e}); a resume "
               "from it restarts the episodes", file=sys.stderr, flush=True)
         return None
@@ -462,9 +462,9 @@ def restore_environments(envs: VecEnv, snap: dict) -> tuple[np.ndarray, np.ndarr
     """Put the copies back where :func:`environment_snapshot` found them; the states to act on."""
     try:
         envs.set_state(snap["vec"])
-    except snapshot.SnapshotError as e:
+        return snap["logic"].cpu().numpy().copy(), snap["neural"].cpu().numpy().copy()
+    except Exception as e:  # noqa: BLE001 -- SnapshotError, or a snapshot that is not one
         raise UsageError(f"--resume: the checkpoint's environment snapshot does not fit: {e}") from e
-    return snap["logic"].numpy().copy(), snap["neural"].numpy().copy()
 
 
 def _close_quietly(envs) -> None:

@@ -59,6 +59,8 @@ import functools
 import signal
 import importlib
 import multiprocessing
+import re
+import sys
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -200,6 +202,7 @@ class OCAtariEnv(gym.Env):
         self._screens = np.zeros(0, dtype=np.uint8)  # [2, H, W] and [H, W], sized by _build
         self._grey = np.zeros(0, dtype=np.uint8)
         self._steps = 0
+        self._sticky_actions = _StickyActions(self._sticky)
         self.dropped_objects = 0
         """Objects OCAtari reported beyond a category's slots (stays 0 with the specs here)."""
 
@@ -261,6 +264,7 @@ class OCAtariEnv(gym.Env):
         while True:
             # OCAtari's reset resets (and, given a seed, reseeds) ALE, re-creates and detects objects.
             self._oc.reset(seed=seed)
+            self._sticky_actions.sync(self._ale_state_bytes(), self._action_set[0])  # ALE's reset: NOOP
             seed = None  # a start that ended the game (never seen) retries from the stream
             over, t = False, -1
             if self._noop_max > 0:  # no-op agent steps (Nature DQN's "do nothing" actions)
@@ -294,8 +298,10 @@ class OCAtariEnv(gym.Env):
         reward = 0.0
         terminated = truncated = False
         t = 0
+        frames = self._sticky_actions.frames
         for t in range(FRAME_SKIP):
             reward += ale.act(ale_action)
+            frames.append(ale_action)
             if self._detect_every_frame:
                 self._oc.detect_objects()
             if t == FRAME_SKIP - 2:
@@ -349,19 +355,25 @@ class OCAtariEnv(gym.Env):
     # -- snapshots (blendrl.envs.snapshot) ------------------------------------------------------
     @property
     def env_state(self) -> dict:
-        """The exact state of this copy: ALE's (with its random generator, so sticky actions go
-        on as they would have), the no-op generator, OCAtari's objects, the frame stack, the
-        logic state and the step and life counters. Setting it restores such a state (after
-        :meth:`reset`, which builds the emulator). What cannot be kept comes back as
-        ``{"error": ...}``, not raised: raised in a worker process, it would end the worker."""
+        """The exact state of this copy: ALE's (with its random generator), the action ALE
+        repeats on a sticky frame (:class:`_StickyActions`), the no-op generator, OCAtari's
+        objects, the frame stack, the logic state and the step and life counters. Setting it
+        restores such a state (after :meth:`reset`, which builds the emulator). What cannot be
+        kept comes back as ``{"error": ...}``, not raised: raised in a worker process, it would
+        end the worker."""
         return snapshot.or_error(self._snapshot)
+
+    def _ale_state_bytes(self) -> bytes:
+        (raw,) = self._ale.cloneState(include_rng=True).__getstate__()
+        return bytes(raw)
 
     def _snapshot(self) -> dict:
         if self._oc is None:
             raise snapshot.SnapshotError("call reset() before taking a snapshot")
-        (ale_bytes,) = self._ale.cloneState(include_rng=True).__getstate__()
+        ale_bytes = self._ale_state_bytes()
         return {"version": snapshot.SNAPSHOT_VERSION, "kind": "ocatari", "game": self.game_spec.name,
-                "ale": bytes(ale_bytes), "noop_rng": snapshot.generator_state(self._ale_rng),
+                "ale": ale_bytes, "sticky_action": int(self._sticky_actions.effective(ale_bytes)),
+                "noop_rng": snapshot.generator_state(self._ale_rng),
                 "objects": [snapshot.encode_object(o, f"objects[{i}]")
                             for i, o in enumerate(self._oc.objects)],
                 "stack": snapshot.array(self._stack), "logic": snapshot.array(self._logic),
@@ -370,22 +382,43 @@ class OCAtariEnv(gym.Env):
 
     @env_state.setter
     def env_state(self, state: dict) -> None:
-        import ale_py
         snapshot.check_version(state, self.game_spec.name)
         if state.get("kind") != "ocatari" or state.get("game") != self.game_spec.name:
             raise snapshot.SnapshotError(f"a snapshot of {state.get('kind')}/{state.get('game')} "
                                          f"cannot be restored into {self.game_spec.name}")
         if self._oc is None:
             raise snapshot.SnapshotError("call reset() before restoring a snapshot")
-        ale_state = ale_py.ALEState.__new__(ale_py.ALEState)
-        ale_state.__setstate__((state["ale"],))
-        self._ale.restoreState(ale_state)
-        snapshot.set_generator_state(self._ale_rng, state["noop_rng"])
-        self._oc.objects = [snapshot.decode_object(o, _ocatari_class) for o in state["objects"]]
-        self._stack[:] = state["stack"].numpy()
-        self._logic[:] = state["logic"].numpy()
-        self._steps, self._lives = int(state["steps"]), int(state["lives"])
-        self.dropped_objects = int(state["dropped_objects"])
+        try:  # everything decoded and checked before anything is changed
+            import ale_py
+            ale_state = ale_py.ALEState.__new__(ale_py.ALEState)
+            ale_state.__setstate__((state["ale"],))
+            sticky = ale_py.Action(int(state["sticky_action"]))
+            objects = [snapshot.decode_object(o, _ocatari_object_class, _ocatari_enum_class)
+                       for o in state["objects"]]
+            stack, logic = state["stack"].cpu().numpy(), state["logic"].cpu().numpy()
+            for name, a, want in (("stack", stack, self._stack), ("logic", logic, self._logic)):
+                if a.shape != want.shape or a.dtype != want.dtype:
+                    raise snapshot.SnapshotError(f"{name} is {a.dtype}{list(a.shape)}, the env's "
+                                                 f"{want.dtype}{list(want.shape)}")
+            counters = [int(state[k]) for k in ("steps", "lives", "dropped_objects")]
+            noop_rng = state["noop_rng"]
+            type(self._ale_rng.bit_generator)().state = noop_rng  # refused here, not half-way
+            _StickyActions._generator_state(state["ale"])
+        except snapshot.SnapshotError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a malformed snapshot, whatever broke
+            raise snapshot.SnapshotError(f"not a snapshot of this env: {type(e).__name__}: {e}") from e
+        ale = self._ale
+        try:
+            ale.restoreState(ale_state)
+        except Exception as e:  # noqa: BLE001
+            raise snapshot.SnapshotError(f"ALE refused the snapshot's state: {e}") from e
+        self._sticky_actions.restore(ale, ale_state, sticky, state["ale"])
+        snapshot.set_generator_state(self._ale_rng, noop_rng)
+        self._oc.objects = objects
+        self._stack[:] = stack
+        self._logic[:] = logic
+        self._steps, self._lives, self.dropped_objects = counters
 
     # -- states ---------------------------------------------------------------------------------
     @staticmethod
@@ -432,15 +465,96 @@ class OCAtariEnv(gym.Env):
         return list(self._oc.objects) if self._oc is not None else []
 
 
-def _ocatari_class(module: str, name: str) -> type:
-    """The class a snapshot names, only if it is one of OCAtari's RAM-mode object classes or
-    enums (nothing else is made from a checkpoint)."""
+def _ocatari_type(module: str, name: str, base: type, what: str) -> type:
+    """The class a snapshot names, only if it is a subclass of ``base`` defined in one of the
+    OCAtari RAM-mode modules already imported (nothing is imported or made from a name in a
+    checkpoint otherwise)."""
+    mod = sys.modules.get(module) if module.startswith("ocatari.ram.") else None
+    cls = getattr(mod, name, None) if mod is not None and name.isidentifier() else None
+    if isinstance(cls, type) and issubclass(cls, base):
+        return cls
+    raise snapshot.SnapshotError(f"a snapshot names {module}.{name}, not {what}")
+
+
+def _ocatari_object_class(module: str, name: str) -> type:
     from ocatari.ram.game_objects import GameObject
-    if module.startswith("ocatari.ram.") and "." not in name:
-        cls = getattr(importlib.import_module(module), name, None)
-        if isinstance(cls, type) and (issubclass(cls, GameObject) or issubclass(cls, enum.Enum)):
-            return cls
-    raise snapshot.SnapshotError(f"a snapshot names {module}.{name}, not an OCAtari object class")
+    return _ocatari_type(module, name, GameObject, "an OCAtari object class")
+
+
+def _ocatari_enum_class(module: str, name: str) -> type:
+    return _ocatari_type(module, name, enum.Enum, "an OCAtari enum")
+
+
+_MT_TEXT = re.compile(rb"(?:\d+ ){624}\d+")
+"""A Mersenne Twister's state as ALE serialises it (``std::mt19937``'s text form: 624 words and
+the position)."""
+_MT_MAX = 4294967295.0
+
+
+class _StickyActions:
+    """Which action ALE repeats on its next sticky frame, which ALE's state does not keep.
+
+    Every ALE frame, ALE draws two numbers from its environment generator (player A's, then
+    player B's) and takes the new action for player A only where A's draw divided by the
+    generator's maximum is at least ``repeat_action_probability``; otherwise it repeats the
+    action in effect. ``cloneState(include_rng=True)`` keeps the generator (the last of the two
+    Mersenne Twisters in the serialised state) but not that action, so a restored copy would
+    repeat whatever its own last action was. This class records the action asked for at every
+    frame since a known point (a reset, which leaves NOOP in effect, or a snapshot) and, at a
+    snapshot, replays the generator from that point to find the action in effect, checking that
+    the replayed generator ends exactly where ALE's is (a SnapshotError otherwise). A restore puts
+    that action back in effect by acting it until it is taken (64 frames: sticky every time with
+    probability 0.25^64) and then restoring the state again (ALE's restore leaves it alone).
+    The one case taken on trust: where every frame since the last reset was sticky, the action
+    ALE's reset leaves in effect is taken to be NOOP (what a reset game behaves as, checked on
+    Kangaroo). The default start's no-op, FIRE and UP steps are at least 12 frames, so this
+    concerns a copy whose episode began in the step before the snapshot, with probability
+    0.25^12 (about 6e-8).
+    """
+
+    def __init__(self, probability: float):
+        self.probability = float(probability)
+        self.frames: list = []
+        self._mt_state: dict | None = None
+        self._in_effect = None
+
+    @staticmethod
+    def _generator_state(ale_bytes: bytes) -> dict:
+        found = _MT_TEXT.findall(ale_bytes)
+        if not found:
+            raise snapshot.SnapshotError("no random generator in ALE's serialised state")
+        words = [int(w) for w in found[-1].split()]
+        return {"bit_generator": "MT19937",
+                "state": {"key": np.array(words[:624], dtype=np.uint32), "pos": words[624]}}
+
+    def sync(self, ale_bytes: bytes, in_effect) -> None:
+        """From here on ``in_effect`` is the action in effect and ``ale_bytes``'s generator ALE's."""
+        self._mt_state = self._generator_state(ale_bytes)
+        self._in_effect = in_effect
+        self.frames.clear()
+
+    def effective(self, ale_bytes: bytes):
+        """The action in effect now (``ale_bytes``: ALE's state now); the known point moves here."""
+        if self._mt_state is None:
+            raise snapshot.SnapshotError("call reset() before taking a snapshot")
+        mt = np.random.MT19937(0)
+        mt.state = self._mt_state
+        draws = mt.random_raw(2 * len(self.frames))[0::2] if self.frames else np.zeros(0, np.uint64)
+        now = self._generator_state(ale_bytes)["state"]
+        if not (np.array_equal(mt.state["state"]["key"], now["key"]) and mt.state["state"]["pos"] == now["pos"]):
+            raise snapshot.SnapshotError("ALE's sticky-action generator is not where replaying "
+                                         f"{len(self.frames)} frames puts it (another ALE version?)")
+        taken = np.flatnonzero(draws / _MT_MAX >= self.probability)
+        in_effect = self.frames[taken[-1]] if taken.size else self._in_effect
+        self.sync(ale_bytes, in_effect)
+        return in_effect
+
+    def restore(self, ale, ale_state, in_effect, ale_bytes: bytes) -> None:
+        """Restore ``ale_state`` into ``ale`` with ``in_effect`` the action ALE repeats."""
+        for _ in range(64):
+            ale.act(in_effect)
+        ale.restoreState(ale_state)
+        self.sync(ale_bytes, in_effect)
 
 
 def _split(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

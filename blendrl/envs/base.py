@@ -195,9 +195,18 @@ class VecEnv:
             raise snapshot.SnapshotError(
                 f"a snapshot of {state.get('num_envs')} {state.get('env')} copies cannot be restored "
                 f"into {self.num_envs} {self.spec.name} copies")
-        self.vec.set_attr("env_state", list(state["copies"]))
-        self._ep_return[:] = state["episode_return"].numpy()
-        self._ep_length[:] = state["episode_length"].numpy()
+        ep_return = state["episode_return"].cpu().numpy()
+        ep_length = state["episode_length"].cpu().numpy()
+        if ep_return.shape != self._ep_return.shape or ep_length.shape != self._ep_length.shape:
+            raise snapshot.SnapshotError("the snapshot's episode statistics are not one per copy")
+        try:
+            self.vec.set_attr("env_state", list(state["copies"]))
+        except snapshot.SnapshotError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- e.g. a worker's error, re-raised by gymnasium
+            raise snapshot.SnapshotError(f"{type(e).__name__}: {e}") from e
+        self._ep_return[:] = ep_return
+        self._ep_length[:] = ep_length
 
     def close(self) -> None:
         self.vec.close()

@@ -59,13 +59,28 @@ class Snapshots(gym.Wrapper):
         if state.get("kind") != "classic" or state.get("layers") != layers:
             raise snapshot.SnapshotError(f"a snapshot of {state.get('layers')} cannot be restored "
                                          f"into {layers}")
-        for w, saved in zip(wrappers, state["wrappers"]):
+        try:  # everything decoded and checked before anything is changed
+            saved_wrappers = [dict(w) for w in state["wrappers"]]
+            if len(saved_wrappers) != len(wrappers) or any(
+                    set(saved) - set(_WRAPPER_FIELDS) for saved in saved_wrappers):
+                raise snapshot.SnapshotError(f"wrapper fields {saved_wrappers} do not fit {layers}")
+            fields = {}
+            for name, value in state["fields"].items():
+                if name not in _ENV_FIELDS:
+                    raise snapshot.SnapshotError(f"{name!r} is not a field a snapshot restores")
+                fields[name] = (value.cpu().numpy().copy() if isinstance(value, torch.Tensor)
+                                else snapshot.decode_value(value, _no_class))
+            rng = state["rng"]
+        except snapshot.SnapshotError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a malformed snapshot, whatever broke
+            raise snapshot.SnapshotError(f"not a snapshot of this env: {type(e).__name__}: {e}") from e
+        snapshot.set_generator_state(env.np_random, rng)
+        for w, saved in zip(wrappers, saved_wrappers):
             for name, value in saved.items():
                 setattr(w, name, value)
-        for name, value in state["fields"].items():
-            setattr(env, name, value.numpy().copy() if isinstance(value, torch.Tensor)
-                    else snapshot.decode_value(value, _no_class))
-        snapshot.set_generator_state(env.np_random, state["rng"])
+        for name, value in fields.items():
+            setattr(env, name, value)
 
 
 def _no_class(module: str, name: str) -> type:

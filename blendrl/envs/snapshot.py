@@ -69,16 +69,23 @@ def encode_value(value: Any, where: str) -> Any:
     raise SnapshotError(f"{where}: a {type(value).__name__} cannot be kept in a snapshot")
 
 
-def decode_value(data: Any, find_class: Callable[[str, str], type]) -> Any:
+def decode_value(data: Any, find_enum: Callable[[str, str], type]) -> Any:
+    """The value :func:`encode_value` described; ``find_enum(module, name)`` gives an enum
+    class (or raises a SnapshotError)."""
     if isinstance(data, list):
-        return [decode_value(v, find_class) for v in data]
+        return [decode_value(v, find_enum) for v in data]
     if isinstance(data, tuple):
-        if data and data[0] == "enum":
+        if len(data) == 4 and data[0] == "enum":
             _, module, name, value = data
-            return find_class(module, name)(decode_value(value, find_class))
+            cls = find_enum(module, name)
+            if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+                raise SnapshotError(f"{module}.{name} is not an enum")
+            return cls(decode_value(value, find_enum))
         if data and data[0] == "tuple":
-            return tuple(decode_value(v, find_class) for v in data[1:])
+            return tuple(decode_value(v, find_enum) for v in data[1:])
         raise SnapshotError(f"not a snapshot value: {data!r}")
+    if not isinstance(data, _PLAIN):
+        raise SnapshotError(f"not a snapshot value: a {type(data).__name__}")
     return data
 
 
@@ -90,21 +97,29 @@ def encode_object(obj: Any, where: str) -> tuple:
     return (cls.__module__, cls.__qualname__, attrs)
 
 
-def decode_object(data: tuple, find_class: Callable[[str, str], type]) -> Any:
-    """The object :func:`encode_object` described, made without running its ``__init__``."""
+def decode_object(data: tuple, find_object: Callable[[str, str], type],
+                  find_enum: Callable[[str, str], type]) -> Any:
+    """The object :func:`encode_object` described, made without running its ``__init__``;
+    ``find_object`` gives its class, ``find_enum`` its attributes' enum classes."""
     module, name, attrs = data
-    obj = object.__new__(find_class(module, name))
-    obj.__dict__.update({k: decode_value(v, find_class) for k, v in attrs.items()})
+    cls = find_object(module, name)
+    if issubclass(cls, enum.Enum):
+        raise SnapshotError(f"{module}.{name} is an enum, not an object class")
+    obj = object.__new__(cls)
+    obj.__dict__.update({str(k): decode_value(v, find_enum) for k, v in attrs.items()})
     return obj
 
 
 def or_error(take: Callable[[], dict]) -> dict:
-    """``take()``, or ``{"version", "error"}`` where it raises a SnapshotError (an env copy's
-    ``env_state`` getter: :meth:`~blendrl.envs.base.VecEnv.get_state` raises it in the parent)."""
+    """``take()``, or ``{"version", "error"}`` where it raises (an env copy's ``env_state``
+    getter, which may run in a worker process that an exception would end:
+    :meth:`~blendrl.envs.base.VecEnv.get_state` raises the error in the parent instead)."""
     try:
         return take()
     except SnapshotError as e:
         return {"version": SNAPSHOT_VERSION, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 -- whatever broke, the worker must live on
+        return {"version": SNAPSHOT_VERSION, "error": f"{type(e).__name__}: {e}"}
 
 
 def check_version(state: dict, what: str) -> None:
