@@ -225,7 +225,13 @@ def run_online(args: OnlineArgs, method: str) -> int:
         load_adam_state(optimizer, ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         state = state_from_checkpoint(OnlineLoopState, ckpt)
-        env_snapshot = ckpt.get("environments")
+        env_snapshot = snapshot.to_cpu(ckpt.get("environments"))
+        version = (env_snapshot or {}).get("vec", {}).get("version")
+        if env_snapshot is not None and version != snapshot.SNAPSHOT_VERSION:
+            print(f"[{args.run_id}] warning: the checkpoint's environment snapshot is of version "
+                  f"{version}, this version reads {snapshot.SNAPSHOT_VERSION}: it is not used",
+                  file=sys.stderr, flush=True)
+            env_snapshot = None
         print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
               file=sys.stderr, flush=True)
         run.say_if_resumed_elsewhere(device)
@@ -292,10 +298,10 @@ class _OnlineLoop:
                 if self.env_snapshot is not None:  # the very episodes the checkpoint was in
                     logic, neural = restore_environments(envs, self.env_snapshot)
                 elif st.iteration > 0:
-                    print(f"[{a.run_id}] warning: the checkpoint holds no environment snapshot (an "
-                          "older version's checkpoint, or one whose snapshot failed, see the run's "
-                          "log): the episodes restart from fresh states, so from here the run is "
-                          "not the one an uninterrupted run computes", file=sys.stderr, flush=True)
+                    print(f"[{a.run_id}] warning: the checkpoint holds no usable environment "
+                          "snapshot (an older version's checkpoint, or one whose snapshot failed, see "
+                          "the run's log): the episodes restart from fresh states, so from here the "
+                          "run is not the one an uninterrupted run computes", file=sys.stderr, flush=True)
                 self.envs, self.obs = envs, (logic, neural)
                 while st.iteration < self.num_iterations:
                     if interrupt.requested:

@@ -227,10 +227,12 @@ def test_atari_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(t
     assert all(torch.equal(wa[k], wb[k]) for k in wb)
 
 
-def test_resume_from_a_checkpoint_without_snapshot_restarts_the_episodes_and_says_so(tmp_path):
-    """A checkpoint written before snapshots existed still resumes: the episodes restart from
-    fresh states (the dataset has one break at the resume step, nothing lost or repeated) and
-    stderr says the run is no longer the uninterrupted one."""
+@pytest.mark.parametrize("written_by", ["before snapshots", "another snapshot version"])
+def test_resume_from_a_checkpoint_without_snapshot_restarts_the_episodes_and_says_so(tmp_path, written_by):
+    """A checkpoint written before snapshots existed (or with a snapshot of another version)
+    still resumes: the episodes restart from fresh states (the dataset has one break at the
+    resume step, nothing lost or repeated) and stderr says the run is no longer the
+    uninterrupted one."""
     total, intervals, num_envs = 12_288, 3, 4
     args = ["--total_timesteps", str(total), "--intervals", str(intervals), "--eval_episodes", "1",
             "--save_dataset", "--chunk_size", "1000", *common(tmp_path, "o1")]
@@ -238,12 +240,16 @@ def test_resume_from_a_checkpoint_without_snapshot_restarts_the_episodes_and_say
     _interrupt_once_results_exist(args, results)
     latest = tmp_path / "runs" / "o1" / "checkpoints" / "latest.pt"
     ckpt = torch.load(latest, weights_only=True)
-    del ckpt["environments"]  # as an older version wrote it
+    if written_by == "before snapshots":
+        del ckpt["environments"]
+    else:
+        ckpt["environments"]["vec"]["version"] = 1
     torch.save(ckpt, latest)
 
     r = run_script("train_neuralppo.py", *args, "--resume")
     assert r.returncode == 0, r.stderr
-    assert "holds no environment snapshot" in r.stderr
+    assert "holds no usable environment snapshot" in r.stderr
+    assert ("snapshot is of version 1" in r.stderr) == (written_by == "another snapshot version")
     from dataset_utils import DatasetReader
     reader = DatasetReader(tmp_path / "data" / "o1")
     assert len(reader) == total

@@ -393,6 +393,9 @@ class OCAtariEnv(gym.Env):
             ale_state = ale_py.ALEState.__new__(ale_py.ALEState)
             ale_state.__setstate__((state["ale"],))
             sticky = ale_py.Action(int(state["sticky_action"]))
+            if sticky not in self._action_set:  # ALE would end the process on acting it
+                raise snapshot.SnapshotError(f"the sticky action {int(sticky)} is not one of the "
+                                             f"game's actions {[int(a) for a in self._action_set]}")
             objects = [snapshot.decode_object(o, _ocatari_object_class, _ocatari_enum_class)
                        for o in state["objects"]]
             stack, logic = state["stack"].cpu().numpy(), state["logic"].cpu().numpy()
@@ -503,17 +506,13 @@ class _StickyActions:
     frame since a known point (a reset, which leaves NOOP in effect, or a snapshot) and, at a
     snapshot, replays the generator from that point to find the action in effect, checking that
     the replayed generator ends exactly where ALE's is (a SnapshotError otherwise). A restore puts
-    that action back in effect by acting it until it is taken (64 frames: sticky every time with
-    probability 0.25^64) and then restoring the state again (ALE's restore leaves it alone).
-    The one case taken on trust: where every frame since the last reset was sticky, the action
-    ALE's reset leaves in effect is taken to be NOOP (what a reset game behaves as, checked on
-    Kangaroo). The default start's no-op, FIRE and UP steps are at least 12 frames, so this
-    concerns a copy whose episode began in the step before the snapshot, with probability
-    0.25^12 (about 6e-8).
+    that action back in effect by acting it until a frame takes it (the generator says which)
+    and then restoring the state again (ALE's restore leaves the action in effect alone). After
+    a reset NOOP is in effect: ALE's ``softReset``, which its reset calls, sets it.
     """
 
     def __init__(self, probability: float):
-        self.probability = float(probability)
+        self.probability = float(np.float32(probability))  # as ALE holds it (a float)
         self.frames: list = []
         self._mt_state: dict | None = None
         self._in_effect = None
@@ -549,9 +548,28 @@ class _StickyActions:
         self.sync(ale_bytes, in_effect)
         return in_effect
 
+    def frames_to_take(self, ale_bytes: bytes, limit: int = 1_000_000) -> int:
+        """How many frames acted from ``ale_bytes``'s state take the action asked for at least
+        once: up to the first frame whose draw is not sticky (ALE's generator, replayed)."""
+        mt = np.random.MT19937(0)
+        mt.state = self._generator_state(ale_bytes)
+        done = 0
+        while done < limit:
+            n = min(4096, limit - done)
+            taken = np.flatnonzero(mt.random_raw(2 * n)[0::2] / _MT_MAX >= self.probability)
+            if taken.size:
+                return done + int(taken[0]) + 1
+            done += n
+        raise snapshot.SnapshotError(f"no frame of the next {limit} takes a new action "
+                                     f"(repeat_action_probability {self.probability})")
+
     def restore(self, ale, ale_state, in_effect, ale_bytes: bytes) -> None:
-        """Restore ``ale_state`` into ``ale`` with ``in_effect`` the action ALE repeats."""
-        for _ in range(64):
+        """Restore ``ale_state`` into ``ale`` with ``in_effect`` the action ALE repeats: act it
+        until a frame takes it (known from the generator), then restore the state again, which
+        leaves the action in effect alone. ALE 0.11's restore does not refresh the RAM it hands
+        out: ``getRAM()`` gives the state's RAM only after the next ``act`` (nothing reads it
+        before)."""
+        for _ in range(self.frames_to_take(ale_bytes)):
             ale.act(in_effect)
         ale.restoreState(ale_state)
         self.sync(ale_bytes, in_effect)

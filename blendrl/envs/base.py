@@ -188,7 +188,8 @@ class VecEnv:
 
     def set_state(self, state: dict) -> None:
         """Restore a :meth:`get_state` snapshot (a SnapshotError if it is not one of this
-        environment with this many copies)."""
+        environment with this many copies). Copies are restored one by one: after an error the
+        vector env is to be closed (a copy that refused ends its worker process)."""
         from blendrl.envs import snapshot
         snapshot.check_version(state, self.spec.name)
         if state.get("env") != self.spec.name or state.get("num_envs") != self.num_envs:

@@ -71,6 +71,7 @@ class Snapshots(gym.Wrapper):
                 fields[name] = (value.cpu().numpy().copy() if isinstance(value, torch.Tensor)
                                 else snapshot.decode_value(value, _no_class))
             rng = state["rng"]
+            type(env.np_random.bit_generator)().state = rng  # refused here, not half-way
         except snapshot.SnapshotError:
             raise
         except Exception as e:  # noqa: BLE001 -- a malformed snapshot, whatever broke

@@ -22,12 +22,25 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-SNAPSHOT_VERSION = 1
-"""Version of the snapshot layout; a snapshot of another version is refused."""
+SNAPSHOT_VERSION = 2
+"""Version of the snapshot layout; a snapshot of another version is refused (2: Atari snapshots
+keep the action ALE repeats on a sticky frame)."""
 
 
 class SnapshotError(Exception):
     """A snapshot cannot be taken or does not fit the environment it is restored into."""
+
+
+def to_cpu(data: Any) -> Any:
+    """``data`` with every tensor on the CPU (a checkpoint loaded with ``map_location="cuda"``
+    must not hand CUDA tensors to forked env workers)."""
+    if isinstance(data, torch.Tensor):
+        return data.cpu()
+    if isinstance(data, dict):
+        return {k: to_cpu(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(to_cpu(v) for v in data)
+    return data
 
 
 def array(a: np.ndarray) -> torch.Tensor:
