@@ -6,7 +6,8 @@ tools is one line, ``error: ...``, and exit 2 (``blendrl.validation``, ``UsageEr
 log or a SLURM ``.err`` file says what was wrong in one grep-able line. :func:`cli` wraps
 ``tyro.cli`` and :func:`one_line_errors` any tyro entry point (e.g. ``subcommand_cli_from_dict``):
 on a parse error the box's message becomes ``error: <message> (see <prog> --help)`` and the exit
-status stays 2; ``--help`` and everything a successful parse writes are passed on unchanged.
+status stays 2 (what was written before the box, e.g. a warning, is passed on above it);
+``--help`` and everything a successful parse writes are passed on unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ _WIDE = "10000"  # columns for the re-parse that reads the message: tyro wraps a
 
 def _is_rule(line: str) -> bool:
     return len(line) >= 3 and set(line) <= set("─-━")
+
+
+def split_box(text: str) -> tuple[str, str]:
+    """``(before, box)``: what was written before tyro's error box (e.g. a Python warning,
+    passed on unchanged) and the box itself. The UTF-8 box starts at its ``╭`` line; the ASCII
+    box at its title, the line above its first rule. Text with no box is all ``box``."""
+    lines = text.splitlines(keepends=True)
+    plain = [_ANSI.sub("", line).strip() for line in lines]
+    start = next((i for i, line in enumerate(plain) if line.startswith("╭")), None)
+    if start is None:
+        rule = next((i for i, line in enumerate(plain) if _is_rule(line.strip(_SIDES).strip())), None)
+        start = rule - 1 if rule else 0
+    return "".join(lines[:start]), "".join(lines[start:])
 
 
 def box_message(text: str) -> str:
@@ -91,7 +105,9 @@ def _message(parse: Callable[..., Any], args: tuple, kwargs: dict, first: str) -
         parse(*args, **kwargs)
     except SystemExit as e:
         if e.code not in (0, None):
-            first = captured.getvalue()
+            first = split_box(captured.getvalue())[1]
+    except Exception:  # noqa: BLE001 -- the second parse is only for a wider text: keep the first
+        pass
     finally:
         sys.stderr = real_stderr
         if saved is None:
@@ -117,7 +133,10 @@ def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         sys.stderr = real_stderr
         prog = kwargs.get("prog") or (os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0]
                                       else "the script")
-        print(f"error: {_message(parse, args, kwargs, captured.getvalue())} (see {prog} --help)",
+        before, box = split_box(captured.getvalue())
+        if before:
+            real_stderr.write(before)  # e.g. a warning written before the box: nothing lost
+        print(f"error: {_message(parse, args, kwargs, box)} (see {prog} --help)",
               file=real_stderr, flush=True)
         raise SystemExit(e.code) from None
     finally:

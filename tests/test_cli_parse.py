@@ -11,7 +11,7 @@ from typing import Literal
 
 import pytest
 
-from blendrl.cli_parse import box_message, cli
+from blendrl.cli_parse import box_message, cli, one_line_errors, split_box
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,44 @@ def test_a_suggested_boolean_flag_keeps_both_spellings_without_the_comma():
     box = ("╭─ Unrecognized options ─╮\n│ Unrecognized options: --jsn │\n│ ───── │\n"
            "│ Perhaps you meant: │\n│     --json, --no-json │\n│         print JSON │\n╰──╯\n")
     assert box_message(box) == "Unrecognized options: --jsn; perhaps you meant --json, --no-json"
+
+
+WARNING = "/x/y.py:3: UserWarning: something the user should see\n  warnings.warn(...)\n"
+
+
+def test_text_before_the_box_is_kept_apart_from_its_message():
+    utf8 = ("╭─ Invalid choice ─╮\n│ invalid choice 'fp16' for argument '--precision'. │\n"
+            "│ ───── │\n│ For full helptext, run x.py --help │\n╰──╯\n")
+    ascii_box = (" Unrecognized options \n ------------------- \n  Unrecognized options: --x \n"
+                 "  -------------------\n  For full helptext, run x.py --help \n")
+    for box, message in ((utf8, "invalid choice 'fp16' for argument '--precision'."),
+                         (ascii_box, "Unrecognized options: --x")):
+        before, rest = split_box(WARNING + box)
+        assert (before, rest) == (WARNING, box)
+        assert box_message(rest) == message
+    assert split_box("no box here\n") == ("", "no box here\n")
+
+
+def _parse_writing_a_warning_then_failing(second_raises: type[BaseException]):
+    calls = []
+
+    def parse(prog: str):
+        calls.append(prog)
+        if len(calls) > 1 and second_raises is not SystemExit:
+            raise second_raises("the second parse broke")
+        sys.stderr.write(WARNING)
+        sys.stderr.write("╭─ Unrecognized options ─╮\n│ Unrecognized options: --bogus │\n╰──╯\n")
+        raise SystemExit(2)
+    return parse
+
+
+@pytest.mark.parametrize("second_raises", [SystemExit, RuntimeError])
+def test_a_warning_before_the_box_is_passed_on_and_the_error_is_one_line(second_raises, capsys):
+    with pytest.raises(SystemExit) as e:
+        one_line_errors(_parse_writing_a_warning_then_failing(second_raises), prog="x.py")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == WARNING + "error: Unrecognized options: --bogus (see x.py --help)\n"
 
 
 def test_a_long_value_is_not_cut_where_the_terminal_would_wrap(monkeypatch, capsys):
