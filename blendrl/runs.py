@@ -76,14 +76,31 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_id() -> str | None:
+    """The CPU's generation as the kernel names it (a VM's model name may be only "AMD EPYC"):
+    ``"family 25 model 17 stepping 1"``, or None where /proc/cpuinfo does not say."""
+    info = _cpuinfo()
+    parts = [f"{k} {info[k2]}" for k, k2 in (("family", "cpu family"), ("model", "model"),
+                                              ("stepping", "stepping")) if k2 in info]
+    return " ".join(parts) or None
 
 
 def platform_info(device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -99,7 +116,7 @@ def platform_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         except (RuntimeError, AssertionError) as e:
             gpu = f"unknown ({e})"
     return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_id": _cpu_id(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "device": str(device), "cuda_device": gpu, "torch_threads": torch.get_num_threads()}
 
 

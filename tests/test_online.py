@@ -110,6 +110,14 @@ def test_resume_on_another_kind_of_machine_says_so(tmp_path, capsys):
     run.say_if_resumed_elsewhere()
     err = capsys.readouterr().err
     assert "torch_threads" in err and "cpu " not in err
+    # another CPU generation behind the same model name (a VM's "AMD EPYC") is a change
+    if here["cpu_id"] is not None:
+        assert here["cpu_id"].startswith("family ")
+        recorded["platform"] = {**here, "cpu_id": "family 25 model 1 stepping 1"
+                                if here["cpu_id"] != "family 25 model 1 stepping 1" else "family 6"}
+        run.run_json.write_text(json.dumps(recorded))
+        run.say_if_resumed_elsewhere()
+        assert "(cpu_id " in capsys.readouterr().err
 
 
 def test_same_seed_same_first_returns(tmp_path):
