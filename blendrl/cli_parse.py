@@ -120,7 +120,8 @@ def _message(parse: Callable[..., Any], args: tuple, kwargs: dict, first: str) -
 def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``parse(*args, **kwargs)`` (a tyro entry point) with its error box turned into one line
     on stderr; exits 2 on a parse error as tyro does. ``prog=`` (if given) names the command in
-    the line's pointer to ``--help``."""
+    the line's pointer to ``--help``, followed by the subcommand given, for
+    ``subcommand_cli_from_dict``."""
     real_stderr, captured = sys.stderr, io.StringIO()
     sys.stderr = captured
     failed = False
@@ -133,6 +134,12 @@ def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         sys.stderr = real_stderr
         prog = kwargs.get("prog") or (os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0]
                                       else "the script")
+        if args and isinstance(args[0], dict):  # subcommand_cli_from_dict: name the one given
+            argv = kwargs.get("args")
+            argv = sys.argv[1:] if argv is None else argv
+            given = next((a for a in argv if a in args[0]), None)
+            if given is not None:
+                prog = f"{prog} {given}"
         before, box = split_box(captured.getvalue())
         if before:
             real_stderr.write(before)  # e.g. a warning written before the box: nothing lost

@@ -101,6 +101,20 @@ def test_a_warning_before_the_box_is_passed_on_and_the_error_is_one_line(second_
     assert err == WARNING + "error: Unrecognized options: --bogus (see x.py --help)\n"
 
 
+def test_the_help_pointer_names_the_subcommand_given(capsys):
+    import tyro
+
+    commands = {"inspect": Toy, "verify": Toy}
+    with pytest.raises(SystemExit):
+        one_line_errors(tyro.extras.subcommand_cli_from_dict, commands, args=["verify", "--seed", "x"],
+                        prog="dataset_utils.py")
+    assert capsys.readouterr().err.rstrip().endswith("(see dataset_utils.py verify --help)")
+    with pytest.raises(SystemExit):
+        one_line_errors(tyro.extras.subcommand_cli_from_dict, commands, args=["frobnicate"],
+                        prog="dataset_utils.py")
+    assert capsys.readouterr().err.rstrip().endswith("(see dataset_utils.py --help)")
+
+
 def test_a_long_value_is_not_cut_where_the_terminal_would_wrap(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "40")
     value = "123456789012345678901234567890abcdefghijklmnopqrstuvwxyz"
