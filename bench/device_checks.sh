@@ -21,7 +21,7 @@
 #           its limit is stopped with kill_experiments.sh and plotted from what its runs wrote.
 #   tests (150 s)
 #           the CUDA tests CI skips (feeds on the device, no host sync in the IQL step, compiled
-#           losses equal to eager): cuda_tests.txt
+#           losses equal to eager, an online run resumed on the GPU = uninterrupted): cuda_tests.txt
 # Also checks.log (nvidia-smi, versions, each part's status): 8 files at most, what comes back.
 # The image's torch (2.11) and numpy (2.x) are not the project's pins (2.13, 1.26.4): say so
 # beside any figure. Not run on a device yet: written and checked on this CPU machine only
@@ -97,7 +97,7 @@ cycle() {  # $1: seconds, clean-up included
     return $rc
 }
 tests() {
-    timeout -k 10 "$1" "$py" -m pytest -q -p no:cacheprovider tests/test_dataset.py tests/test_agents.py -k cuda \
+    timeout -k 10 "$1" "$py" -m pytest -q -p no:cacheprovider tests/test_dataset.py tests/test_agents.py tests/test_online.py -k cuda \
         > "$OUT/cuda_tests.txt" 2>&1
 }
 iql() {  # $1: seconds, $2: compile mode; both precisions eager only (bf16 compiles would not fit)

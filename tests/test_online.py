@@ -165,13 +165,20 @@ def _interrupt_once_results_exist(args: list[str], results: Path) -> str:
     return err
 
 
-def test_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(tmp_path):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="needs a CUDA device"))]
+"""Where the run computes: a resume on CUDA loads the checkpoint onto the GPU, whose snapshot
+tensors must still reach the forked env workers as CPU tensors (bench/device_checks.sh runs it)."""
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(tmp_path, device):
     """Interrupted at a random moment (mid-episode) and resumed: every interval once, and the
     dataset, the evaluations and the final weights bit for bit those of a run never stopped:
     the checkpoint carries the environments' own states (blendrl.envs.snapshot)."""
     total, intervals = 12_288, 4
     base = ["--total_timesteps", str(total), "--intervals", str(intervals), "--eval_episodes", "2",
-            "--save_dataset", "--chunk_size", "1000"]
+            "--save_dataset", "--chunk_size", "1000", "--device", device]
     args = [*base, *common(tmp_path, "i1")]
     results = tmp_path / "runs" / "i1" / "results.json"
     err = _interrupt_once_results_exist(args, results)
@@ -207,12 +214,13 @@ def test_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(tmp_pat
     assert all(torch.equal(wa[k], wb[k]) for k in wb)
 
 
-def test_atari_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_atari_sigterm_then_resume_computes_what_an_uninterrupted_run_computes(tmp_path, device):
     """The same on Seaquest (sticky actions, no-op starts, lives, worker processes): evaluations,
     dataset and weights of the resumed run are those of the run never stopped."""
     base = ["--env", "seaquest", "--total_timesteps", "1024", "--num_envs", "2", "--num_steps", "64",
             "--intervals", "4", "--eval_episodes", "1", "--eval_envs", "1", "--threads", "1",
-            "--save_dataset"]
+            "--save_dataset", "--device", device]
     results = tmp_path / "runs" / "s1" / "results.json"
     _interrupt_once_results_exist([*base, *common(tmp_path, "s1")], results)
     assert 1 <= len(json.loads(results.read_text())) < 4
