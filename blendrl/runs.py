@@ -90,14 +90,13 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
-def _cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+def _cpu_model(info: dict[str, str]) -> str:
+    return info.get("model name") or platform.processor() or platform.machine()
 
 
-def _cpu_id() -> str | None:
+def _cpu_id(info: dict[str, str]) -> str | None:
     """The CPU's generation as the kernel names it (a VM's model name may be only "AMD EPYC"):
     ``"family 25 model 17 stepping 1"``, or None where /proc/cpuinfo does not say."""
-    info = _cpuinfo()
     parts = [f"{k} {info[k2]}" for k, k2 in (("family", "cpu family"), ("model", "model"),
                                               ("stepping", "stepping")) if k2 in info]
     return " ".join(parts) or None
@@ -115,8 +114,9 @@ def platform_info(device: torch.device | str = "cpu") -> dict[str, Any]:
             gpu = torch.cuda.get_device_name(device)
         except (RuntimeError, AssertionError) as e:
             gpu = f"unknown ({e})"
-    return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
-            "cpu_id": _cpu_id(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    info = _cpuinfo()
+    return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(info),
+            "cpu_id": _cpu_id(info), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "device": str(device), "cuda_device": gpu, "torch_threads": torch.get_num_threads()}
 
 

@@ -406,7 +406,7 @@ class OCAtariEnv(gym.Env):
             counters = [int(state[k]) for k in ("steps", "lives", "dropped_objects")]
             noop_rng = state["noop_rng"]
             type(self._ale_rng.bit_generator)().state = noop_rng  # refused here, not half-way
-            _StickyActions._generator_state(state["ale"])
+            generator = _StickyActions._generator_state(state["ale"])
         except snapshot.SnapshotError:
             raise
         except Exception as e:  # noqa: BLE001 -- a malformed snapshot, whatever broke
@@ -416,7 +416,7 @@ class OCAtariEnv(gym.Env):
             ale.restoreState(ale_state)
         except Exception as e:  # noqa: BLE001
             raise snapshot.SnapshotError(f"ALE refused the snapshot's state: {e}") from e
-        self._sticky_actions.restore(ale, ale_state, sticky, state["ale"])
+        self._sticky_actions.restore(ale, ale_state, sticky, generator)
         snapshot.set_generator_state(self._ale_rng, noop_rng)
         self._oc.objects = objects
         self._stack[:] = stack
@@ -514,7 +514,7 @@ class _StickyActions:
     def __init__(self, probability: float):
         self.probability = float(np.float32(probability))  # as ALE holds it (a float)
         self.frames: list = []
-        self._mt_state: dict | None = None
+        self._start: bytes | dict | None = None  # ALE's state bytes, parsed when first needed
         self._in_effect = None
 
     @staticmethod
@@ -526,33 +526,36 @@ class _StickyActions:
         return {"bit_generator": "MT19937",
                 "state": {"key": np.array(words[:624], dtype=np.uint32), "pos": words[624]}}
 
-    def sync(self, ale_bytes: bytes, in_effect) -> None:
-        """From here on ``in_effect`` is the action in effect and ``ale_bytes``'s generator ALE's."""
-        self._mt_state = self._generator_state(ale_bytes)
+    def sync(self, start: bytes | dict, in_effect) -> None:
+        """From here on ``in_effect`` is the action in effect and ``start``'s generator ALE's
+        (``start``: ALE's serialised state, parsed only when a snapshot needs it -- every reset
+        syncs -- or that generator state already parsed)."""
+        self._start = start
         self._in_effect = in_effect
         self.frames.clear()
 
     def effective(self, ale_bytes: bytes):
         """The action in effect now (``ale_bytes``: ALE's state now); the known point moves here."""
-        if self._mt_state is None:
+        if self._start is None:
             raise snapshot.SnapshotError("call reset() before taking a snapshot")
         mt = np.random.MT19937(0)
-        mt.state = self._mt_state
+        mt.state = self._start if isinstance(self._start, dict) else self._generator_state(self._start)
         draws = mt.random_raw(2 * len(self.frames))[0::2] if self.frames else np.zeros(0, np.uint64)
-        now = self._generator_state(ale_bytes)["state"]
-        if not (np.array_equal(mt.state["state"]["key"], now["key"]) and mt.state["state"]["pos"] == now["pos"]):
+        now = self._generator_state(ale_bytes)
+        if not (np.array_equal(mt.state["state"]["key"], now["state"]["key"])
+                and mt.state["state"]["pos"] == now["state"]["pos"]):
             raise snapshot.SnapshotError("ALE's sticky-action generator is not where replaying "
                                          f"{len(self.frames)} frames puts it (another ALE version?)")
         taken = np.flatnonzero(draws / _MT_MAX >= self.probability)
         in_effect = self.frames[taken[-1]] if taken.size else self._in_effect
-        self.sync(ale_bytes, in_effect)
+        self.sync(now, in_effect)
         return in_effect
 
-    def frames_to_take(self, ale_bytes: bytes, limit: int = 1_000_000) -> int:
-        """How many frames acted from ``ale_bytes``'s state take the action asked for at least
-        once: up to the first frame whose draw is not sticky (ALE's generator, replayed)."""
+    def frames_to_take(self, generator: dict, limit: int = 1_000_000) -> int:
+        """How many frames acted from a state with ALE's ``generator`` (parsed) take the action
+        asked for at least once: up to the first frame whose draw is not sticky (replayed)."""
         mt = np.random.MT19937(0)
-        mt.state = self._generator_state(ale_bytes)
+        mt.state = generator
         done = 0
         while done < limit:
             n = min(4096, limit - done)
@@ -563,16 +566,17 @@ class _StickyActions:
         raise snapshot.SnapshotError(f"no frame of the next {limit} takes a new action "
                                      f"(repeat_action_probability {self.probability})")
 
-    def restore(self, ale, ale_state, in_effect, ale_bytes: bytes) -> None:
-        """Restore ``ale_state`` into ``ale`` with ``in_effect`` the action ALE repeats: act it
+    def restore(self, ale, ale_state, in_effect, generator: dict) -> None:
+        """Restore ``ale_state`` (whose parsed generator is ``generator``) into ``ale`` with
+        ``in_effect`` the action ALE repeats: act it
         until a frame takes it (known from the generator), then restore the state again, which
         leaves the action in effect alone. ALE 0.11's restore does not refresh the RAM it hands
         out: ``getRAM()`` gives the state's RAM only after the next ``act`` (nothing reads it
         before)."""
-        for _ in range(self.frames_to_take(ale_bytes)):
+        for _ in range(self.frames_to_take(generator)):
             ale.act(in_effect)
         ale.restoreState(ale_state)
-        self.sync(ale_bytes, in_effect)
+        self.sync(generator, in_effect)
 
 
 def _split(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
