@@ -24,6 +24,12 @@ import numpy as np
 RUN_FORMAT_VERSION = 1
 EXIT_INTERRUPTED = 75
 """Exit status of a training script stopped by SIGTERM/SIGUSR1 after checkpointing: rerun with --resume."""
+EXIT_DATA_FAULT = 65
+"""Exit status of an offline job that found its dataset broken (a chunk whose size, CRC or values
+are wrong) before training on it: nothing was trained on or recorded from the faulty data."""
+EXIT_NO_SPACE = 74
+"""Exit status of a training script that could not write (disk full, a folder not writable): what
+it had written is intact; free space (or fix the folder), then rerun with --resume."""
 
 @dataclass(frozen=True)
 class Method:
