@@ -593,6 +593,8 @@ def test_sync_logs_pulls_runs_logs_plots_without_deleting_local_files(tmp_path, 
                                 "logs/e/mine.txt"}  # no dataset, no temp file, nothing else
     # the remote grows; a local-only file survives every sync
     (remote / "logs" / "e" / "r1.log").write_text("line1\nline2\n")
+    t = (local / "logs" / "e" / "r1.log").stat().st_mtime + 5  # newer to the second: it replaces
+    os.utime(remote / "logs" / "e" / "r1.log", (t, t))
     (remote / "out" / "runs" / "r1" / "run.json").unlink()
     res = _sync("--dest", str(local), env_extra={"REMOTE": str(remote)})
     assert res.returncode == 0, res.stderr
