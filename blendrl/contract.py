@@ -119,9 +119,11 @@ def atomic_writer(path: Path, durable: bool = False) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a failed write names the file it was for
         raise
     if durable:
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -16,11 +16,14 @@ thread samples ahead into pinned memory. A gradient step does not wait for the d
 are added up there and read once per ``--log_every`` steps.
 
 Before any work, bad input is a :class:`~blendrl.runs.UsageError` (exit status 2): bad flags, a
-missing, empty or broken dataset (the manifest is read, every chunk file and sidecar listed must be
-on disk with its recorded size, and the chunks of the first interval to train are opened and
-CRC-checked), an ``--env`` the dataset was not recorded on, ``--dataset_device cuda`` without CUDA
-or with a prefix too large for the device, a run folder that exists, a ``--resume`` whose
-checkpoint does not match. SIGTERM/SIGUSR1 make the loop checkpoint at the next gradient step
+missing or empty dataset, a dataset its online run has not finished writing (unless
+``--partial_dataset``), an ``--env`` the dataset was not recorded on, ``--dataset_device cuda``
+without CUDA or with a prefix too large for the device, a run folder that exists or that another
+job is writing, a ``--resume`` whose checkpoint does not match. Then, still before any training
+step, every chunk the run can train on is verified whole (sizes, CRC-32, finite floats): a broken
+file is a :class:`~blendrl.exits.DatasetFault` (exit status 65, one line naming the file), and
+nothing is trained on or recorded from it. A write that fails (disk full) exits 74 with what was
+written intact. ``--resume`` of a complete run says so and exits 0. SIGTERM/SIGUSR1 make the loop checkpoint at the next gradient step
 (mid-interval progress included) and exit 75; ``--resume`` continues at exactly that step.
 """
 
@@ -42,6 +45,7 @@ from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import evaluate, result_entry
+from blendrl.exits import DatasetFault, guarded_main
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.runs import UsageError, interval_marks
@@ -76,6 +80,8 @@ class OfflineArgs(ProtocolFields):
     """passes over the interval's data prefix: interval k trains ceil(epochs * limit_k / batch_size) gradient steps"""
     intervals: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 10
     """number of evenly spaced data limits, used only when the dataset records no evaluation marks"""
+    partial_dataset: bool = False
+    """train on the marks present in a dataset its online run has not finished writing (still running, or stopped early); recorded in run.json (dataset_partial) and shown as partial in the report. Without it such a dataset is refused"""
     eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
     """episodes per interval evaluation"""
     eval_envs: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 8
@@ -139,7 +145,7 @@ by default a ``DatasetReader`` that CRC-checks the chunks it opens first."""
 
 
 class DatasetInfo(NamedTuple):
-    """What the offline run needs to know of its dataset before training."""
+    """What the offline run needs to know of its dataset before training (its manifest, read once)."""
 
     path: Path
     given: str
@@ -148,6 +154,9 @@ class DatasetInfo(NamedTuple):
     count: int
     marks: list[int]
     metadata: dict
+    manifest: dict
+    finished: bool
+    """the online run that wrote it finished it (``writer_finished`` in the manifest)"""
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -200,19 +209,24 @@ def dataset_path(args: OfflineArgs) -> tuple[Path, str]:
 
 
 def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
-    """Read the manifest; a missing, empty or malformed dataset is a UsageError naming the path."""
-    from dataset_utils import DatasetError, summarize
+    """Read the manifest: a missing folder or one that is not a dataset is a UsageError; a
+    manifest that is unreadable or malformed is a DatasetFault; an environment that does not fit
+    is a UsageError."""
+    from blendrl.datasets import MANIFEST_NAME, DatasetError, Layout, read_manifest, writer_finished
 
     path, given = dataset_path(args)
     if not path.is_dir():
         raise UsageError(f"dataset {path} does not exist (or is not a folder)")
+    if not (path / MANIFEST_NAME).is_file():
+        raise UsageError(f"{path} is not a dataset (no {MANIFEST_NAME})")
     try:
-        summary = summarize(path)
+        manifest = read_manifest(path)
+        fields = Layout.from_manifest(manifest, path).manifest_fields()
     except DatasetError as e:
-        raise UsageError(f"dataset {path} is not readable: {e}") from e
-    if summary["count"] == 0:
+        raise DatasetFault(str(e)) from e
+    if manifest["count"] == 0:
         raise UsageError(f"dataset {path} is empty (0 transitions)")
-    env = summary["env"]
+    env = fields["env"]
     if args.env is not None and args.env != env:
         raise UsageError(f"--env {args.env} does not match the dataset {path}, which holds {env!r} "
                          "transitions")
@@ -222,22 +236,63 @@ def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
     spec = get_spec(env)
     expected = {"logic_shape": list(spec.logic_shape), "neural_shape": list(spec.neural_shape),
                 "neural_dtype": np.dtype(spec.neural_dtype).name, "n_actions": spec.n_actions}
-    wrong = [f"{k} {summary[k]} (expected {v})" for k, v in expected.items() if summary[k] != v]
+    wrong = [f"{k} {fields[k]} (expected {v})" for k, v in expected.items() if fields[k] != v]
     if wrong:
         raise UsageError(f"dataset {path} does not fit environment {env}: " + "; ".join(wrong))
-    return DatasetInfo(path, given, env, int(summary["count"]), [int(m) for m in summary["marks"]],
-                       dict(summary["metadata"]))
+    return DatasetInfo(path, given, env, int(manifest["count"]), [int(m) for m in manifest["marks"]],
+                       dict(manifest.get("metadata", {})), manifest, writer_finished(manifest))
 
 
-def check_chunk_files(path: Path, manifest: dict) -> None:
-    """Every file the manifest lists (chunk pickles and their sidecar pools) is on disk with its
-    recorded size; the CRCs of the first interval's chunks are checked when the reader opens them."""
-    from blendrl.datasets import DatasetError, check_files
+def check_finished(args: OfflineArgs, info: DatasetInfo) -> bool:
+    """Whether the run trains on an unfinished dataset (``--partial_dataset``); a dataset whose
+    online run has not finished writing it is a UsageError otherwise, and also with the flag
+    when it holds no evaluation mark yet."""
+    from blendrl.datasets import DatasetWriter
+
+    if info.finished:
+        return False
+    present = sum(1 for m in info.marks if m > 0)
+    planned = info.metadata.get("planned_marks")
+    marks = f"{present} of {planned} marks" if planned else f"{present} marks"
+    state = ("is still being written by its online run" if DatasetWriter.active(info.path) else
+             "was not finished by its online run (it stopped early; resume that run to complete it)")
+    if not args.partial_dataset:
+        raise UsageError(f"dataset {info.path} {state}: {marks} present ({info.count} transitions); "
+                         "wait for it to be finished, or pass --partial_dataset to train on the "
+                         "marks present (the run is then recorded as partial)")
+    if present == 0:
+        raise UsageError(f"dataset {info.path} {state} and holds no evaluation mark yet: nothing "
+                         "to train on")
+    print(f"warning: dataset {info.path} {state}; --partial_dataset: training on the {marks} "
+          "present (recorded as partial)", file=sys.stderr, flush=True)
+    return True
+
+
+def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: float) -> None:
+    """Check, before any training, every chunk the run can train on (every chunk of a finished
+    dataset; those below the last data limit of an unfinished one): sizes, CRC-32 and finite
+    floats (:func:`blendrl.datasets.verify_chunks`). A fault is a DatasetFault naming the file."""
+    from blendrl.datasets import DatasetError, verify_chunks
+    from blendrl.datasets.manifest import chunks_below
+
+    entries = info.manifest["chunks"] if info.finished else chunks_below(info.manifest, limits[-1])
+    t0 = last = time.perf_counter()
+
+    def progress(done: int, total: int, nbytes: int) -> None:
+        nonlocal last
+        if time.perf_counter() - last >= every and done < total:
+            last = time.perf_counter()
+            print(f"[{run_id}] verifying the dataset: chunk {done}/{total} ({nbytes / 1e6:.0f} MB)",
+                  file=sys.stderr, flush=True)
 
     try:
-        check_files(path, manifest)
+        nbytes = verify_chunks(info.path, info.manifest, entries, progress)
     except DatasetError as e:
-        raise UsageError(f"dataset {path}: {e}") from e
+        raise DatasetFault(f"{e}; nothing was trained on it (`python dataset_utils.py verify "
+                           f"{info.path}` lists every problem)") from e
+    dt = time.perf_counter() - t0
+    print(f"[{run_id}] dataset verified: {len(entries)} chunks, {nbytes / 1e6:.1f} MB in {dt:.1f} s "
+          f"({nbytes / 1e6 / max(dt, 1e-9):.0f} MB/s)", file=sys.stderr, flush=True)
 
 
 def compile_networks(trainer: IQLTrainer, mode: str) -> None:
@@ -254,21 +309,21 @@ def compile_networks(trainer: IQLTrainer, mode: str) -> None:
 
 
 def default_reader(path: Path, limit: int) -> Any:
-    """The first interval's reader: ``DatasetReader`` that CRC-checks every file it opens."""
+    """The first interval's reader: a ``DatasetReader`` (its chunks were verified before)."""
     from blendrl.datasets import DatasetReader
 
-    return DatasetReader(path, limit, check_crc=True)
+    return DatasetReader(path, limit)
 
 
 def choose_dataset_device(args: OfflineArgs, device: torch.device, info: DatasetInfo,
                           limits: list[int]) -> str:
     """``--dataset_device`` resolved for training on ``device`` (UsageError if it cannot be
     honoured): ``"cuda"`` keeps the prefix on the device, ``"cpu"`` samples on the host."""
-    from blendrl.datasets import DatasetError, read_manifest
+    from blendrl.datasets import DatasetError
     from blendrl.datasets.feed import DatasetDeviceError, choose_dataset_device as choose, device_bytes_needed
 
     try:
-        need = device_bytes_needed(read_manifest(info.path), limits[-1]) if device.type == "cuda" else 0
+        need = device_bytes_needed(info.manifest, limits[-1]) if device.type == "cuda" else 0
         return choose(args.dataset_device, device, need)
     except (DatasetError, DatasetDeviceError) as e:
         raise UsageError(str(e)) from e
@@ -294,22 +349,28 @@ def dataset_source(info: DatasetInfo) -> dict:
 # --------------------------------------------------------------------------- entry points
 
 def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | None = None) -> int:
-    """Validate, then train every interval; returns the exit status (0 done, 75 interrupted).
+    """Validate, verify the data, then train every interval; returns the exit status (0 done or
+    already complete, 75 interrupted).
 
     ``reader_factory`` replaces :func:`default_reader` (tests wrap it to watch what is sampled).
     """
-    from blendrl.datasets import DatasetError
+    from blendrl.datasets import DatasetError, has_life_lost
 
     reader_factory = reader_factory or default_reader
     blend = blend_fields(method, args)
     check_args(args, blend)
     info = inspect_dataset(args)
+    partial = check_finished(args, info)
     try:  # the learner's signal: unset flags take the dataset's online setting (blendrl.protocol)
         args, signal = resolve_signal_fields(args, get_spec(info.env), recorded=info.metadata)
     except SignalError as e:
         raise UsageError(str(e)) from e
     if blend is not None:
         check_rule_set(info.env, blend.rules)
+    if signal.life_loss_terminal and not has_life_lost(info.manifest):
+        raise UsageError(f"--life_loss_terminal: dataset {info.path} does not record lost lives "
+                         "(life_lost: format version 2, written by an online run of a game "
+                         "with lives); pass --life_loss_terminal False")
     limits = data_limits(info, args.intervals)
     try:
         device = resolve_device(args.device)
@@ -319,19 +380,33 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
                              f"{time.strftime('%Y%m%d-%H%M%S')}")
     run = RunDir(args.runs_dir, run_id)
-    ckpt = _resume_checkpoint(run, args, method, info, limits, device) if args.resume else None
+    try:
+        return _train(args, method, blend, signal, info, partial, limits, device, dataset_device,
+                      run, reader_factory)
+    finally:
+        run.unlock()
+
+
+def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: LearnerSignal,
+           info: DatasetInfo, partial: bool, limits: list[int], device: torch.device,
+           dataset_device: str, run: RunDir, reader_factory: ReaderFactory) -> int:
+    """:func:`run_offline` from the run folder on: resume checks, data verification, training."""
+    from blendrl.datasets import DatasetError
+
+    run_id = run.run_id
+    ckpt = None
+    if args.resume:
+        ckpt, limits = _resume_checkpoint(run, args, method, info, limits, device)
+        if ckpt["interval"] >= len(limits):
+            print(f"[{run_id}] already complete ({len(ckpt.get('results', []))} of {len(limits)} "
+                  "intervals evaluated): nothing to resume, nothing changed", file=sys.stderr, flush=True)
+            return 0
+    verify_dataset(info, limits, run_id, args.progress_seconds)
     start = ckpt["interval"] if ckpt is not None else 0
-    first_reader = None
-    if start < len(limits):
-        try:
-            first_reader = reader_factory(info.path, limits[start])
-        except DatasetError as e:
-            raise UsageError(f"dataset {info.path} is broken: {e}") from e
-        check_chunk_files(info.path, first_reader.manifest)
-        if signal.life_loss_terminal and not getattr(first_reader, "has_life_lost", False):
-            raise UsageError(f"--life_loss_terminal: dataset {info.path} does not record lost lives "
-                             "(life_lost: format version 2, written by an online run of a game "
-                             "with lives); pass --life_loss_terminal False")
+    try:
+        first_reader = reader_factory(info.path, limits[start])
+    except DatasetError as e:
+        raise DatasetFault(str(e)) from e
     try:
         run.prepare(args.resume)
     except RunError as e:
@@ -351,43 +426,46 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
                 run.say_if_resumed_elsewhere(device)
             else:
                 run.write_run_json(exp_id=args.exp_id, method=method, env=info.env, seed=args.seed,
-                                   args=args, dataset_source=dataset_source(info), device=device)
+                                   args=args, dataset_source=dataset_source(info),
+                                   device=device, extra={"dataset_partial": partial})
             return loop.run(interrupt, first_reader)
-    except DatasetError as e:  # a chunk of a later interval turned out broken
-        raise UsageError(f"dataset {info.path} is broken: {e}") from e
+    except DatasetError as e:  # a chunk turned out broken when opened (changed since verified)
+        raise DatasetFault(str(e)) from e
     finally:
         loop.close()
 
 
 def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: DatasetInfo,
-                       limits: list[int], device: torch.device) -> dict:
-    """The latest checkpoint, checked against this invocation (UsageError on any mismatch)."""
+                       limits: list[int], device: torch.device) -> tuple[dict, list[int]]:
+    """The latest checkpoint, checked against this invocation (UsageError on any mismatch), and
+    the data limits to go on with: the run's own (a ``--partial_dataset`` run keeps the limits it
+    started with while the dataset has grown since). Takes the run folder's lock first."""
     if not run.latest_checkpoint.exists():
         raise UsageError(f"--resume: no checkpoint at {run.latest_checkpoint}")
     try:
+        run.lock()
         ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
     except RunError as e:
         raise UsageError(str(e)) from e
     if ckpt.get("method") != method or ckpt.get("env") != info.env:
         raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
                          f"{ckpt.get('env')}, not {method} on {info.env}")
-    if ckpt.get("limits") != limits:
+    recorded = ckpt.get("limits")
+    grown = args.partial_dataset and isinstance(recorded, list) and recorded == limits[:len(recorded)]
+    if recorded != limits and not grown:
         raise UsageError(f"--resume: the dataset {info.path} gives data limits {limits}, the run was "
-                         f"trained with {ckpt.get('limits')}")
+                         f"trained with {recorded}")
     now = args_to_dict(args)
     changed = resume_changes(type(args), ckpt["args"], now)
     if changed:
         raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
-    return ckpt
+    return ckpt, list(recorded)
 
 
 def main(args: OfflineArgs, method: str) -> int:
-    """Entry point for the scripts: usage errors -> message on stderr and exit status 2."""
-    try:
-        return run_offline(args, method)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Entry point for the scripts: a usage error, a dataset fault or a failed write -> one line
+    on stderr and its exit status (:mod:`blendrl.exits`)."""
+    return guarded_main(lambda: run_offline(args, method))
 
 
 # --------------------------------------------------------------------------- the loop

@@ -30,6 +30,7 @@ from blendrl.algos.optim import adam, load_adam_state
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs import snapshot
 from blendrl.envs.base import EnvSpec, VecEnv
+from blendrl.exits import guarded_main
 from blendrl.evaluation import evaluate, result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
@@ -185,8 +186,16 @@ def run_online(args: OnlineArgs, method: str) -> int:
     if args.resume and not args.run_id:
         raise UsageError("--resume needs the --run_id of the run to continue")
     args = resolve_args(args, method)
-    spec = get_spec(args.env)
     run = RunDir(args.runs_dir, args.run_id)
+    try:
+        return _train(args, method, blend, run)
+    finally:
+        run.unlock()
+
+
+def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunDir) -> int:
+    """:func:`run_online` from the run folder on: resume or start, then the loop."""
+    spec = get_spec(args.env)
     dataset_path = (Path(args.dataset_dir) / args.run_id).resolve() if args.save_dataset else None
     if dataset_path is not None and not args.resume and dataset_path.exists() and any(dataset_path.iterdir()):
         raise UsageError(f"dataset folder {dataset_path} already exists: remove it or choose another --run_id")
@@ -221,6 +230,11 @@ def run_online(args: OnlineArgs, method: str) -> int:
         changed = resume_changes(type(args), ckpt["args"], now)
         if changed:
             raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
+        if int(ckpt.get("iteration", 0)) >= num_iterations:
+            print(f"[{args.run_id}] already complete ({len(ckpt.get('results', []))} evaluations, "
+                  f"{ckpt.get('global_step')} steps): nothing to resume, nothing changed",
+                  file=sys.stderr, flush=True)
+            return 0
         agent.load_state_dict(ckpt["agent"])
         load_adam_state(optimizer, ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -244,14 +258,15 @@ def run_online(args: OnlineArgs, method: str) -> int:
 
     writer = None
     if dataset_path is not None:
-        from dataset_utils import DatasetWriter
+        from blendrl.datasets import DatasetWriter
         writer = DatasetWriter(
             dataset_path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
             neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
             chunk_size=args.chunk_size,
             metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
                       "reward_transform": args.reward_transform,
-                      "life_loss_terminal": args.life_loss_terminal},
+                      "life_loss_terminal": args.life_loss_terminal,
+                      "planned_marks": len(marks), "planned_transitions": num_iterations * batch_size},
             resume_at=state.global_step if args.resume else None)
 
     from torch.utils.tensorboard import SummaryWriter
@@ -436,9 +451,10 @@ class _OnlineLoop:
                 "rng": rng_state(), **state_items(self.state)}
 
     def checkpoint(self, finished: bool = False) -> None:
-        """Flush the dataset, then write latest.pt, results.json, timing.json, training_log.pkl."""
+        """Flush the dataset (at the end: mark it finished), then write latest.pt, results.json,
+        timing.json, training_log.pkl."""
         if self.writer is not None:
-            self.writer.flush()
+            self.writer.finish() if finished else self.writer.flush()
         payload = self.payload()
         if self.envs is not None:
             snap = environment_snapshot(self.envs, *self.obs, self.args.run_id)
@@ -483,9 +499,6 @@ def _close_quietly(envs) -> None:
 
 
 def main(args: OnlineArgs, method: str) -> int:
-    """Entry point for the scripts: usage errors -> message on stderr and exit status 2."""
-    try:
-        return run_online(args, method)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Entry point for the scripts: a usage error or a failed write -> one line on stderr and its
+    exit status (:mod:`blendrl.exits`)."""
+    return guarded_main(lambda: run_online(args, method))

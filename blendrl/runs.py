@@ -5,6 +5,7 @@ helpers every training script shares (device, threads, seeding, interruption by 
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import math
@@ -151,6 +152,10 @@ def _plain(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- the run directory
 
+RUN_LOCK = ".run.lock"
+"""The lock file of a run folder, held by the one job that writes it."""
+
+
 class RunDir:
     """``{runs_dir}/{run_id}/`` and its files."""
 
@@ -160,6 +165,7 @@ class RunDir:
         self.path = self.root / run_id
         if self.path.parent != self.root:
             raise RunError(f"run id {run_id!r} would escape {self.root}")
+        self._lock_fd: int | None = None
 
     # paths
     @property
@@ -194,25 +200,57 @@ class RunDir:
         return self.run_json.exists()
 
     def prepare(self, resume: bool) -> None:
-        """Create the folder. Starting afresh over an existing run is an error (nothing is
-        overwritten silently); resuming needs a latest checkpoint."""
+        """Create the folder and take its lock (one writer per run folder, held until the process
+        ends). Starting afresh over an existing run is an error (nothing is overwritten
+        silently); resuming needs a latest checkpoint."""
         if resume:
             if not self.latest_checkpoint.exists():
                 raise RunError(f"--resume: no checkpoint at {self.latest_checkpoint}")
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif self.path.exists() and any(p.name != RUN_LOCK for p in self.path.iterdir()):
             raise RunError(f"run folder {self.path} already exists and is not empty: choose another "
                            "--run_id, remove it, or pass --resume to continue it")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 
+    def lock(self) -> None:
+        """Hold ``{run}/.run.lock`` (an advisory flock, released when the process dies): a second
+        job on the same run folder is a RunError before it writes anything."""
+        if self._lock_fd is not None:
+            return
+        path = self.path / RUN_LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise RunError(f"another job is writing run folder {self.path}"
+                           f"{f' (pid {holder})' if holder else ''}: only one job may write a run; "
+                           "wait for it to end or stop it first") from None
+        except OSError:  # a file system without flock: go on unlocked
+            pass
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        """Release the run folder's lock (when the job ends; a dead process releases it too)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def write_run_json(self, *, exp_id: str, method: str, env: str, seed: int, args: Any,
-                       dataset_source: dict | None, device: torch.device | str = "cpu") -> None:
+                       dataset_source: dict | None, device: torch.device | str = "cpu",
+                       extra: dict | None = None) -> None:
+        """``extra``: further top-level entries (an offline run's ``dataset_partial``)."""
         if method not in METHODS:
             raise RunError(f"unknown method {method!r}")
         atomic_write_json(self.run_json, {
             "format_version": RUN_FORMAT_VERSION, "run_id": self.run_id, "exp_id": exp_id,
             "method": method, "kind": METHODS[method], "env": env, "seed": seed,
             "args": args_to_dict(args), "dataset_source": dataset_source, "versions": versions(),
-            "platform": platform_info(device), "created_at": now_iso(),
+            "platform": platform_info(device), "created_at": now_iso(), **(extra or {}),
         })
 
     def read_run_json(self) -> dict:

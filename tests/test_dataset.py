@@ -950,7 +950,7 @@ def test_damaged_sidecar_is_refused_naming_the_file(tmp_path, damage):
     if damage == "flipped":  # same size: only a CRC check sees it
         DatasetReader(d)
         with pytest.raises(DatasetError, match=f"{side.name}: {words}"):
-            DatasetReader(d, check_crc=True)
+            DatasetReader(d, verify=True)
     else:
         with pytest.raises(DatasetError, match=f"{side.name}.*{words}"):
             DatasetReader(d)

@@ -41,8 +41,9 @@ def _restore_threads():
 
 
 def write_dataset(path: Path, steps: int = 50, marks: list[int] | None = MARKS, chunk_size: int = 40,
-                  env: str = "cartpole", seed: int = 0) -> Path:
-    """``steps * NUM_ENVS`` cartpole-shaped transitions; reward = transition index."""
+                  env: str = "cartpole", seed: int = 0, finish: bool = True) -> Path:
+    """``steps * NUM_ENVS`` cartpole-shaped transitions; reward = transition index (``finish``:
+    the writer marks it finished, as an online run does at its end)."""
     rng = np.random.default_rng(seed)
     meta = {"method": "ppo", "run_id": "src_run", "exp_id": "e", "seed": 0}
     with DatasetWriter(path, env=env, num_envs=NUM_ENVS, logic_shape=(2, 2), neural_shape=(4,),
@@ -59,6 +60,8 @@ def write_dataset(path: Path, steps: int = 50, marks: list[int] | None = MARKS, 
             for m in marks or []:
                 if m == (t + 1) * NUM_ENVS:
                     w.mark(m)
+        if finish:
+            w.finish()
     return path
 
 
@@ -236,7 +239,7 @@ def test_signal_to_a_real_process_then_resume(tmp_path):
 
 # --------------------------------------------------------------------------- bad input
 
-def test_bad_datasets_are_usage_errors_naming_the_path(tmp_path, capsys):
+def test_bad_datasets_are_refused_naming_the_path(tmp_path, capsys):
     good = write_dataset(tmp_path / "good")
     empty_dir = tmp_path / "empty_dir"
     empty_dir.mkdir()
@@ -253,11 +256,12 @@ def test_bad_datasets_are_usage_errors_naming_the_path(tmp_path, capsys):
     last_chunk.write_bytes(last_chunk.read_bytes()[:-10])
     mountain = write_dataset(tmp_path / "mountain", env="mountaincar_like")
 
-    cases = [(tmp_path / "missing", "does not exist"), (empty_dir, "no manifest.json"),
-             (no_rows, "is empty"), (corrupt, "CRC"), (truncated, "truncated"),
-             (mountain, "not a known environment")]
-    for i, (path, words) in enumerate(cases):
-        assert main(make_args(tmp_path, path, run_id=f"bad{i}"), "iql") == 2
+    # a dataset that is not there or does not fit: bad arguments (2); a broken file: a data fault (65)
+    cases = [(tmp_path / "missing", "does not exist", 2), (empty_dir, "no manifest.json", 2),
+             (no_rows, "is empty", 2), (corrupt, "CRC", 65), (truncated, "truncated", 65),
+             (mountain, "not a known environment", 2)]
+    for i, (path, words, status) in enumerate(cases):
+        assert main(make_args(tmp_path, path, run_id=f"bad{i}"), "iql") == status
         err = capsys.readouterr().err
         assert str(path) in err and words in err, err
         assert not (tmp_path / "runs" / f"bad{i}").exists()  # no work done

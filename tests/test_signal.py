@@ -154,6 +154,7 @@ def _tiny_dataset(path: Path, metadata: dict, steps: int = 40) -> Path:
             w.add(s.reshape(2, 2, 2), s, rng.integers(0, 2, 2), rng.normal(size=2) * 50,
                   n.reshape(2, 2, 2), n, rng.random(2) < 0.1, np.zeros(2, bool))
         w.mark(2 * steps)
+        w.finish()
     return path
 
 
@@ -210,6 +211,7 @@ def test_life_loss_terminal_needs_a_dataset_that_records_lost_lives(tmp_path, ca
         for _ in range(3):
             w.add(logic, frames, np.zeros(2, np.int64), np.zeros(2), logic, frames,
                   np.zeros(2, bool), np.zeros(2, bool))
+        w.finish()
     assert main(OfflineArgs(dataset=ds, run_id="off", runs_dir=tmp_path / "runs", device="cpu"), "iql") == 2
     err = capsys.readouterr().err
     assert "does not record lost lives" in err and "--life_loss_terminal False" in err

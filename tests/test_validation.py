@@ -264,6 +264,7 @@ def cartpole_dataset(path: Path) -> Path:
             w.add(s.reshape(1, 2, 2), s[None], np.array([t % 2]), np.array([1.0]),
                   s2.reshape(1, 2, 2), s2[None], np.array([False]), np.array([False]))
         w.mark(32)
+        w.finish()
     return path
 
 

@@ -474,6 +474,40 @@ def chunk_steps(chunk: Chunk, upto: int) -> Iterable[tuple[np.ndarray, ...]]:
                a["life_lost"][rows])
 
 
+_VALUE_BLOCK = 1 << 22
+"""Elements of a float array checked at a time by :func:`check_values` (memory stays flat)."""
+
+
+def _first_non_finite(a: np.ndarray) -> int | None:
+    """The first leading-row index of ``a`` holding a NaN or an infinity, or None; read in blocks."""
+    if a.dtype.kind != "f" or a.size == 0:
+        return None
+    per_row = max(1, a.size // max(a.shape[0], 1))
+    step = max(1, _VALUE_BLOCK // per_row)
+    for r0 in range(0, a.shape[0], step):
+        block = a[r0:r0 + step]
+        if not np.isfinite(block).all():
+            bad = ~np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
+            return r0 + int(np.flatnonzero(bad)[0])
+    return None
+
+
+def check_values(directory: Path, chunk: Chunk) -> None:
+    """Every float of an opened chunk is finite: its rewards and its float pools (the logic pool;
+    the neural pool where its dtype is a float). A DatasetError names the file and the row."""
+    e = chunk.entry
+    row = _first_non_finite(chunk.arrays["reward"])
+    if row is not None:
+        raise DatasetError(f"{directory / e['file']}: non-finite reward (NaN or inf) at transition "
+                           f"{e['start'] + row}")
+    for pool, arr in (("logic", chunk.logic), ("neural", chunk.neural)):
+        row = _first_non_finite(arr)
+        if row is not None:
+            where = (directory / e["sidecars"][pool]["file"]) if "sidecars" in e else directory / e["file"]
+            raise DatasetError(f"{where}: non-finite value (NaN or inf) in the {pool} pool at state "
+                               f"row {row}")
+
+
 def chunk_files_ok(directory: Path, entry: dict[str, Any]) -> None:
     """Every file of one chunk entry exists with its recorded size (no content read)."""
     check_file_size(directory / entry["file"], entry, "chunk")

@@ -70,6 +70,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         if any(not isinstance(x, int) for x in marks) or marks != sorted(set(marks)) or \
                 (marks and (marks[0] < 0 or marks[-1] > pos)):
             raise DatasetError(f"{path}: marks must be sorted distinct counts in [0, {pos}]")
+        if not isinstance(m.get("writer_finished", True), bool):
+            raise DatasetError(f"{path}: writer_finished must be true or false")
         if not isinstance(m.get("metadata", {}), dict):
             raise DatasetError(f"{path}: metadata must be an object")
     except (KeyError, TypeError) as e:
@@ -80,6 +82,12 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 def has_life_lost(manifest: dict[str, Any]) -> bool:
     """Whether a dataset records ``life_lost`` (never in format 1)."""
     return manifest["format_version"] >= 2 and bool(manifest.get("has_life_lost", False))
+
+
+def writer_finished(manifest: dict[str, Any]) -> bool:
+    """Whether the online run that wrote the dataset finished it (``DatasetWriter.finish``).
+    A manifest without the field was written before it existed and counts as finished."""
+    return bool(manifest.get("writer_finished", True))
 
 
 def files_of(entries: list[dict[str, Any]]) -> set[str]:

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from blendrl.datasets.chunks import Chunk, index_chunk, open_chunk
+from blendrl.datasets.chunks import Chunk, check_values, index_chunk, open_chunk
 from blendrl.datasets.layout import DatasetError, Layout
 from blendrl.datasets.manifest import has_life_lost, read_manifest
 
@@ -73,11 +73,13 @@ class DatasetReader:
     sidecars (format 2), and only small per-transition tables live in memory (next-state and
     frame indices, actions, rewards, flags: about 32 bytes a transition). A format-1 chunk has
     no sidecars; its pools are loaded into memory. :meth:`extend` grows the prefix, opening only
-    the chunks it adds. ``check_crc`` also reads every pool opened at construction whole to check
-    its CRC-32 (pickles are always CRC-checked; pool sizes always checked).
+    the chunks it adds. With ``verify`` every chunk it opens, at construction and in
+    :meth:`extend`, is checked whole before its rows can be sampled: the CRC-32 of its pools
+    (which reads them) and that its floats are finite. Without it, pickles are still CRC-checked
+    and pool sizes checked (the pools' contents are not read until sampled).
     """
 
-    def __init__(self, directory: str | os.PathLike, limit: int | None = None, check_crc: bool = False):
+    def __init__(self, directory: str | os.PathLike, limit: int | None = None, verify: bool = False):
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
         lay = Layout.from_manifest(self.manifest, self.directory)
@@ -103,10 +105,11 @@ class DatasetReader:
         self._chunks: list[Chunk] = []
         self._limit = 0
         self._rng = np.random.default_rng()
+        self._verify = bool(verify)
         if limit is None:
             limit = total
         self._check_limit(limit)
-        self._open_until(int(limit), check_crc)
+        self._open_until(int(limit))
         self._limit = int(limit)
 
     # ---- growing
@@ -122,16 +125,18 @@ class DatasetReader:
         """Make the reader hold the first ``limit`` transitions, opening only the chunks not yet
         open (a smaller ``limit`` than before just narrows what is sampled)."""
         self._check_limit(limit)
-        self._open_until(int(limit), check_crc=False)
+        self._open_until(int(limit))
         self._limit = int(limit)
         return self
 
-    def _open_until(self, limit: int, check_crc: bool) -> None:
+    def _open_until(self, limit: int) -> None:
         lay = self._layout
         while len(self._chunks) < len(self._entries) and self._entries[len(self._chunks)]["start"] < limit:
             i = len(self._chunks)
             e = self._entries[i]
-            chunk = open_chunk(self.directory, e, lay, self._life, check_crc)
+            chunk = open_chunk(self.directory, e, lay, self._life, check_crc=self._verify)
+            if self._verify:
+                check_values(self.directory, chunk)
             idx = index_chunk(chunk)
             here = slice(e["start"], e["start"] + e["count"])
             a = chunk.arrays

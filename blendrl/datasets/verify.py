@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from blendrl.datasets.chunks import chunk_files_ok, index_chunk, open_chunk
+from blendrl.datasets.chunks import Chunk, check_values, chunk_files_ok, index_chunk, open_chunk
 from blendrl.datasets.layout import DATA_FILE_RE, TMP_RE, DatasetError, Layout
-from blendrl.datasets.manifest import file_entries, files_of, has_life_lost, read_manifest
+from blendrl.datasets.manifest import (file_entries, files_of, has_life_lost, read_manifest,
+                                       writer_finished)
 
 
 def summarize(directory: str | os.PathLike) -> dict[str, Any]:
@@ -27,10 +28,40 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
         "bytes": chunk_bytes,
         "bytes_per_transition": chunk_bytes / m["count"] if m["count"] else None,
         "marks": m["marks"],
+        "writer_finished": writer_finished(m),
         "metadata": m.get("metadata", {}),
         "created_at": m.get("created_at"),
         "updated_at": m.get("updated_at"),
     }
+
+
+def verify_chunk(directory: Path, entry: dict[str, Any], layout: Layout, life_lost: bool) -> Chunk:
+    """Open one chunk the manifest lists and check all of it: the sizes and CRC-32 of its pickle
+    and pools, safe unpickling, every array's dtype and shape, its index, and that every float
+    (rewards, float pools) is finite. Returns the opened chunk; a DatasetError names the file."""
+    chunk = open_chunk(directory, entry, layout, life_lost, check_crc=True)
+    index_chunk(chunk)
+    check_values(directory, chunk)
+    return chunk
+
+
+def verify_chunks(directory: str | os.PathLike, manifest: dict[str, Any],
+                  entries: list[dict[str, Any]] | None = None,
+                  progress: Callable[[int, int, int], None] | None = None) -> int:
+    """:func:`verify_chunk` each of ``entries`` (default: every chunk of ``manifest``), in order,
+    stopping at the first fault (a DatasetError naming the file and the problem). ``progress(done,
+    total, bytes)`` is called after each chunk. Returns the bytes read."""
+    d = Path(directory)
+    lay = Layout.from_manifest(manifest, d)
+    life = has_life_lost(manifest)
+    entries = manifest["chunks"] if entries is None else entries
+    nbytes = 0
+    for i, e in enumerate(entries):
+        verify_chunk(d, e, lay, life)
+        nbytes += sum(f["bytes"] for f in file_entries(e))
+        if progress is not None:
+            progress(i + 1, len(entries), nbytes)
+    return nbytes
 
 
 def check_files(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
@@ -43,8 +74,8 @@ def check_files(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
 def verify(directory: str | os.PathLike) -> tuple[list[str], list[str]]:
     """Check a dataset completely: ``(problems, notes)``; it is good when ``problems`` is empty.
 
-    Every chunk the manifest lists is read (sizes and CRC-32 of its pickle and its pools, safe
-    unpickling, every array's dtype and shape, index consistency). Notes report leftovers of an
+    Every chunk the manifest lists is read (:func:`verify_chunk`: sizes and CRC-32 of its pickle and
+    its pools, safe unpickling, every array's dtype and shape, index consistency, finite floats). Notes report leftovers of an
     interrupted writer (temp files, chunk files the manifest does not list), which readers ignore.
     """
     d = Path(directory)
@@ -53,7 +84,7 @@ def verify(directory: str | os.PathLike) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for e in m["chunks"]:
         try:
-            index_chunk(open_chunk(d, e, lay, has_life_lost(m), check_crc=True))
+            verify_chunk(d, e, lay, has_life_lost(m))
         except DatasetError as err:
             problems.append(str(err))
     listed = files_of(m["chunks"])

@@ -104,6 +104,7 @@ class DatasetWriter:
             "count": 0,
             "marks": [],
             "metadata": dict(metadata or {}),
+            "writer_finished": False,
             "created_at": now,
             "updated_at": now,
         }
@@ -131,6 +132,7 @@ class DatasetWriter:
         m["format_version"] = FORMAT_VERSION  # chunks of format 1 stay readable as they are
         m["has_life_lost"] = bool(self._life_lost)
         m["chunk_rows"] = self._rows_per_chunk
+        m["writer_finished"] = False  # until this writer's finish()
         self._marks = [x for x in m["marks"] if x <= resume_at]
         if metadata:
             m["metadata"].update(metadata)
@@ -161,6 +163,25 @@ class DatasetWriter:
         for p in self.directory.iterdir():
             if TMP_RE.match(p.name) or (DATA_FILE_RE.match(p.name) and p.name not in referenced):
                 p.unlink(missing_ok=True)
+
+    @staticmethod
+    def active(directory: str | os.PathLike) -> bool:
+        """Whether a live process holds the dataset's writer lock (an online run writing it now).
+        False where there is no lock file or the file system has no flock."""
+        path = Path(directory) / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # also releases the shared lock taken to ask
+        return False
 
     @staticmethod
     def remove(directory: str | os.PathLike) -> None:
@@ -287,6 +308,18 @@ class DatasetWriter:
             self._write_chunk()
         elif self._marks_dirty:
             self._write_manifest()
+
+    def finish(self) -> None:
+        """The online run has ended: flush, record in the manifest that the dataset is complete
+        (``writer_finished``: offline jobs refuse a dataset without it, see
+        :func:`~blendrl.datasets.manifest.writer_finished`), then close. Not called on an
+        interruption: ``close()`` alone leaves the dataset marked unfinished."""
+        if self._closed:
+            raise DatasetError(f"{self.directory}: finish() on a closed writer")
+        self.flush()
+        self._manifest["writer_finished"] = True
+        self._write_manifest()
+        self.close()
 
     def close(self) -> None:
         """Flush, write the final manifest and release the dataset. Idempotent."""
