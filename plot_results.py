@@ -8,14 +8,17 @@ blend_weights.png (BlendRL runs only), summary.csv (estimate and bootstrap CI pe
 paired_differences.csv (offline - online per mark, paired bootstrap CI), report.md (one page:
 knobs, figures, readings, tables, what is missing, timing), timing.md and timing.csv; prints the
 timing table and one reading per offline-vs-online pair. Works on partial results (estimates over
-what is there; the report lists what is missing).
+what is there; the report lists what is missing, run by run with why: no run, a truncated or
+invalid results.json, fewer evaluations than planned, a partial dataset). The planned runs come
+from the launcher's registry ({runs_dir}/../../logs/EXP/registry.json, or --registry) when there
+is one; otherwise they are inferred from the runs found.
 Exit status: 0 written, 1 no run of EXP found (lists the experiments found), 2 bad arguments.
 """
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import tyro
 
@@ -40,10 +43,13 @@ class Args:
     """seed of the bootstrap resampling: the same seed and runs give the same intervals"""
     confidence: float = BootstrapSettings.confidence
     """coverage of the confidence intervals, in [0.5, 1)"""
+    registry: Optional[Path] = None
+    """the launcher's registry.json naming the planned runs (default: {runs_dir}/../../logs/EXP/
+    registry.json when it exists; without one the plan is inferred from the runs found)"""
 
 
 if __name__ == "__main__":
     args = cli(Args)
     sys.exit(make_plots(args.exp_id, args.runs_dir, args.output_dir, args.smooth_window,
                         bootstrap_reps=args.bootstrap_reps, bootstrap_seed=args.bootstrap_seed,
-                        confidence=args.confidence))
+                        confidence=args.confidence, registry=args.registry))

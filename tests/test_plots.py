@@ -275,11 +275,13 @@ def test_report_writes_every_file_and_the_timing_sums(exp1, tmp_path):
     # one seed, paired by episode: IQL on BlendRL-PPO data [0 - 5, 10 - 5] and [4 - 9, 8 - 9]
     diffs = {(r["method"], r["online_source"], r["mark"]): r
              for r in read_csv(target / "paired_differences.csv")}
+    # one seed over 2 paired episodes: the CI is there, but no above/below verdict from it
+    few = "too few episodes"
     expected = {("iql", "ppo", "100"): (-23.0, -27.0, -19.0, "below", "seeds"),
                 ("iql", "ppo", "200"): (-56.0, -64.0, -48.0, "below", "seeds"),
-                ("iql", "blendrl_ppo", "100"): (0.0, -5.0, 5.0, "inconclusive", "episodes"),
-                ("iql", "blendrl_ppo", "200"): (-3.0, -5.0, -1.0, "below", "episodes"),
-                ("blendrl_iql", "blendrl_ppo", "100"): (-4.0, -4.0, -4.0, "below", "episodes")}
+                ("iql", "blendrl_ppo", "100"): (0.0, -5.0, 5.0, few, "episodes"),
+                ("iql", "blendrl_ppo", "200"): (-3.0, -5.0, -1.0, few, "episodes"),
+                ("blendrl_iql", "blendrl_ppo", "100"): (-4.0, -4.0, -4.0, few, "episodes")}
     assert set(diffs) == set(expected)
     for key, (d, lo, hi, verdict, over) in expected.items():
         r = diffs[key]
@@ -289,8 +291,10 @@ def test_report_writes_every_file_and_the_timing_sums(exp1, tmp_path):
     assert ("IQL on PPO data vs PPO (online): above at 0 of 2 marks (95% CI excludes 0), below at 2, "
             "inconclusive at 0; 2 seeds at every mark") in printed
     assert ("IQL on BlendRL-PPO data vs BlendRL-PPO (online): above at 0 of 2 marks (95% CI "
-            "excludes 0), below at 1, inconclusive at 1; 1 seed at every mark (with one seed the "
-            "CI is across paired evaluation episodes)") in printed
+            "excludes 0), below at 0, inconclusive at 0, too few episodes for a verdict at 2 "
+            "(1 seed, 2 episodes; at least 10 needed); 1 seed at every mark compared (with one "
+            "seed the CI is across paired evaluation episodes); incomplete: see What is "
+            "missing") in printed
     # exp1 is partial: seed 1 of BlendRL-PPO stopped after x=100, two offline series lack seed 1
     assert ("missing: BlendRL-PPO (online): seed 1 (exp1_blendrl_ppo_s1) has no evaluation at 1 of "
             "2 marks (200) (unfinished: still running or stopped)") in printed

@@ -115,7 +115,7 @@ def test_three_seed_files_and_report(three_seeds, tmp_path):
         ("blendrl_iql", "blendrl_ppo", 1000): (50.0, 50.0, 50.0, "above", "3"),
         ("blendrl_iql", "blendrl_ppo", 3000): (50.0, 50.0, 50.0, "above", "2"),
         # one seed, episode j against episode j: differences 1, 2, 3, 4 -> mean 2.5, CI in [1, 4]
-        ("iql", "blendrl_ppo", 3000): (-8.0, -8.0, -8.0, "below", "1"),
+        ("iql", "blendrl_ppo", 3000): (-8.0, -8.0, -8.0, "too few episodes", "1"),
     }
     for key, (d, lo, hi, verdict, seeds) in expected.items():
         r = diffs[key]
@@ -123,19 +123,21 @@ def test_three_seed_files_and_report(three_seeds, tmp_path):
         assert (r["verdict"], r["seeds"]) == (verdict, seeds), key
     ep = diffs[("iql", "blendrl_ppo", 1000)]
     assert ep["ci_over"] == "episodes" and ep["episodes"] == "4" and float(ep["difference"]) == 2.5
-    assert 1.0 <= float(ep["ci_low"]) < 2.5 < float(ep["ci_high"]) <= 4.0 and ep["verdict"] == "above"
+    assert 1.0 <= float(ep["ci_low"]) < 2.5 < float(ep["ci_high"]) <= 4.0
+    assert ep["verdict"] == "too few episodes"  # one seed, 4 episodes: the CI, but no verdict
     # reversed episode order: pairs 201.5-198.5, ..., 198.5-201.5 = 3, 1, -1, -3
     rev = diffs[("iql", "blendrl_ppo", 2000)]
-    assert float(rev["difference"]) == 0.0 and rev["verdict"] == "inconclusive"
+    assert float(rev["difference"]) == 0.0 and rev["verdict"] == "too few episodes"
     assert floats(diffs[("iql", "ppo", 1000)], "offline_estimate", "online_estimate") == [26.0, 20.0]
 
     report = (target / "report.md").read_text()
     readings = [
         "- IQL on PPO data vs PPO (online): above at 1 of 3 marks (95% CI excludes 0), below at 1, "
         "inconclusive at 1; 3 seeds at every mark",
-        "- IQL on BlendRL-PPO data vs BlendRL-PPO (online): above at 1 of 3 marks (95% CI excludes "
-        "0), below at 1, inconclusive at 1; 1 seed at every mark (with one seed the CI is across "
-        "paired evaluation episodes)",
+        "- IQL on BlendRL-PPO data vs BlendRL-PPO (online): above at 0 of 3 marks (95% CI excludes "
+        "0), below at 0, inconclusive at 0, too few episodes for a verdict at 3 (1 seed, 4 "
+        "episodes; at least 10 needed); 1 seed at every mark compared (with one seed the CI is "
+        "across paired evaluation episodes); incomplete: see What is missing",
         "- BlendRL-IQL on BlendRL-PPO data vs BlendRL-PPO (online): above at 3 of 3 marks (95% CI "
         "excludes 0), below at 0, inconclusive at 0; 2-3 seeds depending on the mark",
     ]

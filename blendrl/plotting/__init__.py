@@ -6,6 +6,8 @@ One concern a module:
   tolerantly (missing, empty or corrupt files become warnings);
 * :mod:`blendrl.plotting.series` -- the runs grouped by method and dataset source, labels, styles;
 * :mod:`blendrl.plotting.stats` -- point estimates and bootstrap CIs with rliable (seeded);
+* :mod:`blendrl.plotting.planned` -- the planned runs, from the launcher's job registry;
+* :mod:`blendrl.plotting.gaps` -- per run, the planned marks without a valid result, and why;
 * :mod:`blendrl.plotting.summary` -- per series and mark the estimate and its CI, the paired
   offline - online differences, what is missing;
 * :mod:`blendrl.plotting.curves` -- smoothing, seeds averaged on a common grid, CI bands;

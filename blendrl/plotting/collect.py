@@ -3,7 +3,10 @@
 A run belongs to experiment EXP when its ``run.json`` says ``"exp_id": EXP`` -- never by its folder
 name. Every file may be missing (a job still starting), empty or unreadable (a job killed before its
 first write): such a problem becomes a warning in :attr:`Collection.warnings` and the rest of the
-run is still used. Nothing here raises on bad file contents.
+run is still used. Nothing here raises on bad file contents. What keeps a run's ``results.json``
+from giving a valid result at every entry is kept, in words, in :attr:`RunRecord.results_problem`
+(the report lists it); a folder whose ``run.json`` cannot be read is kept in
+:attr:`Collection.unreadable`.
 
 The parsed records are plain, typed values (:class:`RunRecord`, :class:`Evaluation`,
 :class:`TrainingCurves`), so the drawing and table code never touches raw JSON.
@@ -78,6 +81,13 @@ class RunRecord:
     """``timing.json`` as read (None when missing or unreadable)"""
     curves: TrainingCurves | None = None
     """``training_log.pkl`` (None when missing or unreadable)"""
+    results_problem: str | None = None
+    """why ``results.json`` gives no valid result, or not for every entry (``"no results.json"``,
+    ``"results.json is not valid JSON ..."``, ``"results.json holds an object, not a list ..."``,
+    ``"entries 1, 3 of 4 of results.json are unusable"``); None when every entry is valid"""
+    partial_dataset: bool = False
+    """``run.json`` says the run trained on a dataset whose writer had not finished (a key of
+    :data:`PARTIAL_KEYS` set to true)"""
 
     @property
     def is_blendrl(self) -> bool:
@@ -93,6 +103,8 @@ class Collection:
     runs: list[RunRecord] = field(default_factory=list)
     found_exp_ids: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """folder name -> why its ``run.json`` is unusable (it may be a run of this experiment)"""
 
 
 def series_label(method: str, source_method: str | None, kind: str) -> str:
@@ -103,6 +115,11 @@ def series_label(method: str, source_method: str | None, kind: str) -> str:
     if source_method is None:
         return f"{name} on data of unknown origin"
     return f"{name} on {METHOD_LABELS.get(source_method, source_method)} data"
+
+
+def seed_name(seed: int | None) -> str:
+    """``"seed 3"``, or ``"seed ?"`` for a run that recorded no seed."""
+    return "seed ?" if seed is None else f"seed {seed}"
 
 
 # --------------------------------------------------------------------------- small validators
@@ -119,21 +136,40 @@ def _finite(value: Any) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _whole(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
+    """A finite integral number (bools excluded) as int, else None."""
     x = _number(value)
     return int(x) if x is not None and math.isfinite(x) and x == int(x) else None
 
 
-def _read_json(path: Path, warnings: list[str]) -> tuple[bool, Any]:
-    """``(True, value)``; ``(False, None)`` when missing (silently) or unreadable (with a warning)."""
+MISSING = "missing"
+"""The problem :func:`load_json` gives for a file that does not exist."""
+
+
+def load_json(path: Path) -> tuple[Any, str | None]:
+    """``(value, None)``; ``(None, MISSING)`` when there is no file; ``(None, why)`` when it
+    cannot be read or parsed (a truncated file: "not valid JSON ...")."""
     if not path.is_file():
-        return False, None
+        return None, MISSING
     try:
         with open(path, encoding="utf-8") as f:
-            return True, json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        warnings.append(f"{path}: unreadable JSON ({e}); ignoring this file")
-        return False, None
+            return json.load(f), None
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON, truncated or corrupt ({e})"
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text ({e})"
+    except (OSError, RecursionError, ValueError) as e:  # ValueError: e.g. a huge integer literal
+        return None, f"unreadable ({e})"
+
+
+def _read_json(path: Path, warnings: list[str]) -> tuple[bool, Any]:
+    """``(True, value)``; ``(False, None)`` when missing (silently) or unreadable (with a warning)."""
+    data, problem = load_json(path)
+    if problem is None:
+        return True, data
+    if problem != MISSING:
+        warnings.append(f"{path}: unreadable JSON ({problem}); ignoring this file")
+    return False, None
 
 
 # --------------------------------------------------------------------------- the three files
@@ -143,7 +179,7 @@ def parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation 
     if not isinstance(entry, dict):
         warnings.append(f"{where}: not an object; skipped")
         return None
-    data_limit = _whole(entry.get("data_limit"))
+    data_limit = whole_number(entry.get("data_limit"))
     if data_limit is None or data_limit < 0:
         warnings.append(f"{where}: no valid data_limit ({entry.get('data_limit')!r}); skipped")
         return None
@@ -158,13 +194,16 @@ def parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation 
     if returns:
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+        if not (math.isfinite(mean) and math.isfinite(std)):
+            warnings.append(f"{where}: 'returns' too large to average; skipped")
+            return None
     else:
         mean_v, std_v = _finite(entry.get("mean_return")), _finite(entry.get("std_return"))
         if mean_v is None:
             warnings.append(f"{where}: neither 'returns' nor 'mean_return'; skipped")
             return None
         mean, std = mean_v, (std_v if std_v is not None else 0.0)
-    interval = _whole(entry.get("interval"))
+    interval = whole_number(entry.get("interval"))
     return Evaluation(interval=interval if interval is not None else 0, data_limit=data_limit,
                       mean=mean, std=std, returns=returns,
                       train_seconds=_finite(entry.get("train_seconds")),
@@ -172,16 +211,40 @@ def parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation 
                       logic_weight=_finite(entry.get("logic_weight")))
 
 
-def read_evaluations(path: Path, warnings: list[str]) -> list[Evaluation]:
-    """``results.json`` (missing -> no evaluation yet), each usable entry in file order."""
-    ok, data = _read_json(path, warnings)
-    if not ok:
-        return []
+def _json_kind(value: Any) -> str:
+    """How JSON calls the type of ``value`` ("an object", "a string", ...)."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             type(None): "null", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _entry_numbers(indices: list[int]) -> str:
+    """0-based entry indices as the 1-based numbers a person counts (``"1, 3"``)."""
+    return ", ".join(str(i + 1) for i in indices)
+
+
+def read_results(path: Path, warnings: list[str]) -> tuple[list[Evaluation], str | None]:
+    """``results.json``: each usable entry in file order, and what keeps it from being a valid
+    result at every entry (None when nothing does; see :attr:`RunRecord.results_problem`)."""
+    data, problem = load_json(path)
+    if problem == MISSING:
+        return [], "no results.json"
+    if problem is not None:
+        warnings.append(f"{path}: unreadable JSON ({problem}); ignoring this file")
+        return [], f"results.json is {problem}"
     if not isinstance(data, list):
         warnings.append(f"{path}: expected a JSON list, found {type(data).__name__}; ignoring it")
-        return []
-    parsed = (parse_evaluation(e, f"{path} entry {i}", warnings) for i, e in enumerate(data))
-    return [e for e in parsed if e is not None]
+        return [], f"results.json holds {_json_kind(data)}, not a list of evaluations"
+    parsed = [parse_evaluation(e, f"{path} entry {i}", warnings) for i, e in enumerate(data)]
+    bad = [i for i, e in enumerate(parsed) if e is None]
+    why = (f"entr{'y' if len(bad) == 1 else 'ies'} {_entry_numbers(bad)} of {len(data)} of "
+           "results.json unusable (see the warnings)") if bad else None
+    return [e for e in parsed if e is not None], why
+
+
+def read_evaluations(path: Path, warnings: list[str]) -> list[Evaluation]:
+    """``results.json`` (missing -> no evaluation yet), each usable entry in file order."""
+    return read_results(path, warnings)[0]
 
 
 def _pairs(log: dict, x_key: str, y_keys: tuple[str, ...], where: str,
@@ -256,6 +319,23 @@ def read_timing(path: Path, warnings: list[str]) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- the folder
 
+PARTIAL_KEYS = ("partial_dataset", "dataset_partial", "partial")
+"""Keys of ``run.json`` (or of its ``dataset_source``) by which an offline run says it trained on
+a dataset whose writer had not finished."""
+
+
+def _says_partial(meta: dict) -> bool:
+    """``run.json`` (or its ``dataset_source``) sets a :data:`PARTIAL_KEYS` key to true, or to a
+    non-empty object describing the partial dataset."""
+    source = meta.get("dataset_source")
+    for where in (meta, source if isinstance(source, dict) else {}):
+        for key in PARTIAL_KEYS:
+            value = where.get(key)
+            if value is True or (isinstance(value, dict) and value):
+                return True
+    return False
+
+
 def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord | None:
     """The identity part of a run from its ``run.json``; None (warned) when unusable."""
     method = meta.get("method")
@@ -263,7 +343,7 @@ def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord |
         warnings.append(f"{folder / 'run.json'}: unknown method {method!r} (known: "
                         f"{', '.join(METHODS)}); skipping this run")
         return None
-    seed = _whole(meta.get("seed"))
+    seed = whole_number(meta.get("seed"))
     source = meta.get("dataset_source")
     source_method = source_run = None
     if METHODS[method] == "offline":
@@ -278,7 +358,34 @@ def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord |
     args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
     return RunRecord(run_id=run_id, path=folder, exp_id=meta["exp_id"], method=method,
                      kind=METHODS[method], env=env, seed=seed, source_method=source_method,
-                     source_run_id=source_run, args=args)
+                     source_run_id=source_run, args=args, partial_dataset=_says_partial(meta))
+
+
+def _read_run_files(run: RunRecord, warnings: list[str]) -> None:
+    """Fill ``run`` from the files of its folder beside ``run.json``."""
+    folder = run.path
+    run.evaluations, run.results_problem = read_results(folder / RESULTS_JSON, warnings)
+    run.timing = read_timing(folder / TIMING_JSON, warnings)
+    run.curves = read_training_curves(folder / TRAINING_LOG, warnings)
+
+
+def _experiment_of(folder: Path, col: Collection) -> dict | None:
+    """The ``run.json`` of ``folder`` when it names an experiment (recorded in ``col``), else None
+    (warned; an unreadable one is kept in :attr:`Collection.unreadable`)."""
+    meta, problem = load_json(folder / RUN_JSON)
+    if problem == MISSING:
+        col.warnings.append(f"{folder}: no run.json (not a run, or not started); skipped")
+        return None
+    if problem is not None:
+        col.warnings.append(f"{folder / RUN_JSON}: unreadable JSON ({problem}); ignoring this file")
+        col.unreadable[folder.name] = f"its run.json is {problem}"
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("exp_id"), str):
+        col.warnings.append(f"{folder / 'run.json'}: no exp_id; skipping this folder")
+        col.unreadable[folder.name] = "its run.json names no experiment (no exp_id)"
+        return None
+    col.found_exp_ids.add(meta["exp_id"])
+    return meta
 
 
 def collect_runs(runs_dir: Path, exp_id: str) -> Collection:
@@ -287,23 +394,14 @@ def collect_runs(runs_dir: Path, exp_id: str) -> Collection:
     ``runs_dir`` must be an existing folder (checked by the caller)."""
     col = Collection(runs_dir=Path(runs_dir), exp_id=exp_id)
     for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
-        ok, meta = _read_json(folder / RUN_JSON, col.warnings)
-        if not ok:
-            if not (folder / RUN_JSON).exists():
-                col.warnings.append(f"{folder}: no run.json (not a run, or not started); skipped")
-            continue
-        if not isinstance(meta, dict) or not isinstance(meta.get("exp_id"), str):
-            col.warnings.append(f"{folder / 'run.json'}: no exp_id; skipping this folder")
-            continue
-        col.found_exp_ids.add(meta["exp_id"])
-        if meta["exp_id"] != exp_id:
+        meta = _experiment_of(folder, col)
+        if meta is None or meta["exp_id"] != exp_id:
             continue
         run = _run_from_json(folder, meta, col.warnings)
         if run is None:
+            col.unreadable[folder.name] = f"its run.json names an unknown method {meta.get('method')!r}"
             continue
-        run.evaluations = read_evaluations(folder / RESULTS_JSON, col.warnings)
-        run.timing = read_timing(folder / TIMING_JSON, col.warnings)
-        run.curves = read_training_curves(folder / TRAINING_LOG, col.warnings)
+        _read_run_files(run, col.warnings)
         col.runs.append(run)
     col.runs.sort(key=lambda r: r.run_id)
     return col

@@ -5,7 +5,9 @@ Each ``plot_*`` function returns the Figure (so its data can be read back: ``Lin
 ``ErrorbarContainer``\\ s, the ``PolyCollection`` of a band) or None when there is nothing to draw.
 Every x is a number of environment transitions (DESIGN.md section 7). Legends sit below the axes,
 outside the data; the layout is constrained so nothing is cut. Intervals are bootstrap CIs
-(:mod:`blendrl.plotting.stats`); the subtitles say across what.
+(:mod:`blendrl.plotting.stats`); the subtitles say across what. In the evaluation figures a series
+that lacks something (:attr:`SeriesSummary.complete`, :attr:`PairSummary.complete`: a run, a mark,
+a valid result) is drawn with hollow markers, and the legend then says what hollow means.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 from matplotlib.transforms import offset_copy
 
@@ -38,6 +41,10 @@ ERRORBAR_SPREAD_POINTS = 4.0
 """Horizontal display offset (in points) between series drawn at the same x, so error bars do
 not hide each other; the plotted data keep their exact x."""
 BAND_ALPHA = 0.18
+INCOMPLETE_LABEL = "hollow markers: incomplete (see report.md)"
+"""The legend entry explaining hollow markers, present when a series is incomplete."""
+HOLLOW = "none"
+"""``markerfacecolor`` of an incomplete series' markers."""
 
 
 def _seeds(n: int) -> str:
@@ -56,9 +63,23 @@ def _new_figure(title: str, subtitle: str) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def _finish(fig: Figure, ax: Axes) -> None:
-    """The legend below the axes (never over the data), in as many columns as fit the width."""
+def _incomplete_key() -> Line2D:
+    """A legend-only handle: a hollow grey marker labelled :data:`INCOMPLETE_LABEL`."""
+    return Line2D([], [], color="0.35", marker="o", markerfacecolor=HOLLOW, linestyle="none",
+                  label=INCOMPLETE_LABEL)
+
+
+def _marker_fill(complete: bool) -> dict:
+    """Errorbar keywords: hollow markers for an incomplete series."""
+    return {} if complete else {"markerfacecolor": HOLLOW}
+
+
+def _finish(fig: Figure, ax: Axes, incomplete: bool = False) -> None:
+    """The legend below the axes (never over the data), in as many columns as fit the width;
+    with ``incomplete``, an entry saying what hollow markers mean."""
     handles, labels = ax.get_legend_handles_labels()
+    if incomplete:
+        handles, labels = [*handles, _incomplete_key()], [*labels, INCOMPLETE_LABEL]
     if handles:
         longest = max(len(label) for label in labels)
         ncols = max(1, min(len(handles), LEGEND_WIDTH_CHARS // (longest + 8)))
@@ -168,10 +189,10 @@ def plot_interval_comparison(runs: Sequence[RunRecord], exp_id: str,
             s.style, f"{s.label}, {_seeds(len(set().union(*(m.seeds for m in ss.marks))))}",
             (i - (len(shown) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
             band=np.array([m.ci_over == CI_OVER_SEEDS for m in ss.marks]),
-            linestyle=s.style.linestyle, markersize=5, linewidth=1.5)
+            linestyle=s.style.linestyle, markersize=5, linewidth=1.5, **_marker_fill(ss.complete))
     _ticks_on_marks(ax, marks)
     ax.set_ylabel("episodic return (evaluation)")
-    _finish(fig, ax)
+    _finish(fig, ax, incomplete=not all(ss.complete for ss in shown))
     return fig
 
 
@@ -204,10 +225,10 @@ def plot_paired_differences(runs: Sequence[RunRecord], exp_id: str,
             s.style, f"{s.label} - {p.online_label}, {_seeds(seeds)}",
             (i - (len(pairs) - 1) / 2) * ERRORBAR_SPREAD_POINTS,
             band=np.array([d.ci_over == CI_OVER_SEEDS for d in p.marks]),
-            linestyle=s.style.linestyle, markersize=5, linewidth=1.5)
+            linestyle=s.style.linestyle, markersize=5, linewidth=1.5, **_marker_fill(p.complete))
     _ticks_on_marks(ax, marks)
     ax.set_ylabel("offline − online episodic return (evaluation)")
-    _finish(fig, ax)
+    _finish(fig, ax, incomplete=not all(p.complete for p in pairs))
     return fig
 
 

@@ -5,6 +5,9 @@ table and the readings.
 
 Exit status: 0 written (possibly with warnings about partial runs); 1 no run of EXP found (the
 message lists the experiments that were found); 2 bad arguments (nothing read or written).
+A broken run (a truncated or invalid file) never stops it: it is warned about and listed under
+"What is missing" in ``report.md`` with why, as is every planned run (from the launcher's registry
+when there is one, :mod:`blendrl.plotting.planned`) that left no run behind.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from blendrl.plotting.collect import Collection, RunRecord, collect_runs
 from blendrl.plotting.figures import (plot_blend_weights, plot_interval_comparison,
                                       plot_online_returns, plot_paired_differences, save_figure)
 from blendrl.plotting.markdown import reading, report_markdown
+from blendrl.plotting.planned import (AbsentRun, absent_runs, default_registry_path,
+                                      read_planned_runs)
 from blendrl.plotting.stats import BootstrapSettings
 from blendrl.plotting.summary import ExperimentSummary, summarize
 from blendrl.plotting.tables import differences_csv, summary_csv
@@ -104,15 +109,59 @@ def no_runs_message(col: Collection) -> str:
     return f"no run of experiment {col.exp_id!r} under {col.runs_dir} ({listing})"
 
 
+def find_absent(col: Collection, registry: Path | None) -> tuple[list[AbsentRun] | None, Path | None]:
+    """The planned runs without a run, from ``registry`` (default: where the launcher keeps it
+    beside ``col.runs_dir``), and the registry read; ``(None, None)`` without a usable one."""
+    path = registry if registry is not None else default_registry_path(col.runs_dir, col.exp_id)
+    if registry is not None and not path.is_file():
+        col.warnings.append(f"--registry {path} does not exist; the planned runs are inferred "
+                            "from the runs found")
+    planned = read_planned_runs(path, col.exp_id, col.warnings)
+    return (None, None) if planned is None else (absent_runs(planned, col), path)
+
+
+def unreadable_lines(col: Collection, absent: list[AbsentRun] | None) -> list[str]:
+    """A line per folder whose ``run.json`` is unusable (not already a planned run's line)."""
+    named = {a.planned.run_id for a in absent or ()}
+    return [f"folder {name}: {why}; if it is a run of {col.exp_id}, none of its results are counted"
+            for name, why in sorted(col.unreadable.items()) if name not in named]
+
+
+def draw_figures(exp_id: str, smooth_window: int, summary: ExperimentSummary,
+                 runs: list[RunRecord], target: Path, err: TextIO) -> tuple[list[Path], list[str]]:
+    """Write each PNG of :func:`figure_plan` (removing a stale one it skips): the files written
+    and, per skipped one, why. A figure that fails to draw is skipped with its error."""
+    written, skipped = [], []
+    for name, make, reason in figure_plan(exp_id, smooth_window, summary):
+        path = target / name
+        try:
+            fig = make(runs)
+        except Exception as e:  # a surprise in one figure must not lose the report
+            print(f"error: {name} could not be drawn ({type(e).__name__}: {e})", file=err)
+            fig, reason = None, f"drawing failed ({type(e).__name__}: {e})"
+        if fig is None:
+            if path.exists():
+                path.unlink()
+                reason += f" (removed the stale {name})"
+            skipped.append(f"{path}: {reason}")
+            continue
+        save_figure(fig, path)
+        written.append(path)
+    return written, skipped
+
+
 def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int,
                out: TextIO | None = None, err: TextIO | None = None, *,
                bootstrap_reps: int = BootstrapSettings.reps,
                bootstrap_seed: int = BootstrapSettings.seed,
-               confidence: float = BootstrapSettings.confidence) -> int:
+               confidence: float = BootstrapSettings.confidence,
+               registry: Path | None = None) -> int:
     """Write the plots, tables and report of ``exp_id``; returns the exit status (module docstring).
 
     ``out`` receives the timing table, the readings and the list of written files, ``err`` the
-    warnings and errors (default: the process's stdout and stderr)."""
+    warnings and errors (default: the process's stdout and stderr). ``registry``: the launcher's
+    ``registry.json`` naming the planned runs (default: ``{runs_dir}/../../logs/{exp_id}/``, used
+    when it exists)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     runs_dir, output_dir = Path(runs_dir), Path(output_dir)
@@ -125,6 +174,7 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
         return EXIT_USAGE
 
     col = collect_runs(runs_dir, exp_id)
+    absent, registry_read = find_absent(col, None if registry is None else Path(registry))
     for w in col.warnings:
         print(f"warning: {w}", file=err)
     if not col.runs:
@@ -133,19 +183,9 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
 
     target = output_dir / exp_id
     target.mkdir(parents=True, exist_ok=True)
-    summary = summarize(col.runs, settings)
-    written, skipped = [], []
-    for name, make, reason in figure_plan(exp_id, smooth_window, summary):
-        fig = make(col.runs)
-        path = target / name
-        if fig is None:
-            if path.exists():
-                path.unlink()
-                reason += f" (removed the stale {name})"
-            skipped.append(f"{path}: {reason}")
-            continue
-        save_figure(fig, path)
-        written.append(path)
+    summary = summarize(col.runs, settings, absent)
+    summary.missing += unreadable_lines(col, absent)
+    written, skipped = draw_figures(exp_id, smooth_window, summary, col.runs, target, err)
 
     timings = run_timings(col.runs)
     markdown = timing_markdown(exp_id, timings)
@@ -155,20 +195,28 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
     atomic_write_bytes(target / "paired_differences.csv", differences_csv(summary).encode())
     figures = [p.name for p in written]
     atomic_write_bytes(target / "report.md",
-                       report_markdown(exp_id, col.runs, summary, figures).encode())
+                       report_markdown(exp_id, col.runs, summary, figures,
+                                       None if registry_read is None else str(registry_read)).encode())
     written += [target / name for name in ("timing.md", "timing.csv", "summary.csv",
                                            "paired_differences.csv", "report.md")]
 
-    print(markdown, file=out)
+    print_outcome(out, markdown, summary, col, written, skipped)
+    return EXIT_OK
+
+
+def print_outcome(out: TextIO, timing_md: str, summary: ExperimentSummary, col: Collection,
+                  written: list[Path], skipped: list[str]) -> None:
+    """What :func:`make_plots` prints: the timing table, the readings, what is missing, the
+    number of runs, the files written and the figures skipped."""
+    print(timing_md, file=out)
     for p in summary.pairs:
-        print(reading(p, settings.percent), file=out)
+        print(reading(p, summary.settings.percent), file=out)
     for line in summary.missing:
         print(f"missing: {line}", file=out)
     n_online = sum(r.kind == "online" for r in col.runs)
-    print(f"{len(col.runs)} runs of {exp_id} ({n_online} online, {len(col.runs) - n_online} "
-          f"offline) under {runs_dir}", file=out)
+    print(f"{len(col.runs)} runs of {col.exp_id} ({n_online} online, {len(col.runs) - n_online} "
+          f"offline) under {col.runs_dir}", file=out)
     for p in written:
         print(f"wrote {p}", file=out)
     for s in skipped:
         print(f"skipped {s}", file=out)
-    return EXIT_OK

@@ -24,7 +24,12 @@ actions draw on uniforms seeded the same way). At each mark:
   counts); the CI a bootstrap across episodes.
 
 A run counts at a mark with its last evaluation there (a rerun after a resume). Estimates use what
-is there; :attr:`ExperimentSummary.missing` says what is not.
+is there; :attr:`ExperimentSummary.missing` says what is not, run by run with the reason
+(:mod:`blendrl.plotting.gaps`), and :attr:`SeriesSummary.complete` / :attr:`PairSummary.complete`
+whether a series lacks anything (the figures mark those that do).
+
+A verdict from one seed rests on its evaluation episodes alone: with fewer than
+:data:`MIN_EPISODES_FOR_VERDICT` paired episodes it is ``too few episodes``, never above/below.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from blendrl.plotting.collect import Evaluation, RunRecord
+from blendrl.plotting.collect import RunRecord, seed_name
+from blendrl.plotting.gaps import latest_by_mark, run_gap
+from blendrl.plotting.planned import AbsentRun
 from blendrl.plotting.series import Series, group_series
 from blendrl.plotting.stats import (IQM_MIN_SEEDS, STATISTICS, BootstrapSettings, Interval,
                                     interval_estimates)
@@ -43,6 +50,9 @@ from blendrl.plotting.stats import (IQM_MIN_SEEDS, STATISTICS, BootstrapSettings
 CI_OVER_SEEDS = "seeds"
 CI_OVER_EPISODES = "episodes"
 NO_CI = float("nan")
+MIN_EPISODES_FOR_VERDICT = 10
+"""A one-seed paired difference over fewer evaluation episodes gets no above/below verdict."""
+TOO_FEW_EPISODES = "too few episodes"
 
 
 @dataclass(frozen=True)
@@ -90,10 +100,18 @@ class MarkDifference:
         return not (math.isnan(self.ci_low) or math.isnan(self.ci_high))
 
     @property
+    def too_few_episodes(self) -> bool:
+        """One seed, over fewer than :data:`MIN_EPISODES_FOR_VERDICT` paired episodes."""
+        return len(self.seeds) == 1 and self.episodes < MIN_EPISODES_FOR_VERDICT
+
+    @property
     def verdict(self) -> str:
-        """``above`` / ``below`` (the CI excludes 0 on that side), ``inconclusive``, or ``no CI``."""
+        """``above`` / ``below`` (the CI excludes 0 on that side), ``inconclusive``, ``no CI``, or
+        ``too few episodes`` (one seed with fewer than 10 paired episodes: no above/below)."""
         if not self.has_ci:
             return "no CI"
+        if self.too_few_episodes:
+            return TOO_FEW_EPISODES
         if self.ci_low > 0:
             return "above"
         if self.ci_high < 0:
@@ -105,6 +123,8 @@ class MarkDifference:
 class SeriesSummary:
     series: Series
     marks: list[MarkEstimate]
+    complete: bool = True
+    """False when "What is missing" lists a gap of this series"""
 
 
 @dataclass
@@ -115,6 +135,8 @@ class PairSummary:
     online_label: str
     """the label of the online series it is compared with ("PPO (online)")"""
     marks: list[MarkDifference]
+    complete: bool = True
+    """False when the offline series or an online series it is compared with lacks anything"""
 
 
 @dataclass
@@ -123,12 +145,10 @@ class ExperimentSummary:
     series: list[SeriesSummary] = field(default_factory=list)
     pairs: list[PairSummary] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    """one line per gap: a seed without a run, a run without some marks, an unpaired run"""
-
-
-def latest_by_mark(evaluations: Sequence[Evaluation]) -> dict[int, Evaluation]:
-    """Each mark's last evaluation (a rerun after a resume replaces an earlier one)."""
-    return {e.data_limit: e for e in evaluations}
+    """one line per gap: a planned run without a run, a run without some marks or with a broken
+    or partial result (with why), an unpaired run"""
+    incomplete: set[str] = field(default_factory=set)
+    """the keys (:attr:`Series.key`) of the series with a gap"""
 
 
 class IntervalBatch:
@@ -245,75 +265,92 @@ def plan_differences(pairs: Sequence[tuple[RunRecord, RunRecord]], key: str,
     return out
 
 
-def _fmt_marks(marks: Sequence[int]) -> str:
-    return ", ".join(str(m) for m in marks)
+def _pair_of(run: RunRecord, partner: RunRecord | None, label: str) -> str | None:
+    """The "is not paired" line of an offline run without its online run, else None."""
+    if partner is not None:
+        return None
+    where = (f"its dataset's run {run.source_run_id} is not a run of this experiment"
+             if run.source_run_id else "no unique online run with its method, env and seed")
+    return f"{label}: {seed_name(run.seed)} ({run.run_id}) is not paired: {where}"
 
 
-def _seed_name(seed: int | None) -> str:
-    return "seed ?" if seed is None else f"seed {seed}"
-
-
-def _unfinished(run: RunRecord) -> str:
-    if run.timing is None:
-        return " (no timing.json: not started or killed early)"
-    return "" if run.timing.get("finished") is True else " (unfinished: still running or stopped)"
-
-
-def find_missing(series: Series, expected_seeds: set[int | None], expected_marks: set[int]) -> list[str]:
-    """The gaps of one series: seeds of the experiment without a run, runs lacking some marks."""
+def find_missing(series: Series, expected_seeds: set[int | None] | None,
+                 partners: dict[str, RunRecord | None] | None = None) -> list[str]:
+    """The gaps of one series: seeds of the experiment without a run (``expected_seeds``; None
+    when the planned runs are known otherwise), and per run the planned marks without a valid
+    evaluation, or a broken or partial result, with why (:func:`blendrl.plotting.gaps.run_gap`)."""
+    partners = partners or {}
     lines = []
     have = {r.seed for r in series.runs}
-    for seed in _seed_sort(list(expected_seeds - have)):
-        lines.append(f"{series.label}: {_seed_name(seed)} has no run")
+    for seed in _seed_sort(list((expected_seeds or set()) - have)):
+        lines.append(f"{series.label}: {seed_name(seed)} has no run")
+    expected = {m for r in series.runs for m in latest_by_mark(r.evaluations)}
+    for r in series.runs:
+        if partners.get(r.run_id) is not None:
+            expected |= set(latest_by_mark(partners[r.run_id].evaluations))
     for r in sorted(series.runs, key=lambda r: r.run_id):
-        lacking = sorted(expected_marks - set(latest_by_mark(r.evaluations)))
-        if lacking:
-            lines.append(f"{series.label}: {_seed_name(r.seed)} ({r.run_id}) has no evaluation at "
-                         f"{len(lacking)} of {len(expected_marks)} marks ({_fmt_marks(lacking)})"
-                         f"{_unfinished(r)}")
+        gap = run_gap(series.label, r, expected, partners.get(r.run_id))
+        if gap is not None:
+            lines.append(gap.line)
     return lines
 
 
-def summarize(runs: Sequence[RunRecord], settings: BootstrapSettings) -> ExperimentSummary:
-    """The estimates, paired differences and gaps of the runs of one experiment."""
-    out = ExperimentSummary(settings)
-    batch = IntervalBatch(settings)
-    all_series = group_series(runs)
+def _plan_pairs(all_series: Sequence[Series], partners: dict[str, RunRecord | None],
+                batch: IntervalBatch, out: ExperimentSummary) -> list[tuple]:
+    """Per offline series with a paired run: (series, online labels, online series keys, planned
+    differences); an unpaired run becomes a line of ``out.missing``."""
+    by_run = {r.run_id: s for s in all_series for r in s.runs}
+    planned = []
+    for s in (s for s in all_series if s.kind == "offline"):
+        pairs = []
+        for r in s.runs:
+            line = _pair_of(r, partners[r.run_id], s.label)
+            if line is None:
+                pairs.append((r, partners[r.run_id]))
+            else:
+                out.missing.append(line)
+                out.incomplete.add(s.key)
+        if pairs:
+            online = [by_run[on.run_id] for _, on in pairs]
+            planned.append((s, " / ".join(sorted({o.label for o in online})),
+                            {o.key for o in online},
+                            plan_differences(pairs, f"difference|{s.key}", batch)))
+    return planned
+
+
+def _series_gaps(all_series: Sequence[Series], runs: Sequence[RunRecord],
+                 partners: dict[str, RunRecord | None], absent: Sequence[AbsentRun] | None,
+                 out: ExperimentSummary) -> None:
+    """``out.missing`` and ``out.incomplete``: the planned runs without a run (``absent``; when
+    None, each seed seen in an env is expected of every series there) and each series' gaps."""
     seeds_by_env: dict[str, set[int | None]] = {}
     for r in runs:
         seeds_by_env.setdefault(r.env, set()).add(r.seed)
+    absent_keys = {a.key for a in absent or ()}
+    out.missing += [a.line for a in absent or ()]
+    for s in all_series:
+        lines = find_missing(s, None if absent is not None else seeds_by_env[s.env], partners)
+        out.missing += lines
+        if lines or (s.method, s.source_method) in absent_keys:
+            out.incomplete.add(s.key)
+
+
+def summarize(runs: Sequence[RunRecord], settings: BootstrapSettings,
+              absent: Sequence[AbsentRun] | None = None) -> ExperimentSummary:
+    """The estimates, paired differences and gaps of the runs of one experiment. ``absent``: the
+    planned runs of which no run was found (from the launcher's registry,
+    :mod:`blendrl.plotting.planned`); None when the plan is not known (it is inferred)."""
+    out = ExperimentSummary(settings)
+    batch = IntervalBatch(settings)
+    all_series = group_series(runs)
     partners: dict[str, RunRecord | None] = {r.run_id: online_partner(r, runs)
                                             for r in runs if r.kind == "offline"}
-    label_of = {r.run_id: s.label for s in all_series for r in s.runs}
-    planned_series = []
-    for s in all_series:
-        planned_series.append((s, plan_marks(s, batch)))
-        expected = {m for r in s.runs for m in latest_by_mark(r.evaluations)}
-        for r in s.runs:
-            partner = partners.get(r.run_id)
-            if partner is not None:
-                expected |= set(latest_by_mark(partner.evaluations))
-        out.missing += find_missing(s, seeds_by_env[s.env], expected)
-
-    planned_pairs = []
-    for s in all_series:
-        if s.kind != "offline":
-            continue
-        pairs = []
-        for r in s.runs:
-            partner = partners[r.run_id]
-            if partner is None:
-                where = (f"its dataset's run {r.source_run_id} is not a run of this experiment"
-                         if r.source_run_id else "no unique online run with its method, env and seed")
-                out.missing.append(f"{s.label}: {_seed_name(r.seed)} ({r.run_id}) is not paired: "
-                                   f"{where}")
-            else:
-                pairs.append((r, partner))
-        if pairs:
-            online_labels = sorted({label_of[on.run_id] for _, on in pairs})
-            planned_pairs.append((s, " / ".join(online_labels),
-                                  plan_differences(pairs, f"difference|{s.key}", batch)))
-
-    out.series = [SeriesSummary(s, [make() for make in plan]) for s, plan in planned_series]
-    out.pairs = [PairSummary(s, label, [make() for make in plan]) for s, label, plan in planned_pairs]
+    planned_series = [(s, plan_marks(s, batch)) for s in all_series]
+    _series_gaps(all_series, runs, partners, absent, out)
+    planned_pairs = _plan_pairs(all_series, partners, batch, out)
+    out.series = [SeriesSummary(s, [make() for make in plan], s.key not in out.incomplete)
+                  for s, plan in planned_series]
+    out.pairs = [PairSummary(s, label, [make() for make in plan],
+                             not ({s.key} | online_keys) & out.incomplete)
+                 for s, label, online_keys, plan in planned_pairs]
     return out
