@@ -45,10 +45,13 @@ class InspectArgs:
 
 @dataclass
 class VerifyArgs:
-    """Read every chunk of a dataset and check it against the manifest; exit 1 if anything is wrong."""
+    """Read every chunk of a dataset and check it against the manifest (sizes, CRC-32, contents,
+    finite floats); exit 1 if anything is wrong."""
 
     directory: tyro.conf.Positional[Path]
     """the dataset folder (holds manifest.json)"""
+    values: bool = True
+    """also check that every float (rewards, float states) is finite, as an offline run does before training (--no-values: the files only)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in s.items():
                     print(f"{k:21s} {v}")
             return 0
-        problems, notes = verify(d)
+        problems, notes = verify(d, values=args.values)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -35,13 +35,16 @@ def summarize(directory: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def verify_chunk(directory: Path, entry: dict[str, Any], layout: Layout, life_lost: bool) -> Chunk:
+def verify_chunk(directory: Path, entry: dict[str, Any], layout: Layout, life_lost: bool,
+                 values: bool = True) -> Chunk:
     """Open one chunk the manifest lists and check all of it: the sizes and CRC-32 of its pickle
-    and pools, safe unpickling, every array's dtype and shape, its index, and that every float
-    (rewards, float pools) is finite. Returns the opened chunk; a DatasetError names the file."""
+    and pools, safe unpickling, every array's dtype and shape, its index, and (``values``) that
+    every float (rewards, float pools) is finite, which training needs. Returns the opened chunk;
+    a DatasetError names the file."""
     chunk = open_chunk(directory, entry, layout, life_lost, check_crc=True)
     index_chunk(chunk)
-    check_values(directory, chunk)
+    if values:
+        check_values(directory, chunk)
     return chunk
 
 
@@ -71,11 +74,13 @@ def check_files(directory: str | os.PathLike, manifest: dict[str, Any]) -> None:
         chunk_files_ok(Path(directory), e)
 
 
-def verify(directory: str | os.PathLike) -> tuple[list[str], list[str]]:
+def verify(directory: str | os.PathLike, values: bool = True) -> tuple[list[str], list[str]]:
     """Check a dataset completely: ``(problems, notes)``; it is good when ``problems`` is empty.
 
     Every chunk the manifest lists is read (:func:`verify_chunk`: sizes and CRC-32 of its pickle and
-    its pools, safe unpickling, every array's dtype and shape, index consistency, finite floats). Notes report leftovers of an
+    its pools, safe unpickling, every array's dtype and shape, index consistency and, with
+    ``values``, finite floats: a NaN or an infinity is stored exactly as it was given, but no
+    offline run trains on it). Notes report leftovers of an
     interrupted writer (temp files, chunk files the manifest does not list), which readers ignore.
     """
     d = Path(directory)
@@ -84,7 +89,7 @@ def verify(directory: str | os.PathLike) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for e in m["chunks"]:
         try:
-            verify_chunk(d, e, lay, has_life_lost(m))
+            verify_chunk(d, e, lay, has_life_lost(m), values)
         except DatasetError as err:
             problems.append(str(err))
     listed = files_of(m["chunks"])
