@@ -61,8 +61,7 @@ def main() -> int:
     try:
         env_values = knobs_from_env(os.environ)
     except ConfigError as e:
-        print(f"error: invalid environment variables (nothing was started):\n{e}", file=sys.stderr)
-        return 2
+        return cli.refuse(cli.Console(), e.problems)
     args = parse_cli(Args, default=dataclasses.replace(Args(), **env_values))
     root = Path(__file__).resolve().parent
     return cli.main(dataclasses.asdict(args), project_root=root, cwd=Path.cwd(),

@@ -15,45 +15,47 @@
 set -euo pipefail
 # The knobs below, with their defaults, are the knob table of blendrl/launch/knobs.py (printed by
 # `.venv/bin/python -m blendrl.launch.knobs`; the project's tests check the two agree). Edit them
-# here for your experiment, or set them from outside.
+# here for your experiment, or set them from outside. A knob set but empty (EXPERIMENT_ID=) is
+# refused, not taken for its default, unless '' means something for it (CLUSTER_PARTITION, the
+# *_EXTRA_ARGS, ...); a list of methods that is meant to be empty is written none.
 
 # ---------------------------------------------------------------- the experiment
-: "${EXPERIMENT_ID:=default_cartpole}"       # name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -
-: "${ENVIRONMENT:=cartpole}"                 # cartpole | mountaincar | seaquest | kangaroo | donkeykong
-: "${ONLINE_METHODS:=ppo blendrl_ppo}"       # online methods (ppo, blendrl_ppo); each saves its dataset
-: "${ONLINE_STEPS:=50000}"                   # environment transitions per online run
-: "${OFFLINE_METHODS:=iql blendrl_iql}"      # offline methods (iql, blendrl_iql)
-: "${OFFLINE_DATASETS:=ppo blendrl_ppo}"     # whose online data the offline methods train on
-: "${OFFLINE_EPOCHS:=5}"                     # offline epochs on each interval's dataset prefix
-: "${INTERVALS_COUNT:=5}"                    # evaluation points per run
-: "${EVAL_EPISODES:=10}"                     # episodes per evaluation
-: "${EVAL_POLICY:=sample}"                   # evaluation actions of every method: sample (from the policy) | greedy
-: "${SEEDS:=0}"                              # one run of every method per seed, e.g. "0 1 2"
+: "${EXPERIMENT_ID=default_cartpole}"        # name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -
+: "${ENVIRONMENT=cartpole}"                  # cartpole | mountaincar | seaquest | kangaroo | donkeykong
+: "${ONLINE_METHODS=ppo blendrl_ppo}"        # online methods (ppo, blendrl_ppo; none: no online run); each saves its dataset
+: "${ONLINE_STEPS=50000}"                    # environment transitions per online run
+: "${OFFLINE_METHODS=iql blendrl_iql}"       # offline methods (iql, blendrl_iql; none: no offline run)
+: "${OFFLINE_DATASETS=ppo blendrl_ppo}"      # whose online data the offline methods train on (none with OFFLINE_METHODS=none)
+: "${OFFLINE_EPOCHS=5}"                      # offline epochs on each interval's dataset prefix
+: "${INTERVALS_COUNT=5}"                     # evaluation points per run
+: "${EVAL_EPISODES=10}"                      # episodes per evaluation
+: "${EVAL_POLICY=sample}"                    # evaluation actions of every method: sample (from the policy) | greedy
+: "${SEEDS=0}"                               # one run of every method per seed, e.g. "0 1 2"
 
 # ---------------------------------------------------------------- where and how
-: "${LOCAL:=1}"                              # 1: run on this machine; 0: submit to SLURM
-: "${MAX_PARALLEL:=0}"                       # local jobs at once (0: one per core; threads = cores / jobs)
-: "${USE_LARGE_DATASET_PATH:=0}"             # 1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/
-: "${LARGE_DATASET_PATH:=}"                  # datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)
+: "${LOCAL=1}"                               # 1: run on this machine; 0: submit to SLURM
+: "${MAX_PARALLEL=0}"                        # local jobs at once (0: one per core; threads = cores / jobs)
+: "${USE_LARGE_DATASET_PATH=0}"              # 1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/
+: "${LARGE_DATASET_PATH=}"                   # datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)
 
 # ---------------------------------------------------------------- SLURM (LOCAL=0)
-: "${CLUSTER_PARTITION:=}"                   # sbatch --partition ('' = the cluster's default)
-: "${CLUSTER_TIME:=04:00:00}"                # sbatch --time per job; longer jobs checkpoint and requeue
-: "${CLUSTER_CPUS:=4}"                       # sbatch --cpus-per-task (also each job's --threads)
-: "${CLUSTER_MEM:=16G}"                      # sbatch --mem ('' = the cluster's default)
-: "${CLUSTER_GPUS:=}"                        # sbatch --gpus, e.g. 1 or a100:1 ('' = none)
-: "${CLUSTER_ACCOUNT:=}"                     # sbatch --account ('' = none)
-: "${CLUSTER_EXTRA:=}"                       # more sbatch options, e.g. "--qos=short --constraint=avx2"
-: "${CLUSTER_SIGNAL_MARGIN:=300}"            # seconds before the time limit to checkpoint and requeue (0: never)
+: "${CLUSTER_PARTITION=}"                    # sbatch --partition ('' = the cluster's default)
+: "${CLUSTER_TIME=04:00:00}"                 # sbatch --time per job ('' = the partition's default); longer jobs checkpoint and requeue
+: "${CLUSTER_CPUS=4}"                        # sbatch --cpus-per-task (also each job's --threads)
+: "${CLUSTER_MEM=16G}"                       # sbatch --mem ('' = the cluster's default)
+: "${CLUSTER_GPUS=}"                         # sbatch --gpus, e.g. 1 or a100:1 ('' = none)
+: "${CLUSTER_ACCOUNT=}"                      # sbatch --account ('' = none)
+: "${CLUSTER_EXTRA=}"                        # more sbatch options, e.g. "--qos=short --constraint=avx2"
+: "${CLUSTER_SIGNAL_MARGIN=300}"             # seconds before the time limit to checkpoint and requeue (0: never)
 
 # ---------------------------------------------------------------- pass-through training flags
-: "${ONLINE_EXTRA_ARGS:=}"                   # extra flags for the online scripts, e.g. "--learning_rate 1e-3"
-: "${OFFLINE_EXTRA_ARGS:=}"                  # extra flags for the offline scripts
-: "${BLENDRL_ONLINE_EXTRA_ARGS:=}"           # extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"
-: "${BLENDRL_OFFLINE_EXTRA_ARGS:=}"          # extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"
+: "${ONLINE_EXTRA_ARGS=}"                    # extra flags for the online scripts, e.g. "--learning_rate 1e-3"
+: "${OFFLINE_EXTRA_ARGS=}"                   # extra flags for the offline scripts
+: "${BLENDRL_ONLINE_EXTRA_ARGS=}"            # extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"
+: "${BLENDRL_OFFLINE_EXTRA_ARGS=}"           # extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"
 
 # ---------------------------------------------------------------- continue a stopped experiment
-: "${RESUME:=0}"                             # 1 (or --resume): keep the done jobs, continue the others from their checkpoints
+: "${RESUME=0}"                              # 1 (or --resume): keep the done jobs, continue the others from their checkpoints
 
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
     OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL \

@@ -70,12 +70,12 @@ def test_tiny_cycle_online_offline_plots_then_skip_existing(tmp_path):
 @needs_scripts
 def test_failing_online_job_leaves_its_offline_job_cancelled(tmp_path):
     work = tmp_path / "work"
-    env = clean_env(EXPERIMENT_ID="bad", ONLINE_EXTRA_ARGS="--num_envs 0", **TINY)
+    env = clean_env(EXPERIMENT_ID="bad", ONLINE_EXTRA_ARGS="--device nonsense", **TINY)
     res = run_cycle(["--work_dir", str(work), "--wait"], env=env, timeout=300)
     assert res.returncode == 1
     jobs = {j["name"]: j for j in registry_of(work, "bad")["jobs"]}
     assert (jobs["bad_ppo_cartpole_s0"]["state"], jobs["bad_ppo_cartpole_s0"]["exit_code"]) == ("failed", 2)
-    assert "--num_envs must be in [1, inf), got 0" in (work / "logs/bad/bad_ppo_cartpole_s0.log").read_text()
+    assert "invalid --device 'nonsense'" in (work / "logs/bad/bad_ppo_cartpole_s0.log").read_text()
     off = jobs["bad_iql_on_ppo_cartpole_s0"]
     assert off["state"] == "cancelled" and off["pid"] is None
     assert not (work / "out" / "runs" / "bad_iql_on_ppo_cartpole_s0").exists()

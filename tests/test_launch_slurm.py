@@ -94,7 +94,7 @@ def test_tiny_cycle_as_dependent_sbatch_jobs_completes_in_order(cluster, tmp_pat
 
 def test_failing_online_job_leaves_its_offline_job_cancelled(cluster, tmp_path):
     work = tmp_path / "work"
-    res = _cycle(work, "sf", "--wait", ONLINE_EXTRA_ARGS="--num_envs 0")
+    res = _cycle(work, "sf", "--wait", ONLINE_EXTRA_ARGS="--device nonsense")
     assert res.returncode == 1
     jobs = {j["name"]: j for j in registry_of(work, "sf")["jobs"]}
     on, off = jobs["sf_ppo_cartpole_s0"], jobs["sf_iql_on_ppo_cartpole_s0"]
@@ -148,7 +148,7 @@ def test_job_past_its_time_limit_checkpoints_requeues_under_the_same_id_and_fini
     sps = _measured_sps(tmp_path)
     steps = int(sps * 60)
     work = tmp_path / "work"
-    res = _cycle(work, "sq", ONLINE_STEPS=str(steps), OFFLINE_METHODS="", OFFLINE_DATASETS="",
+    res = _cycle(work, "sq", ONLINE_STEPS=str(steps), OFFLINE_METHODS="none", OFFLINE_DATASETS="none",
                  CLUSTER_TIME="1", CLUSTER_SIGNAL_MARGIN="45")
     assert res.returncode == 0, res.stdout + res.stderr
     on = registry_of(work, "sq")["jobs"][0]

@@ -3,6 +3,11 @@ continue the experiment in its registry), then start the experiment locally (a d
 or on SLURM (dependent sbatch jobs); or show its status. Locally on a terminal it then follows
 the experiment to its end (``--detach``: return at once); with ``--wait`` it does so anywhere.
 
+Before anything starts (and in ``--dry_run``) the whole plan is checked: the knobs (none set
+empty), every job's arguments by its own script (:mod:`blendrl.launch.plan_checks`) and, on
+SLURM, every request by the cluster (:mod:`blendrl.launch.slurm_checks`). Each problem is one
+line ``error: ...``; then nothing is started, no folder is made, and the exit status is 2.
+
 Exit status: 0 started (or, when following, every job done); 1 a job failed / submission failed /
 unknown experiment for ``--status``; 2 bad input, reported before anything starts; 130 Ctrl-C
 while following (the experiment goes on).
@@ -19,12 +24,15 @@ from typing import IO, Any, Callable
 from blendrl.launch import monitor, slurm
 from blendrl.launch.config import (ConfigError, LaunchConfig, build_config, local_parallelism,
                                    validate_exp_id)
+from blendrl.launch.knobs import empty_problems
 from blendrl.launch.local_runner import start_detached
 from blendrl.launch.plan import Job, Plan, build_plan
+from blendrl.launch.plan_checks import check_plan
 from blendrl.launch.registry import (CANCELLED, DONE, TERMINAL, Registry, RegistryError,
                                      finish_job, new_job_entry, now_iso)
 from blendrl.launch.resume import (ResumeError, ResumePlan, knob_differences, plan_resume,
                                    recorded_knobs, remove_partial)
+from blendrl.launch.slurm_checks import request_problems
 
 ACTION_FIELDS = ("dry_run", "status", "wait", "overwrite", "skip_existing", "resume", "detach")
 
@@ -272,52 +280,45 @@ def _plan_resume(previous: dict, cfg: LaunchConfig, threads: int,
         return None, 2
 
 
-def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
-         env_names: tuple[str, ...], vector_envs: tuple[str, ...] = (),
-         console: Console | None = None, cores: int | None = None) -> int:
-    """Run ``run_full_cycle.py`` with the flag values ``values`` (its ``Args`` as a dict).
+def refuse(console: Console, problems: list[str]) -> int:
+    """Say each problem on a line of its own (``error: ...``) and that nothing was started: 2."""
+    for p in problems:
+        console.error(p)
+    print("nothing was started", file=console.err, flush=True)
+    return 2
 
-    Each job's ``--threads``: 1 for the environments in ``vector_envs`` (small networks, where
-    more threads only cost); otherwise cores / jobs at once (local) or the job's CPUs (SLURM).
-    Either way, jobs x threads never exceed the cores."""
-    console = console or Console()
-    problem = _contradictions(values)
-    if problem:
-        console.error(problem)
-        return 2
-    if values.get("status"):
-        return show_status(values, project_root, cwd, console)
-    resume = bool(values.get("resume"))
+
+def _configure(values: dict[str, Any], project_root: Path, cwd: Path, python: str,
+               env_names: tuple[str, ...], console: Console) -> tuple[LaunchConfig | None, int]:
+    """The validated configuration, or (None, 2) after saying every problem of the knobs."""
     knob_values = {k: v for k, v in values.items() if k not in ACTION_FIELDS}
+    problems = empty_problems(knob_values)
+    if problems:
+        return None, refuse(console, problems)
     try:
         cfg = build_config(knob_values, project_root=project_root, cwd=cwd, env_names=env_names,
                            python=python)
     except ConfigError as e:
-        console.error("invalid configuration (nothing was started):\n" + str(e))
-        return 2
+        return None, refuse(console, e.problems)
     missing = _check_scripts(cfg)
+    if missing and not values["dry_run"]:
+        return None, refuse(console, [f"training script missing: {m}" for m in missing])
     if missing:
-        listing = "\n".join(f"  - {m}" for m in missing)
-        if not values["dry_run"]:
-            console.error("training scripts missing (nothing was started):\n" + listing)
-            return 2
-        console.say("warning: training scripts missing:\n" + listing)
+        console.say("warning: training scripts missing:\n" + "\n".join(f"  - {m}" for m in missing))
     if not cfg.local:
         if any(c.isspace() for c in str(cfg.work_dir)):
-            console.error(f"cluster mode needs a work dir without spaces (#SBATCH lines): "
-                          f"{cfg.work_dir}")
-            return 2
+            return None, refuse(console, [f"cluster mode needs a work dir without spaces "
+                                          f"(#SBATCH lines): {cfg.work_dir}"])
         if not values["dry_run"] and not slurm.sbatch_available():
-            console.error("LOCAL=0 asks for SLURM, but sbatch/scontrol/scancel are not on PATH; "
-                          "run on the cluster's login node, or set LOCAL=1")
-            return 2
-    registry = Registry(cfg.exp_logs_dir)
-    previous = None
-    if not values["dry_run"] or resume:
-        previous, status = _previous(registry, cfg, resume, console)
-        if status:
-            return status
+            return None, refuse(console, ["LOCAL=0 asks for SLURM, but sbatch/scontrol/scancel are "
+                                          "not on PATH; run on the cluster's login node, or set "
+                                          "LOCAL=1"])
+    return cfg, 0
 
+
+def _threads(cfg: LaunchConfig, vector_envs: tuple[str, ...], cores: int | None,
+             console: Console) -> tuple[int, int, str]:
+    """``(jobs at once (0: SLURM decides), threads per job, how it runs in words)``."""
     if cfg.local:
         ncores = cores or len(os.sched_getaffinity(0))
         parallel, threads, note = local_parallelism(ncores, cfg.max_parallel)
@@ -329,11 +330,65 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
         threads = 1  # small MLPs on vector states: more torch threads only slow them down
     how = (f"local: {parallel} job(s) at once, {threads} thread(s) each ({ncores} cores)"
            if cfg.local else f"SLURM: {ncores} CPU(s) per job, {threads} thread(s)")
+    return parallel, threads, how
+
+
+def _plan_problems(cfg: LaunchConfig, threads: int, activate: Path | None, project_root: Path,
+                   console: Console) -> list[str]:
+    """Every problem of the whole plan (every job the knobs make, whatever exists already): each
+    job's arguments by its script, the online schedule, and on SLURM each request by the
+    cluster."""
+    jobs = build_plan(cfg, threads, lambda job, existing: True).jobs
+    check = check_plan(cfg, jobs, project_root)
+    if check.unchecked:
+        console.say(f"note: the arguments of {', '.join(check.unchecked)} are not checked before "
+                    "the start: they do not parse them with cli(SomeArgs)")
+    problems = check.problems
+    if not cfg.local and slurm.sbatch_available():
+        problems += request_problems(cfg, [j.to_dict() for j in jobs], activate)
+    elif not cfg.local:
+        console.say("note: sbatch is not here: the requests are not tested against a cluster")
+    return problems
+
+
+def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
+         env_names: tuple[str, ...], vector_envs: tuple[str, ...] = (),
+         console: Console | None = None, cores: int | None = None) -> int:
+    """Run ``run_full_cycle.py`` with the flag values ``values`` (its ``Args`` as a dict).
+
+    Each job's ``--threads``: 1 for the environments in ``vector_envs`` (small networks, where
+    more threads only cost); otherwise cores / jobs at once (local) or the job's CPUs (SLURM).
+    Either way, jobs x threads never exceed the cores. Every problem of the knobs, of the jobs'
+    arguments and (SLURM) of the requests is said before anything starts (exit 2)."""
+    console = console or Console()
+    problem = _contradictions(values)
+    if problem:
+        console.error(problem)
+        return 2
+    if values.get("status"):
+        return show_status(values, project_root, cwd, console)
+    resume = bool(values.get("resume"))
+    cfg, status = _configure(values, project_root, cwd, python, env_names, console)
+    if cfg is None:
+        return status
+    registry = Registry(cfg.exp_logs_dir)
+    previous = None
+    if not values["dry_run"] or resume:
+        previous, status = _previous(registry, cfg, resume, console)
+        if status:
+            return status
+    parallel, threads, how = _threads(cfg, vector_envs, cores, console)
+    continued = None
     if resume:
         assert previous is not None
         continued, status = _plan_resume(previous, cfg, threads, console)
         if continued is None:
             return status
+    activate = _venv_activate(cfg, project_root)
+    problems = _plan_problems(cfg, threads, activate, project_root, console)
+    if problems:
+        return refuse(console, problems)
+    if continued is not None:
         console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); resuming the registry "
                     f"created {previous.get('created_at')}:")
         console.say(continued.describe())
@@ -343,7 +398,6 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
         console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); plan:")
         console.say(plan.describe())
         entries, remove, to_run = _registry_entries(cfg, plan), plan.remove, len(plan.training_jobs)
-    activate = _venv_activate(cfg, project_root)
     if values["dry_run"]:
         if not cfg.local:
             _print_sbatch_scripts(cfg, entries, activate, console)
@@ -353,17 +407,29 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
         console.say("nothing to resume: every job is done" if resume else
                     "nothing to run: every job was skipped")
         return 0
+    _remove(remove, resume, console)
+    return _launch(cfg, entries, parallel, resume, activate, project_root, values, console)
+
+
+def _remove(remove: list[Path], resume: bool, console: Console) -> None:
+    """Remove what the plan replaces: partial outputs (--resume) or overwritten runs."""
     if resume:
         for path in remove:
             console.say(f"removing {path} (partial output without a checkpoint)")
         remove_partial(remove)
-    else:
-        for path in remove:
-            console.say(f"removing {path} (overwrite)")
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+        return
+    for path in remove:
+        console.say(f"removing {path} (overwrite)")
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _launch(cfg: LaunchConfig, entries: list[dict], parallel: int, resume: bool,
+            activate: Path | None, project_root: Path, values: dict[str, Any],
+            console: Console) -> int:
+    """Create the registry, start the runner or submit the jobs, and follow them if asked."""
     extra = {"max_parallel": parallel} if cfg.local else {}
     registry, archived = _create_registry(cfg, entries, extra)
     if resume and archived is not None:

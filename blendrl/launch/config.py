@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
                               ONLINE_METHODS)
 from blendrl.launch.knobs import (OFFLINE, ONLINE, ConfigError, managed_flags,  # noqa: F401
-                                  range_problems)
+                                  range_problems, without_none)
 
 SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
 """Each method's training script (from the contract's method table)."""
@@ -181,14 +181,14 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
     env = str(v["environment"])
     if env not in env_names:
         problems.append(f"ENVIRONMENT: unknown environment {env!r}; valid: {', '.join(env_names)}")
-    online = tuple(v["online_methods"])
-    offline = tuple(v["offline_methods"])
-    datasets = tuple(v["offline_datasets"])
+    online = without_none("ONLINE_METHODS", tuple(v["online_methods"]), problems)
+    offline = without_none("OFFLINE_METHODS", tuple(v["offline_methods"]), problems)
+    datasets = without_none("OFFLINE_DATASETS", tuple(v["offline_datasets"]), problems)
     _check_methods("ONLINE_METHODS", online, ONLINE_METHODS, problems)
     _check_methods("OFFLINE_METHODS", offline, OFFLINE_METHODS, problems)
     _check_methods("OFFLINE_DATASETS", datasets, ONLINE_METHODS, problems)
     if not online and not offline:
-        problems.append("ONLINE_METHODS and OFFLINE_METHODS are both empty: nothing to run")
+        problems.append("ONLINE_METHODS and OFFLINE_METHODS are both empty (none): nothing to run")
     if offline and not datasets:
         problems.append("OFFLINE_DATASETS is empty: the offline methods need the online data of "
                         f"at least one of {', '.join(ONLINE_METHODS)}")

@@ -15,7 +15,11 @@ compute. Everything else is derived from the table:
   pass-through arguments may therefore not set again (:func:`managed_flags`);
 * the knobs recorded in an experiment's registry, which ``--resume`` may not change
   (:func:`recorded_values`);
-* the simple range checks of ``build_config`` (:func:`range_problems`).
+* the simple range checks of ``build_config`` (:func:`range_problems`);
+* the refusal of a knob set but empty (:func:`empty_problems`): the shell script assigns a default
+  only to a knob that is not set (``${NAME=default}``), so ``EXPERIMENT_ID=`` reaches Python
+  empty and is refused instead of silently becoming the default; a list of methods that is meant
+  to be empty is written ``none``.
 
 Torch-free, like the rest of the launcher.
 """
@@ -30,6 +34,8 @@ from blendrl.contract import OFFLINE_METHODS, ONLINE_METHODS
 
 ONLINE, OFFLINE = "online", "offline"
 BOTH = (ONLINE, OFFLINE)
+NONE = "none"
+"""How a list of methods that may be empty says so (an empty value is refused)."""
 
 
 class ConfigError(ValueError):
@@ -109,7 +115,8 @@ class Knob:
     flag: str | None = None
     """the training scripts' flag it becomes (``--{flag} {value}``), for the kinds in ``scripts``"""
     scripts: tuple[str, ...] = ()
-    """which training scripts get ``flag``: ``online`` and/or ``offline``"""
+    """which training scripts get ``flag`` (a pass-through knob: its words): ``online`` and/or
+    ``offline``"""
     per_seed: bool = False
     """the flag gets the job's own seed, not the whole value"""
     recorded: bool = False
@@ -121,11 +128,22 @@ class Knob:
     """the valid values of a text knob (empty: any)"""
     flag_note: str = ""
     """more for ``--help`` than the shell comment says (how to write it as a flag, its formats)"""
+    allow_empty: bool = False
+    """'' is a value of its own (its doc says what it means); a knob whose default is '' always
+    allows it. Any other knob set to '' is refused"""
+    none_ok: bool = False
+    """a list that may list nothing, written ``none``"""
+    blendrl_only: bool = False
+    """a pass-through knob whose words go to the BlendRL methods' scripts only"""
 
     @property
     def field(self) -> str:
         """The flag of ``run_full_cycle.py`` (and the key of its parsed values)."""
         return self.env_var.lower()
+
+    @property
+    def may_be_empty(self) -> bool:
+        return self.allow_empty or self.default == ""
 
 
 EXPERIMENT = "the experiment"
@@ -147,17 +165,17 @@ KNOBS: tuple[Knob, ...] = (
          "cartpole | mountaincar | seaquest | kangaroo | donkeykong", EXPERIMENT,
          config="env", flag="env", scripts=BOTH, recorded=True),
     Knob("ONLINE_METHODS", WORDS, ONLINE_METHODS,
-         f"online methods ({', '.join(ONLINE_METHODS)}); each saves its dataset", EXPERIMENT,
-         config="online_methods", recorded=True),
+         f"online methods ({', '.join(ONLINE_METHODS)}; none: no online run); each saves its "
+         "dataset", EXPERIMENT, config="online_methods", recorded=True, none_ok=True),
     Knob("ONLINE_STEPS", INT, 50000, "environment transitions per online run", EXPERIMENT,
          config="online_steps", flag="total_timesteps", scripts=(ONLINE,), recorded=True,
          minimum=1),
     Knob("OFFLINE_METHODS", WORDS, OFFLINE_METHODS,
-         f"offline methods ({', '.join(OFFLINE_METHODS)})", EXPERIMENT,
-         config="offline_methods", recorded=True),
+         f"offline methods ({', '.join(OFFLINE_METHODS)}; none: no offline run)", EXPERIMENT,
+         config="offline_methods", recorded=True, none_ok=True),
     Knob("OFFLINE_DATASETS", WORDS, ONLINE_METHODS,
-         "whose online data the offline methods train on", EXPERIMENT,
-         config="offline_datasets", recorded=True),
+         "whose online data the offline methods train on (none with OFFLINE_METHODS=none)",
+         EXPERIMENT, config="offline_datasets", recorded=True, none_ok=True),
     Knob("OFFLINE_EPOCHS", INT, 5, "offline epochs on each interval's dataset prefix", EXPERIMENT,
          config="offline_epochs", flag="epochs", scripts=(OFFLINE,), recorded=True, minimum=1),
     Knob("INTERVALS_COUNT", INT, 5, "evaluation points per run", EXPERIMENT,
@@ -181,11 +199,12 @@ KNOBS: tuple[Knob, ...] = (
          "datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)", WHERE),
     Knob("CLUSTER_PARTITION", TEXT, "", "sbatch --partition ('' = the cluster's default)", SLURM),
     Knob("CLUSTER_TIME", TEXT, "04:00:00",
-         "sbatch --time per job; longer jobs checkpoint and requeue", SLURM,
-         flag_note="M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"),
+         "sbatch --time per job ('' = the partition's default); longer jobs checkpoint and "
+         "requeue", SLURM, allow_empty=True, flag_note="M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"),
     Knob("CLUSTER_CPUS", INT, 4, "sbatch --cpus-per-task (also each job's --threads)", SLURM,
          minimum=1),
-    Knob("CLUSTER_MEM", TEXT, "16G", "sbatch --mem ('' = the cluster's default)", SLURM),
+    Knob("CLUSTER_MEM", TEXT, "16G", "sbatch --mem ('' = the cluster's default)", SLURM,
+         allow_empty=True),
     Knob("CLUSTER_GPUS", TEXT, "", "sbatch --gpus, e.g. 1 or a100:1 ('' = none)", SLURM),
     Knob("CLUSTER_ACCOUNT", TEXT, "", "sbatch --account ('' = none)", SLURM),
     Knob("CLUSTER_EXTRA", TEXT, "",
@@ -195,19 +214,19 @@ KNOBS: tuple[Knob, ...] = (
          "seconds before the time limit to checkpoint and requeue (0: never)", SLURM),
     Knob("ONLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the online scripts, e.g. "--learning_rate 1e-3"', PASS,
-         config="online_extra_args", recorded=True,
+         config="online_extra_args", recorded=True, scripts=(ONLINE,),
          flag_note="as a flag write it with '=': --online_extra_args='--learning_rate 1e-3'"),
     Knob("OFFLINE_EXTRA_ARGS", TEXT, "", "extra flags for the offline scripts", PASS,
-         config="offline_extra_args", recorded=True,
+         config="offline_extra_args", recorded=True, scripts=(OFFLINE,),
          flag_note="as a flag write it with '=': --offline_extra_args='--beta 5'"),
     Knob("BLENDRL_ONLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the BlendRL online script only, e.g. "--soft_or logsumexp"', PASS,
-         config="blendrl_online_extra_args", recorded=True,
+         config="blendrl_online_extra_args", recorded=True, scripts=(ONLINE,), blendrl_only=True,
          flag_note="as a flag write it with '='"),
     Knob("BLENDRL_OFFLINE_EXTRA_ARGS", TEXT, "",
          'extra flags for the BlendRL offline script only, e.g. "--offline_blend_ent_coef 0.01"',
-         PASS, config="blendrl_offline_extra_args", recorded=True,
-         flag_note="as a flag write it with '='"),
+         PASS, config="blendrl_offline_extra_args", recorded=True, scripts=(OFFLINE,),
+         blendrl_only=True, flag_note="as a flag write it with '='"),
     Knob("RESUME", BOOL, False,
          "1 (or --resume): keep the done jobs, continue the others from their checkpoints",
          CONTINUE, flag_note="continues the experiment in its registry with the knobs it was "
@@ -225,13 +244,25 @@ JOB_FLAGS: dict[str, tuple[str, ...]] = {
 
 # --------------------------------------------------------------------------- derived
 
+def empty_problem(knob: Knob, given_as: str) -> str:
+    """The refusal of ``knob`` given empty (``given_as``: how, e.g. ``"EXPERIMENT_ID is set"``)."""
+    default = knob.kind.show(knob.default)
+    hint = f", {NONE} for no method" if knob.none_ok else ""
+    return (f"{given_as} but empty: give a value{hint}, or leave it unset for its default "
+            f"({default})")
+
+
 def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """The knobs set in ``environ``, parsed, keyed by flag field name. Raises
-    :class:`ConfigError` naming each variable that does not parse."""
+    :class:`ConfigError` naming each variable that does not parse or is set but empty (a knob
+    whose '' means something, such as ``CLUSTER_PARTITION``, excepted)."""
     values: dict[str, Any] = {}
     problems = []
     for knob in KNOBS:
         if knob.env_var not in environ:
+            continue
+        if not environ[knob.env_var].strip() and not knob.may_be_empty:
+            problems.append(empty_problem(knob, f"{knob.env_var} is set"))
             continue
         try:
             values[knob.field] = knob.kind.parse(environ[knob.env_var])
@@ -240,6 +271,37 @@ def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     if problems:
         raise ConfigError(problems)
     return values
+
+
+def empty_problems(values: Mapping[str, Any]) -> list[str]:
+    """One sentence per knob of ``values`` (flag values, keyed by field) given empty ('' or no
+    words) that may not be: ``--online_methods`` followed by no method, ``--experiment_id ''``."""
+    return [empty_problem(k, f"--{k.field} (the knob {k.env_var}) is given")
+            for k in KNOBS if k.field in values and values[k.field] in ("", ())
+            and not k.may_be_empty]
+
+
+def without_none(name: str, words: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    """The methods of a list knob ``name``: ``("none",)`` is no method; ``none`` beside methods is
+    a problem (appended to ``problems``)."""
+    if NONE not in words:
+        return words
+    if words != (NONE,):
+        problems.append(f"{name}: {NONE} means no method; it cannot be listed with others "
+                        f"({' '.join(words)})")
+    return ()
+
+
+def knob_of_flag(flag: str, kind: str) -> Knob | None:
+    """The knob that sets the training-script flag ``flag`` on a ``kind`` script, if any."""
+    return next((k for k in KNOBS if k.flag == flag and kind in k.scripts), None)
+
+
+def pass_through(kind: str, blendrl: bool) -> tuple[Knob, ...]:
+    """The pass-through knobs whose words a ``kind`` script gets (``blendrl``: of a BlendRL
+    method), in the order they are appended to its command."""
+    return tuple(k for k in KNOBS if k.section == PASS and kind in k.scripts
+                 and (blendrl or not k.blendrl_only))
 
 
 def knob_fields() -> list[tuple[str, Any, Any]]:
@@ -306,7 +368,9 @@ COMMENT_COLUMN = 45
 
 def sh_block() -> str:
     """The knob part of ``run_full_cycle.sh``: a heading per section, one
-    ``: "${NAME:=default}"  # doc`` line per knob, and the ``export`` of them all."""
+    ``: "${NAME=default}"  # doc`` line per knob (the default only where the knob is not set: a
+    knob set empty stays empty, and is refused unless '' means something for it), and the
+    ``export`` of them all."""
     lines: list[str] = []
     section = None
     for k in KNOBS:
@@ -315,7 +379,7 @@ def sh_block() -> str:
                 lines.append("")
             section = k.section
             lines.append(f"# {'-' * 64} {section}")
-        assign = f': "${{{k.env_var}:={k.kind.show(k.default)}}}"'
+        assign = f': "${{{k.env_var}={k.kind.show(k.default)}}}"'
         lines.append(f"{assign.ljust(COMMENT_COLUMN - 1)} # {k.doc}")
     lines.append("")
     names = [k.env_var for k in KNOBS]

@@ -7,7 +7,9 @@
   appended to the job's log, ``OMP_NUM_THREADS`` set to the job's ``threads``;
 * runs at most ``max_parallel`` jobs at once;
 * records a job's exit: 0 ``done``, 75 ``interrupted`` (it checkpointed on SIGTERM/SIGUSR1;
-  ``run_full_cycle.py --resume`` continues it), anything else ``failed``;
+  ``run_full_cycle.py --resume`` continues it), anything else ``failed``, with the status in
+  words (:func:`~blendrl.launch.outcomes.describe_exit`: 2 arguments refused, 65 dataset
+  broken, 74 no space);
 * starts an ``afterok`` job only when all its dependencies exited 0, and records the dependents
   of a job that failed or was interrupted as cancelled (they never start); an ``afterany`` job
   (the plots) starts when all its dependencies have ended;
@@ -30,28 +32,13 @@ from pathlib import Path
 from typing import IO
 
 from blendrl.launch import procs
+from blendrl.launch.outcomes import describe_exit
 from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
                                      Registry, finish_job, now_iso, propagate_cancellations,
                                      ready_jobs)
 
 EXIT_INTERRUPTED = 75
 RUNNER_LOG = "runner.log"
-
-
-def describe_exit(code: int) -> str:
-    """Human words for a job's exit status (a negative status is the signal that killed it)."""
-    if code == 0:
-        return "exit 0"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        return f"killed by {name}"
-    if code == EXIT_INTERRUPTED:
-        return (f"interrupted after checkpointing (exit {code}); continue with "
-                "run_full_cycle.sh --resume")
-    return f"exit {code}"
 
 
 class LocalRunner:

@@ -2,7 +2,12 @@
 experiment ends, then a summary).
 
 In local mode the runner keeps the registry current; in cluster mode :func:`refresh` asks SLURM
-(``scontrol show job -o``) for every job not yet ended and records the answer.
+(``scontrol show job -o``) for every job not yet ended and records the answer, a pending job's
+reason included (``slurm_reason``: squeue's ``%r``). Both show that reason; one that waiting
+cannot clear (``PartitionConfig``, ...; :mod:`blendrl.launch.slurm_checks`) is said at once with
+the knob to change, and ``--wait`` stops following (exit 1) instead of waiting for ever. The
+summary says what a job's exit status means (:mod:`blendrl.launch.outcomes`) and suggests
+``--resume`` only where it can help.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from pathlib import Path
 from typing import IO
 
 from blendrl.launch import procs, slurm
+from blendrl.launch.outcomes import EXPLAINED, blocked_jobs, describe_exit
+from blendrl.launch.slurm_checks import pending_line, pending_reason
 from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
                                      TERMINAL, UNFINISHED, Registry, all_finished, counts,
                                      finish_job, now_iso)
@@ -25,6 +32,7 @@ def refresh(registry: Registry) -> dict:
         return data
     answers: dict[str, tuple] = {}
     times: dict[str, dict] = {}
+    reasons: dict[str, str | None] = {}
     for job in data["jobs"]:
         if job.get("slurm_id") and job["state"] not in TERMINAL:
             try:
@@ -35,6 +43,8 @@ def refresh(registry: Registry) -> dict:
                 answers[job["name"]] = (FAILED, None, "no longer known to SLURM: final state unknown", 0)
             else:
                 answers[job["name"]] = slurm.job_state(info)
+                why = info.get("Reason")
+                reasons[job["name"]] = None if why in (None, "", "None") else why
                 times[job["name"]] = {"start": info.get("StartTime"), "end": info.get("EndTime"),
                                       "submit": info.get("SubmitTime")}
     if not answers:
@@ -54,6 +64,7 @@ def refresh(registry: Registry) -> dict:
                     job["started_at"] = now_iso()
                 job["state"] = state
                 job["reason"] = reason
+            job["slurm_reason"] = reasons.get(job["name"])
     return d
 
 
@@ -121,6 +132,7 @@ def status_text(data: dict) -> str:
     lines = [head]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    lines += [f"  {line}" for line in filter(None, map(pending_line, data["jobs"]))]
     c = counts(data)
     lines.append(f"  {len(data['jobs'])} jobs: " + ", ".join(f"{c[s]} {s}" for s in
                                                             (DONE, RUNNING, PENDING, INTERRUPTED,
@@ -151,6 +163,13 @@ def wait(registry: Registry, out: IO[str] = sys.stdout, poll: float | None = Non
         return 130
 
 
+def _exit_lines(jobs: list[dict]) -> list[str]:
+    """A line per failed job whose exit status has a meaning of its own (arguments refused,
+    dataset broken, no space), with its log."""
+    return [f"{j['name']}: {describe_exit(j['exit_code'])}; log: {j.get('log')}" for j in jobs
+            if j["state"] == FAILED and j.get("exit_code") in EXPLAINED]
+
+
 def summary_text(data: dict, registry: Registry) -> str:
     """The last words of ``--wait``: where the plots are, or what did not finish and how to go on."""
     jobs = data["jobs"]
@@ -160,10 +179,16 @@ def summary_text(data: dict, registry: Registry) -> str:
         lines.append("all jobs done")
     else:
         lines.append(f"not every job is done: see the table above and the logs in {registry.dir}")
-        if any(j["state"] in UNFINISHED for j in jobs):
+        lines += _exit_lines(jobs)
+        blocked = blocked_jobs(jobs)
+        if any(j["state"] in UNFINISHED and j["name"] not in blocked for j in jobs):
             lines.append(f"continue it (done jobs are kept, the others go on from their latest "
                          f"checkpoint): ./run_full_cycle.sh --resume with the same knobs "
                          f"(EXPERIMENT_ID={exp})")
+        elif blocked:
+            lines.append("--resume alone would end the same way: first fix what the logs named "
+                         "above say (--resume keeps every knob: to change one, start again with "
+                         "--overwrite or under another EXPERIMENT_ID)")
     plots = [j for j in jobs if j["kind"] == "plot" and j["state"] == DONE]
     if plots:
         where = data.get("plots_dir") or str(Path(data.get("work_dir", ".")) / "plots" / exp)
@@ -171,37 +196,74 @@ def summary_text(data: dict, registry: Registry) -> str:
     return "\n".join(lines)
 
 
+def _changes(data: dict, seen: dict[str, tuple]) -> list[str]:
+    """A line per job whose state (or reason) changed since ``seen`` (which is updated); a job
+    first seen pending is shown only with a SLURM reason."""
+    lines = []
+    for j in data["jobs"]:
+        key = (j["state"], j.get("reason"))
+        if seen.get(j["name"]) != key:
+            if j["name"] in seen or j["state"] != PENDING or j.get("slurm_reason"):
+                extra = f" ({j['reason']})" if j.get("reason") and j["state"] != RUNNING else ""
+                lines.append(f"  {j['name']}: {j['state']}{extra}")
+            seen[j["name"]] = key
+    return lines
+
+
+def _new_pending_lines(data: dict, said: set[str]) -> list[str]:
+    """The words on pending jobs' SLURM reasons not said yet (``said`` is updated)."""
+    lines = [line for line in map(pending_line, data["jobs"]) if line and line not in said]
+    said.update(lines)
+    return [f"  {line}" for line in lines]
+
+
+def _never_start(data: dict) -> list[str]:
+    """The pending jobs whose SLURM reason waiting cannot clear."""
+    return [j["name"] for j in data["jobs"] if j["state"] == PENDING
+            and (r := pending_reason(j.get("slurm_reason"))) is not None and r.final]
+
+
+def _why_stop(data: dict, registry: Registry, elapsed: float, timeout: float | None) -> str | None:
+    """Why following should stop now ('' when every job has ended), or None to go on."""
+    if all_finished(data):
+        return ""
+    if data.get("mode") == "local" and not runner_alive(data) and not all_finished(registry.read()):
+        return f"the local runner is no longer running; see {registry.dir / 'runner.log'}"
+    stuck = _never_start(data)
+    if stuck:
+        exp = data["exp_id"]
+        return (f"stopped following: {', '.join(stuck)} can never start (see above); the other "
+                f"jobs go on. Stop the experiment (./kill_experiments.sh {exp}), change the knob "
+                f"named above, then ./run_full_cycle.sh --resume")
+    if timeout is not None and elapsed > timeout:
+        return f"stopped waiting after {timeout:.0f} s; the experiment goes on"
+    return None
+
+
 def _wait(registry: Registry, out: IO[str], poll: float | None, timeout: float | None) -> int:
     t0 = time.monotonic()
     data = refresh(registry)
     if poll is None:
         poll = 3.0 if data.get("mode") == "slurm" else 0.5
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple] = {}
+    said: set[str] = set()
     last_line = ""
     while True:
-        for j in data["jobs"]:
-            if seen.get(j["name"]) != j["state"]:
-                if j["name"] in seen or j["state"] != PENDING:
-                    extra = f" ({j['reason']})" if j.get("reason") and j["state"] != RUNNING else ""
-                    print(f"  {j['name']}: {j['state']}{extra}", file=out, flush=True)
-                seen[j["name"]] = j["state"]
+        for line in _changes(data, seen) + _new_pending_lines(data, said):
+            print(line, file=out, flush=True)
         line = progress_line(data, time.monotonic() - t0)
         if line.split("]", 1)[1] != last_line:
             print(line, file=out, flush=True)
             last_line = line.split("]", 1)[1]
-        if all_finished(data):
-            break
-        if data.get("mode") == "local" and not runner_alive(data):
-            data = registry.read()
-            if not all_finished(data):
-                print(f"the local runner is no longer running; see {registry.dir / 'runner.log'}",
-                      file=out, flush=True)
-                break
-        if timeout is not None and time.monotonic() - t0 > timeout:
-            print(f"stopped waiting after {timeout:.0f} s; the experiment goes on", file=out)
+        why = _why_stop(data, registry, time.monotonic() - t0, timeout)
+        if why is not None:
+            if why:
+                print(why, file=out, flush=True)
             break
         time.sleep(poll)
         data = refresh(registry)
+    if data.get("mode") == "local":
+        data = registry.read()
     print(status_text(data), file=out, flush=True)
     print(summary_text(data, registry), file=out, flush=True)
     return 0 if all(j["state"] == DONE for j in data["jobs"]) else 1

@@ -21,7 +21,7 @@ from typing import Callable
 
 from blendrl.contract import DATASET_MANIFEST, METHOD_INFO
 from blendrl.launch.config import LaunchConfig
-from blendrl.launch.knobs import OFFLINE, ONLINE, script_flags
+from blendrl.launch.knobs import OFFLINE, ONLINE, Knob, pass_through, script_flags
 
 PLOT_JOB = "plots"
 AFTEROK = "afterok"
@@ -102,14 +102,23 @@ def _arg_path(path: Path, work_dir: Path) -> str:
         return str(path)
 
 
+def extra_args(cfg: LaunchConfig, kind: str, method: str) -> list[tuple[Knob, tuple[str, ...]]]:
+    """``(knob, its words)`` of each pass-through knob a ``kind`` job of ``method`` gets, in the
+    order they end its command (e.g. ONLINE_EXTRA_ARGS, then BLENDRL_ONLINE_EXTRA_ARGS)."""
+    return [(k, getattr(cfg, k.config)) for k in pass_through(kind, METHOD_INFO[method].blendrl)]
+
+
+def _extra_words(cfg: LaunchConfig, kind: str, method: str) -> list[str]:
+    return [w for _, words in extra_args(cfg, kind, method) for w in words]
+
+
 def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
     run_id = online_run_id(cfg.exp_id, method, cfg.env, seed)
     cmd = [cfg.python, str(cfg.script(method)), *script_flags(ONLINE, cfg, seed),
            "--run_id", run_id, "--save_dataset",
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir), "--threads", str(threads),
-           *cfg.online_extra_args,
-           *(cfg.blendrl_online_extra_args if METHOD_INFO[method].blendrl else ())]
+           *_extra_words(cfg, ONLINE, method)]
     return Job(name=run_id, kind="online", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / run_id),
                resumable=True, threads=threads)
@@ -122,8 +131,7 @@ def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads:
            "--dataset_run_id", source_id,
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
            "--run_id", run_id, "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
-           "--threads", str(threads), *cfg.offline_extra_args,
-           *(cfg.blendrl_offline_extra_args if METHOD_INFO[method].blendrl else ())]
+           "--threads", str(threads), *_extra_words(cfg, OFFLINE, method)]
     return Job(name=run_id, kind="offline", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / source_id),
                resumable=True, threads=threads)

@@ -18,12 +18,13 @@ Layout::
                "run_id", "run_dir", "dataset_dir", "resumable", "threads", "log",
                "state", "exit_code", "reason", "pid", "pgid", "start_time", "slurm_id",
                "sbatch_script", "submit_command", "submitted_at", "started_at", "ended_at",
-               "restarts", "slurm_times", "resume"}, ...]}
+               "restarts", "slurm_times", "slurm_reason", "resume"}, ...]}
 
 ``slurm_times`` (cluster mode) is SLURM's ``{"start", "end", "submit"}`` of the job's latest
-attempt, as ``scontrol show job`` reported it when the job was last seen. ``resume`` (set by
-``--resume``) says how the job continues: ``"checkpoint"`` (its command ends with ``--resume``),
-``"clean"`` (started afresh) or ``"kept"`` (done before, not run again).
+attempt, as ``scontrol show job`` reported it when the job was last seen; ``slurm_reason`` its
+``Reason`` then (why a pending job waits: ``Priority``, ``PartitionConfig``, ...). ``resume``
+(set by ``--resume``) says how the job continues: ``"checkpoint"`` (its command ends with
+``--resume``), ``"clean"`` (started afresh) or ``"kept"`` (done before, not run again).
 """
 
 from __future__ import annotations

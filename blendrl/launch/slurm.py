@@ -24,6 +24,7 @@ from pathlib import Path
 
 from blendrl.contract import latest_checkpoint
 from blendrl.launch.config import SlurmOptions
+from blendrl.launch.outcomes import EXPLAINED, describe_exit
 from blendrl.launch.registry import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 
 EXIT_INTERRUPTED = 75
@@ -51,7 +52,8 @@ def sbatch_available() -> bool:
     return all(shutil.which(t) for t in ("sbatch", "scontrol", "scancel"))
 
 
-def _directives(job: dict, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions) -> list[str]:
+def directives(job: dict, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions) -> list[str]:
+    """The ``#SBATCH`` options of ``job``'s batch script."""
     d = [f"--job-name={exp_id}.{job['name']}", f"--output={log}", f"--error={log}",
          "--open-mode=append", f"--chdir={work_dir}", "--ntasks=1",
          f"--cpus-per-task={1 if job['kind'] == 'plot' else opts.cpus}"]
@@ -79,7 +81,7 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
     q = shlex.quote
     threads = int(job.get("threads") or opts.cpus)
     lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH {d}" for d in _directives(job, exp_id, work_dir, log, opts)]
+    lines += [f"#SBATCH {d}" for d in directives(job, exp_id, work_dir, log, opts)]
     lines += [
         f"# {job['kind']} job {job['name']} of experiment {exp_id}, written by run_full_cycle.py.",
         f"cd {q(str(work_dir))} || exit 1",
@@ -205,6 +207,8 @@ def job_state(info: dict[str, str]) -> tuple[str, int | None, str | None, int]:
     why = info.get("Reason")
     why = None if why in (None, "", "None") else why
     reason = None if state in (RUNNING, DONE) else slurm_state + (f" ({why})" if why else "")
+    if state == FAILED and code in EXPLAINED:
+        reason = f"{reason}: {describe_exit(code)}"  # arguments refused, dataset broken, no space
     restarts = int(info["Restarts"]) if info.get("Restarts", "").isdigit() else 0
     return state, code, reason, restarts
 
