@@ -13,6 +13,8 @@ truncation, true final states, 4-frame stacks that shift one frame a step):
     ``add``/``close`` only), bytes per transition on disk, reader load time and ``sample(B)``
     transitions/s from the whole dataset;
   * Atari (logic [40, 6] float32, neural [4, 84, 84] uint8): the same, ``sample`` rebuilding stacks;
+  * for both, the offline job's up-front verification of every chunk (CRC-32 and finite floats):
+    seconds and MB/s with 1 and ``--verify-workers`` threads, side by side with sampling alone;
   * the writer's cost next to real CartPole stepping (``blendrl.envs``, N parallel copies): env
     steps/s alone vs with ``DatasetWriter.add`` of every step — an upper bound of what the writer
     costs an online run, whose steps also pay for the network and the PPO update;
@@ -47,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blendrl.cli_parse import cli  # noqa: E402
 
+from blendrl.datasets import read_manifest, verify_chunks  # noqa: E402
 from dataset_utils import DatasetReader, DatasetWriter, summarize  # noqa: E402
 
 
@@ -82,6 +85,8 @@ class Args:
     """git commit whose dataset_utils.py (format 1, in-RAM reader) is the baseline ('' for none)"""
     rounds: int = 5
     """interleaved timing rounds of the side-by-side sample() comparison"""
+    verify_workers: int = 2
+    """threads of the second verification measurement (the job's CPUs in an offline run)"""
     probe: str | None = None
     """internal: one measurement of the read-in-place benchmark, run in this (fresh) process"""
 
@@ -145,7 +150,7 @@ def bench_one(name: str, directory: Path, stream: Callable[..., Iterator[tuple]]
         w.add(*step)
         spent += time.perf_counter() - t0
     t0 = time.perf_counter()
-    w.close()
+    w.finish()
     spent += time.perf_counter() - t0
     count = w.count
     t0 = time.perf_counter()
@@ -161,7 +166,27 @@ def bench_one(name: str, directory: Path, stream: Callable[..., Iterator[tuple]]
     s = summarize(d)
     return {"transitions": count, "write_transitions_per_s": count / spent,
             "bytes_per_transition": s["bytes_per_transition"], "chunks": s["chunks"],
-            "load_seconds": load, f"sample{args.batch_size}_transitions_per_s": sample_rate}
+            "load_seconds": load, f"sample{args.batch_size}_transitions_per_s": sample_rate,
+            **bench_verify(d, count, sample_rate, args)}
+
+
+def bench_verify(d: Path, count: int, sample_rate: float, args: Args) -> dict:
+    """What an offline job's up-front check of every chunk (``verify_chunks``: sizes, CRC-32,
+    finite floats) costs, with 1 worker and with ``--verify-workers``: seconds, MB/s, and its
+    share of the time the job spends only sampling the minibatches of one epoch over the dataset
+    (``count / sample rate``; a lower bound of the job's time, whose gradient steps cost more).
+    The files were just written, so they are read from the page cache (a cold read of a dataset
+    on disk runs at the disk's speed instead)."""
+    m = read_manifest(d)
+    out = {}
+    for workers in sorted({1, args.verify_workers}):
+        t0 = time.perf_counter()
+        nbytes = verify_chunks(d, m, workers=workers)
+        dt = time.perf_counter() - t0
+        out[f"verify_{workers}w_seconds"] = dt
+        out[f"verify_{workers}w_MB_per_s"] = nbytes / 1e6 / dt
+        out[f"verify_{workers}w_share_of_one_epoch_sampling"] = dt / (dt + count / sample_rate)
+    return out
 
 
 def bench_cartpole(directory: Path, args: Args) -> dict:
@@ -369,7 +394,8 @@ def main(args: Args) -> None:
     if args.probe is not None:
         print(json.dumps(probe(json.loads(args.probe))))
         return
-    for name in ("num_envs", "chunk_size", "memory_chunk_size", "episode_length", "batch_size", "rounds"):
+    for name in ("num_envs", "chunk_size", "memory_chunk_size", "episode_length", "batch_size", "rounds",
+                 "verify_workers"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             sys.exit(2)

@@ -268,10 +268,12 @@ def check_finished(args: OfflineArgs, info: DatasetInfo) -> bool:
     return True
 
 
-def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: float) -> None:
+def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: float,
+                   workers: int) -> None:
     """Check, before any training, every chunk the run can train on (every chunk of a finished
     dataset; those below the last data limit of an unfinished one): sizes, CRC-32 and finite
-    floats (:func:`blendrl.datasets.verify_chunks`). A fault is a DatasetFault naming the file."""
+    floats (:func:`blendrl.datasets.verify_chunks`, ``workers`` chunks at a time). A fault is a
+    DatasetFault naming the file."""
     from blendrl.datasets import DatasetError, verify_chunks
     from blendrl.datasets.manifest import chunks_below
 
@@ -286,7 +288,7 @@ def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: flo
                   file=sys.stderr, flush=True)
 
     try:
-        nbytes = verify_chunks(info.path, info.manifest, entries, progress)
+        nbytes = verify_chunks(info.path, info.manifest, entries, progress, workers=workers)
     except DatasetError as e:
         raise DatasetFault(f"{e}; nothing was trained on it (`python dataset_utils.py verify "
                            f"{info.path}` lists every problem)") from e
@@ -401,7 +403,7 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
             print(f"[{run_id}] already complete ({len(ckpt.get('results', []))} of {len(limits)} "
                   "intervals evaluated): nothing to resume, nothing changed", file=sys.stderr, flush=True)
             return 0
-    verify_dataset(info, limits, run_id, args.progress_seconds)
+    verify_dataset(info, limits, run_id, args.progress_seconds, workers=default_threads(True))
     start = ckpt["interval"] if ckpt is not None else 0
     try:
         first_reader = reader_factory(info.path, limits[start])
