@@ -12,7 +12,8 @@ what is there; the report lists what is missing, run by run with why: no run, a 
 invalid results.json, fewer evaluations than planned, a partial dataset). The planned runs come
 from the launcher's registry ({runs_dir}/../../logs/EXP/registry.json, or --registry) when there
 is one; otherwise they are inferred from the runs found.
-Exit status: 0 written, 1 no run of EXP found (lists the experiments found), 2 bad arguments.
+Exit status: 0 written, 1 no run of EXP found (lists the experiments found), 2 bad arguments, 74 a
+write failed (disk full, read-only or unwritable output folder: one line naming the path).
 """
 
 import sys
@@ -23,6 +24,7 @@ from typing import Annotated, Optional
 import tyro
 
 from blendrl.cli_parse import cli
+from blendrl.exits import guarded_main
 from blendrl.plotting.report import make_plots
 from blendrl.plotting.stats import BootstrapSettings
 
@@ -50,6 +52,8 @@ class Args:
 
 if __name__ == "__main__":
     args = cli(Args)
-    sys.exit(make_plots(args.exp_id, args.runs_dir, args.output_dir, args.smooth_window,
-                        bootstrap_reps=args.bootstrap_reps, bootstrap_seed=args.bootstrap_seed,
-                        confidence=args.confidence, registry=args.registry))
+    # a full disk or an unwritable plots folder: one line, exit 74 (blendrl.exits)
+    sys.exit(guarded_main(lambda: make_plots(
+        args.exp_id, args.runs_dir, args.output_dir, args.smooth_window,
+        bootstrap_reps=args.bootstrap_reps, bootstrap_seed=args.bootstrap_seed,
+        confidence=args.confidence, registry=args.registry)))

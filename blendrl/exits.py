@@ -1,14 +1,14 @@
 """How a training script ends when something is wrong: one line on stderr and an exit status that
 says what kind of wrong it is (``blendrl.contract`` defines the numbers).
 
-* 2 -- bad arguments (:class:`~blendrl.runs.UsageError`): nothing was started;
+* 2 -- bad arguments (:class:`UsageError`): nothing was started;
 * 65 -- a dataset fault (:class:`DatasetFault`): a file of the dataset is broken; nothing was
   trained on it or recorded from it;
 * 74 -- a write failed (disk full, a folder not writable): everything written before is intact;
   free space, then rerun with ``--resume``;
 * 75 -- interrupted by a signal after checkpointing (returned by the loops themselves).
 
-Torch-free, so the launcher can import it.
+Torch-free, so the launcher and the plotting entry point can use it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ EXIT_USAGE = 2
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class UsageError(ValueError):
+    """Bad arguments of a training script, reported before any work with exit status 2."""
 
 
 class DatasetFault(Exception):
@@ -73,8 +77,6 @@ def write_failure(e: BaseException) -> str | None:
 def guarded_main(run: Callable[[], int]) -> int:
     """``run()``'s exit status; a usage error, a dataset fault or a failed write becomes one
     ``error:`` line on stderr and its own exit status (anything else propagates)."""
-    from blendrl.runs import UsageError
-
     try:
         return run()
     except UsageError as e:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from blendrl.exits import UsageError  # noqa: F401 (re-exported: the scripts' usage errors)
 from blendrl.contract import (EXIT_INTERRUPTED, METHODS, RUN_FORMAT_VERSION, FileFormatError,  # noqa: F401 (re-exported)
                               _json_default, atomic_write_bytes, atomic_write_json,
                               load_training_log, now_iso, read_json)
@@ -37,9 +38,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class RunError(ValueError):
     """Bad input concerning a run (id, directory, resume state)."""
 
-
-class UsageError(ValueError):
-    """Bad arguments of a training script, reported before any work with exit status 2."""
 
 
 def interval_marks(total: int, intervals: int) -> list[int]:

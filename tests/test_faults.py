@@ -351,3 +351,23 @@ def test_a_read_only_runs_folder_is_one_line(tmp_path, small_disk):
     assert "Traceback" not in r.stderr
     (line,) = error_lines(r.stderr)
     assert str(mnt / "runs") in line and "Read-only file system" in line
+
+
+def test_plots_on_a_full_disk_are_one_line_and_a_read_only_folder_a_usage_error(tmp_path, small_disk):
+    from helpers_runs import evaluation, timing, training_log, write_run
+
+    mnt, _ = small_disk
+    write_run(tmp_path / "runs", "p", exp_id="e", method="ppo", seed=0,
+              results=[evaluation(1, 100, [1.0, 2.0], 1.0, 1.0)], timing=timing(2.0),
+              log=training_log([50, 100], [1.0, 2.0]))
+    plot = ["e", "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(mnt / "plots")]
+    (mnt / "filler").write_bytes(b"\0" * 560_000)  # the first figure does not fit
+    r = script("plot_results.py", *plot)
+    assert r.returncode == EXIT_NO_SPACE, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = error_lines(r.stderr)
+    assert str(mnt / "plots" / "e") in line and "No space left on device" in line
+    (mnt / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    r = script("plot_results.py", *plot)  # checked before any work
+    assert r.returncode == 2 and "cannot be created or written" in r.stderr
