@@ -75,18 +75,20 @@ def script(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedP
 # --------------------------------------------------------------------------- 1. every chunk verified
 
 
-def _flip_in_last_logic_pool(data: Path) -> Path:
-    m = json.loads((data / MANIFEST_NAME).read_text())
-    side = data / m["chunks"][-1]["sidecars"]["logic"]["file"]
-    raw = bytearray(side.read_bytes())
-    raw[-3] ^= 0x40  # in the data, past the .npy header: same size, another value
-    side.write_bytes(bytes(raw))
-    return side
+def _flip_in_last_chunk(data: Path, which: str) -> Path:
+    """Flip a bit near the end of the last chunk's pickle or logic pool (same size, other bytes)."""
+    e = json.loads((data / MANIFEST_NAME).read_text())["chunks"][-1]
+    path = data / (e["file"] if which == "pickle" else e["sidecars"]["logic"]["file"])
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x40
+    path.write_bytes(bytes(raw))
+    return path
 
 
-def test_a_flipped_byte_in_a_later_chunk_is_a_data_fault_before_any_training(tmp_path, capsys):
+@pytest.mark.parametrize("which", ["pickle", "logic pool"])
+def test_a_flipped_byte_in_a_later_chunk_is_a_data_fault_before_any_training(tmp_path, capsys, which):
     data = write_dataset(tmp_path / "ds")
-    side = _flip_in_last_logic_pool(data)
+    side = _flip_in_last_chunk(data, which)
     assert offline_main(offline_args(tmp_path, data), "iql") == EXIT_DATA_FAULT
     err = capsys.readouterr().err
     assert error_lines(err) == [line for line in err.splitlines() if "error" in line]
