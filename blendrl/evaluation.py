@@ -1,4 +1,4 @@
-"""The one evaluation function used by all four methods (golden rule, DESIGN.md section 7).
+"""The one evaluation function used by all four methods (golden rule, docs/DESIGN.md section 7).
 
 ``evaluate`` runs ``n_episodes`` full episodes of the agent in fresh parallel copies of the live
 environment and returns every episode's return and length:

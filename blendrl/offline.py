@@ -1,7 +1,7 @@
 """Offline training shared by ``train_iql.py`` and ``train_blendrl_iql.py``: discrete IQL on growing
 prefixes of an online run's dataset, each prefix evaluated in the live environment.
 
-The golden rule (DESIGN.md section 7): the data limits are exactly the online evaluation marks of
+The golden rule (docs/DESIGN.md section 7): the data limits are exactly the online evaluation marks of
 the dataset's manifest (a dataset without marks uses ``--intervals`` evenly spaced limits).
 Interval ``k`` trains ``ceil(epochs * limit_k / batch_size)`` gradient steps on minibatches drawn
 from the first ``limit_k`` transitions only, then evaluates with :func:`blendrl.evaluation.evaluate`,

@@ -1,7 +1,7 @@
 """What the learner optimises, as a documented transform of what is recorded — one definition for
 PPO (online) and IQL (offline), so that IQL trained on a PPO dataset sees exactly the signal PPO saw.
 
-Everything recorded stays raw (DESIGN.md sections 4 and 6): datasets, ``results.json``, training
+Everything recorded stays raw (docs/DESIGN.md sections 4 and 6): datasets, ``results.json``, training
 logs and plots hold the game's own score and whole games across lives. The learner sees:
 
 * **reward** ``reward_transform(r)``: ``"none"`` (the raw reward) or ``"sign"`` (``sign(r)`` in

@@ -3,7 +3,7 @@ the non-interactive Agg canvas (no pyplot, no global state).
 
 Each ``plot_*`` function returns the Figure (so its data can be read back: ``Line2D`` data,
 ``ErrorbarContainer``\\ s, the ``PolyCollection`` of a band) or None when there is nothing to draw.
-Every x is a number of environment transitions (DESIGN.md section 7). Legends sit below the axes,
+Every x is a number of environment transitions (docs/DESIGN.md section 7). Legends sit below the axes,
 outside the data; the layout is constrained so nothing is cut. Intervals are bootstrap CIs
 (:mod:`blendrl.plotting.stats`); the subtitles say across what. In the evaluation figures a series
 that lacks something (:attr:`SeriesSummary.complete`, :attr:`PairSummary.complete`: a run, a mark,

@@ -12,7 +12,7 @@ Per series (method, dataset source, env) and evaluation mark x (a ``data_limit``
 
 Paired differences: an offline run and the online run whose dataset it trained on
 (``dataset_source.run_id`` in its ``run.json``; failing that, the online run of that method with
-the same env and seed) were evaluated at the same marks from the same episode starts (DESIGN.md
+the same env and seed) were evaluated at the same marks from the same episode starts (docs/DESIGN.md
 section 7: episode j of both starts from the reset seed ``eval_seed(seed) + j``, and sampled
 actions draw on uniforms seeded the same way). At each mark:
 
