@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evidence (not a test): the commands behind each result of the README's "Atari results", kept in
+# Evidence (not a test): the commands behind each result of docs/results.md, kept in
 # the work tree so that they can be rerun on a fresh machine. Each runs in the foreground and exits
 # non-zero when one of its jobs failed or was interrupted; start long ones with nohup, e.g.
 #     nohup bench/atari_evidence.sh kangaroo_1m 1 > kangaroo_1m_s1.log 2>&1 &
@@ -97,7 +97,7 @@ case "${1:-}" in
         cleanrl_ppo ALE/Seaquest-v5 500000 1 seaquest & pids+=($!)
         wait_for "${pids[@]}"
         exit "$rc" ;;
-    kangaroo_1m)  # IQL in bf16: ~2x the gradient steps/s on a CPU (README "Speed")
+    kangaroo_1m)  # IQL in bf16: ~2x the gradient steps/s on a CPU (docs/speed.md)
         cycle kangaroo_1m 1000000 10 1 "${2:?the seed}" kangaroo_1m --offline_extra_args='--precision bf16' \
             "${@:3}" ;;
     kangaroo_1m_online)

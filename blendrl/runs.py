@@ -105,7 +105,7 @@ def platform_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     """The machine a run computes on, and its device and torch threads. A seed reproduces a run
     bit for bit only where all of these and the versions are the same: on another CPU (probably
     through torch's kernels for other vector instructions) or another device, rounding differs
-    and a learning run drifts apart once one sampled action flips (README "Results")."""
+    and a learning run drifts apart once one sampled action flips (docs/statistics.md)."""
     device = torch.device(device)
     gpu = None
     if device.type == "cuda":

@@ -1,4 +1,4 @@
-"""bench/atari_evidence.sh, the commands of the README's Atari results: its usage and bad input,
+"""bench/atari_evidence.sh, the commands of docs/results.md: its usage and bad input,
 and `keep`, which copies an experiment's small result files (not its checkpoints) to be committed
 and redrawn by plot_results.py on any machine."""
 

@@ -1,6 +1,6 @@
 """Rule sets: loading a rule-set folder and validating it completely against an environment.
 
-A rule-set folder holds (see the README's "Logic" section for the full format):
+A rule-set folder holds (see docs/logic.md for the full format):
 
 ==========================  ===========  ==========================================================
 file                        required     content
