@@ -155,3 +155,14 @@ def one_line_errors(parse: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def cli(cls: type[T], **kwargs: Any) -> T:
     """``tyro.cli(cls, **kwargs)``, its parse errors as one line (see the module docstring)."""
     return one_line_errors(tyro.cli, cls, **kwargs)
+
+
+def parse_bool(text: str) -> bool:
+    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case): the launcher's boolean knobs and
+    the scripts' optional boolean flags."""
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")

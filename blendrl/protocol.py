@@ -22,7 +22,7 @@ import tyro.constructors
 from blendrl.algos.signal import REWARD_TRANSFORMS, LearnerSignal, SignalError, resolve_signal
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
-from blendrl.launch.knobs import parse_bool
+from blendrl.cli_parse import parse_bool
 
 
 def _optional_bool(args: list[str]) -> bool | None:

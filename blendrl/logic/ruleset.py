@@ -29,13 +29,33 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import torch
 
-from blendrl.envs.base import EnvSpec
 from blendrl.logic.syntax import (Clause, ConstantDecl, PredicateDecl, RuleSetError, Source,
                                   parse_clauses, parse_constants, parse_predicates)
+
+class EnvSpec(Protocol):
+    """What the logic package needs to know of an environment (``blendrl.envs.base.EnvSpec`` has
+    it; the logic package imports no environment): the object slots of the logic state and their
+    types, the feature columns of an object row (and which says a slot is filled), the actions."""
+
+    name: str
+    objects: Sequence[str]
+    object_types: Sequence[str]
+    features: Sequence[str]
+    action_names: Sequence[str]
+    presence_feature: str | None
+
+    @property
+    def logic_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def n_actions(self) -> int: ...
+
+    def feature_index(self, feature: str) -> int: ...
+
 
 ACTION_PREDS_FILE = "preds.txt"
 VALUATION_PREDS_FILE = "neural_preds.txt"
