@@ -3,7 +3,8 @@
 blended by a blender; saves its experience with --save_dataset.
 
 Example: python train_blenderl.py --env mountaincar --total_timesteps 100000 --run_id b1 --save_dataset
-Outputs as train_neuralppo.py. Exit status: 0 done, 2 bad arguments, 75 interrupted (resume with --resume).
+Outputs as train_neuralppo.py. Exit status: 0 done (or already complete), 2 bad arguments, 74 a
+write failed (disk full: free space, then --resume), 75 interrupted (resume with --resume).
 """
 
 import sys

@@ -4,7 +4,9 @@ the advantage-weighted regression trains the neural actor, the logic clause weig
 blender together; the critics are the same as train_iql.py's.
 
 Example: python train_blendrl_iql.py --dataset_run_id b1 --run_id b1_biql --epochs 10
-Outputs as train_iql.py. Exit status: 0 done, 2 bad arguments, 75 interrupted (resume with --resume).
+Outputs as train_iql.py. Exit status: 0 done (or already complete), 2 bad arguments, 65 a broken
+dataset file, 74 a write failed (disk full: free space, then --resume), 75 interrupted (resume with
+--resume).
 """
 
 import sys

@@ -7,7 +7,9 @@ evaluates in the live environment.
 
 Example: python train_iql.py --dataset_run_id r1 --run_id r1_iql --epochs 10
 Outputs: out/runs/{run_id}/ (run.json, results.json, timing.json, checkpoints/, tensorboard,
-training_log.pkl). Exit status: 0 done, 2 bad arguments, 75 interrupted (resume with --resume).
+training_log.pkl). Exit status: 0 done (or already complete), 2 bad arguments, 65 a broken dataset
+file, 74 a write failed (disk full: free space, then --resume), 75 interrupted (resume with
+--resume).
 """
 
 import sys
