@@ -29,9 +29,15 @@ One agent step of an :class:`OCAtariEnv`:
   runs once per agent step, after the last frame, not after every frame as OCAtari's own ``step``
   does at frameskip 1: the game modules used here read positions straight from RAM, so the objects
   after the last frame are the same either way. It is given the RAM as a list of Python ints
-  (numpy uint8 scalar arithmetic is 3-5x slower; these modules never combine two RAM bytes
+  (numpy scalar arithmetic is 3-5x slower; these modules never combine two RAM bytes
   arithmetically, so the results are identical). ``tests/test_envs.py`` checks both choices
-  against OCAtari's own ``detect_objects`` after every frame. The objects are written into fixed
+  against OCAtari's own ``detect_objects`` after every frame. That one (OCAtari's reset runs it
+  too) is handed ALE's RAM widened to int64 (:func:`_widened_ram_detection`): ALE gives uint8, and
+  under numpy 2's promotion rules (NEP 50) a uint8 byte plus a Python int stays uint8, so the game
+  modules' arithmetic wraps or raises (Seaquest's ``(ram[30 + i] + 16 * j) % 256``:
+  ``OverflowError: Python integer 256 out of bounds for uint8``); numpy 1 promoted such sums
+  beyond uint8, and int64 bytes or Python ints compute those same values under either numpy
+  (``tests/test_numpy2.py``). The objects are written into fixed
   slots per category (see :func:`object_slots`): float32 ``[n_slots, 6]`` with the features
   :data:`FEATURES` ``(visible, x, y, w, h, value)``. Within a category the present objects fill the slots in
   OCAtari's order (its lanes / indices), the remaining slots are all zeros (``visible = 0``).
@@ -248,6 +254,7 @@ class OCAtariEnv(gym.Env):
         self._screens = np.zeros((2, height, width), dtype=np.uint8)
         self._grey = np.zeros((height, width), dtype=np.uint8)
         self._detect_ram = importlib.import_module(f"ocatari.ram.{game.lower()}")._detect_objects_ram
+        oc.detect_objects = _widened_ram_detection(oc, self._ale)
         self._value_object = ValueObject
         self._slots_of_class[NoObject] = None
 
@@ -466,6 +473,17 @@ class OCAtariEnv(gym.Env):
     def objects(self) -> list:
         """OCAtari's current object list (for inspection and tests)."""
         return list(self._oc.objects) if self._oc is not None else []
+
+
+def _widened_ram_detection(oc, ale) -> Callable[[], None]:
+    """OCAtari's own RAM-mode ``detect_objects`` (previous positions saved, then the game
+    module), given ALE's RAM as int64 instead of uint8, so that its arithmetic cannot wrap under
+    numpy 2 (module docstring)."""
+    from ocatari.ram.extract_ram_info import detect_objects_ram
+
+    def detect_objects() -> None:
+        detect_objects_ram(oc.objects, ale.getRAM().astype(np.int64), oc.game_name, oc.hud)
+    return detect_objects
 
 
 def _ocatari_type(module: str, name: str, base: type, what: str) -> type:
