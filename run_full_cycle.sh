@@ -41,11 +41,18 @@ set -euo pipefail
 # ---------------------------------------------------------------- SLURM (LOCAL=0)
 : "${CLUSTER_PARTITION=}"                    # sbatch --partition ('' = the cluster's default)
 : "${CLUSTER_TIME=04:00:00}"                 # sbatch --time per job ('' = the partition's default); longer jobs checkpoint and requeue
-: "${CLUSTER_CPUS=4}"                        # sbatch --cpus-per-task (also each job's --threads)
-: "${CLUSTER_MEM=16G}"                       # sbatch --mem ('' = the cluster's default)
-: "${CLUSTER_GPUS=}"                         # sbatch --gpus, e.g. 1 or a100:1 ('' = none)
+: "${CLUSTER_CPUS=4}"                        # sbatch --cpus-per-task (and --threads) of the training jobs whose *_CPUS below is ''
+: "${CLUSTER_MEM=16G}"                       # sbatch --mem of the jobs whose *_MEM below is '' ('' = the cluster's default)
+: "${CLUSTER_GPUS=}"                         # sbatch --gpus of the jobs whose *_GPUS below is '' (the offline ones), e.g. 1 or a100:1 ('' or 0 = none)
+: "${CLUSTER_ONLINE_CPUS=}"                  # online jobs' CPUs (environment stepping) and --threads ('' = CLUSTER_CPUS)
+: "${CLUSTER_ONLINE_MEM=}"                   # online jobs' --mem ('' = CLUSTER_MEM)
+: "${CLUSTER_ONLINE_GPUS=0}"                 # online jobs' --gpus (0 = none: they step environments on CPUs; '' = CLUSTER_GPUS)
+: "${CLUSTER_OFFLINE_CPUS=}"                 # offline jobs' CPUs and --threads ('' = CLUSTER_CPUS)
+: "${CLUSTER_OFFLINE_MEM=}"                  # offline jobs' --mem ('' = CLUSTER_MEM)
+: "${CLUSTER_OFFLINE_GPUS=}"                 # offline jobs' --gpus, e.g. 1 or a100:1 (0 = none: train on CPUs; '' = CLUSTER_GPUS)
+: "${CLUSTER_PLOT_MEM=2G}"                   # the plot job's --mem (it asks for 1 CPU and no GPU; '' = CLUSTER_MEM)
 : "${CLUSTER_ACCOUNT=}"                      # sbatch --account ('' = none)
-: "${CLUSTER_EXTRA=}"                        # more sbatch options, e.g. "--qos=short --constraint=avx2"
+: "${CLUSTER_EXTRA=}"                        # more sbatch options for every job (not CPUs, memory or GPUs: the knobs above), e.g. "--qos=short --constraint=avx2"
 : "${CLUSTER_SIGNAL_MARGIN=300}"             # seconds before the time limit to checkpoint and requeue (0: never)
 
 # ---------------------------------------------------------------- pass-through training flags
@@ -60,9 +67,10 @@ set -euo pipefail
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
     OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL \
     USE_LARGE_DATASET_PATH LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS \
-    CLUSTER_MEM CLUSTER_GPUS CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN \
-    ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS \
-    RESUME
+    CLUSTER_MEM CLUSTER_GPUS CLUSTER_ONLINE_CPUS CLUSTER_ONLINE_MEM CLUSTER_ONLINE_GPUS \
+    CLUSTER_OFFLINE_CPUS CLUSTER_OFFLINE_MEM CLUSTER_OFFLINE_GPUS CLUSTER_PLOT_MEM \
+    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS \
+    BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS RESUME
 
 # The project folder (outputs go there unless --work_dir says otherwise); relative paths given in
 # knobs or flags are taken from the current folder.

@@ -209,9 +209,11 @@ def test_partition_limits_name_the_knob_to_change():
     problems = limit_problems(opts, Limits("short", cpus=2, mem_mb=16000, time="1-00:00:00"))
     assert problems == [
         "CLUSTER_CPUS=4 is more than the 2 CPUs of any node of partition short: set CLUSTER_CPUS "
-        "to 2 or less, or choose another CLUSTER_PARTITION",
+        "to 2 or less (the online and offline jobs follow it: CLUSTER_ONLINE_CPUS / "
+        "CLUSTER_OFFLINE_CPUS are ''), or choose another CLUSTER_PARTITION",
         "CLUSTER_MEM=32G is more than the 16000 MB of memory of any node of partition short: set "
-        "CLUSTER_MEM to 16000M or less ('' for the cluster's default), or choose another "
+        "CLUSTER_MEM to 16000M or less, or '' for the cluster's default (the online and offline "
+        "jobs follow it: CLUSTER_ONLINE_MEM / CLUSTER_OFFLINE_MEM are ''), or choose another "
         "CLUSTER_PARTITION",
         "CLUSTER_TIME=2-00:00:00 is longer than the time limit of partition short (1-00:00:00): "
         "set CLUSTER_TIME to 1-00:00:00 or less (longer runs checkpoint and requeue), or choose "

@@ -543,8 +543,10 @@ def _job(resumable=True, **over) -> dict:
 def test_sbatch_script_directives_and_syntax(tmp_path):
     opts = SlurmOptions(partition="gpu", time="1:00:00", cpus=3, mem="8G", gpus="a100:1",
                         account="lab", extra=("--qos=short",), signal_margin=120)
-    text = slurm.render_script(_job(), exp_id="e", work_dir=Path("/w"), log=Path("/w/logs/e/j.log"),
-                               opts=opts, venv_activate=Path("/w/.venv/bin/activate"))
+    # an offline job: CLUSTER_GPUS reaches it (online jobs ask for CLUSTER_ONLINE_GPUS, 0)
+    text = slurm.render_script(_job(kind="offline"), exp_id="e", work_dir=Path("/w"),
+                               log=Path("/w/logs/e/j.log"), opts=opts,
+                               venv_activate=Path("/w/.venv/bin/activate"))
     directives = re.findall(r"^#SBATCH (\S+)$", text, re.M)
     assert directives == ["--job-name=e.e_ppo_cartpole_s0", "--output=/w/logs/e/j.log",
                           "--error=/w/logs/e/j.log", "--open-mode=append", "--chdir=/w",
@@ -553,6 +555,7 @@ def test_sbatch_script_directives_and_syntax(tmp_path):
                           "--signal=B:USR1@120", "--qos=short"]
     assert "(trap '' USR1; exec /py train.py --x 'a b' \"${resume[@]}\") &" in text
     assert "export OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in text
+    assert "CUDA_VISIBLE_DEVICES" not in text  # SLURM sets it to the job's GPU
     assert "scontrol requeue \"$SLURM_JOB_ID\"" in text
     assert ". /w/.venv/bin/activate" in text
     (tmp_path / "j.sbatch").write_text(text)
@@ -566,6 +569,7 @@ def test_sbatch_script_directives_and_syntax(tmp_path):
     plot = slurm.render_script(_job(resumable=False, kind="plot", run_dir=None), exp_id="e",
                                work_dir=Path("/w"), log=Path("/w/l.log"), opts=opts, venv_activate=None)
     assert "--requeue" not in plot and "--signal" not in plot and "scontrol requeue" not in plot
+    assert "--gpus" not in plot and "\nexport CUDA_VISIBLE_DEVICES=  #" in plot  # asked for none
 
 
 def test_sbatch_submission_commands():
@@ -642,8 +646,12 @@ def test_cli_cluster_mode_needs_sbatch(tmp_path, monkeypatch):
 @pytest.mark.parametrize("env,local,expected", [
     ("cartpole", True, "local: 2 job(s) at once, 1 thread(s) each (8 cores)"),
     ("seaquest", True, "local: 2 job(s) at once, 4 thread(s) each (8 cores)"),
-    ("seaquest", False, "SLURM: 4 CPU(s) per job, 4 thread(s)"),
-    ("mountaincar", False, "SLURM: 4 CPU(s) per job, 1 thread(s)")])
+    ("seaquest", False, "SLURM: online jobs 4 CPU(s), 16G, no GPU, 4 thread(s); offline jobs 4 "
+                        "CPU(s), 16G, no GPU, 4 thread(s); plot job 1 CPU(s), 2G, no GPU, 1 "
+                        "thread(s)"),
+    ("mountaincar", False, "SLURM: online jobs 4 CPU(s), 16G, no GPU, 1 thread(s); offline jobs 4 "
+                           "CPU(s), 16G, no GPU, 1 thread(s); plot job 1 CPU(s), 2G, no GPU, 1 "
+                           "thread(s)")])
 def test_threads_per_job(tmp_path, monkeypatch, env, local, expected):
     monkeypatch.setenv("PATH", str(tmp_path))  # away from any cluster: no request is tested
     (tmp_path / "scripts").mkdir()
@@ -658,7 +666,7 @@ def test_threads_per_job(tmp_path, monkeypatch, env, local, expected):
                     console=cli.Console(out=out, interactive=False), cores=8)
     assert code == 0 and expected in out.getvalue()
     if not local:
-        threads = expected.split(", ")[1].split()[0]
+        threads = expected.split(", ")[3].split()[0]
         assert out.getvalue().count(f"--threads {threads} ") == 6
         assert out.getvalue().count("#SBATCH --cpus-per-task=4") == 6
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from blendrl.launch import monitor, slurm
-from blendrl.launch.config import (ConfigError, LaunchConfig, build_config, local_parallelism,
-                                   validate_exp_id)
+from blendrl.launch.config import (JOB_KINDS, OFFLINE, ONLINE, ConfigError, LaunchConfig,
+                                   build_config, local_parallelism, validate_exp_id)
 from blendrl.launch.knobs import empty_problems
 from blendrl.launch.local_runner import start_detached
 from blendrl.launch.plan import Job, Plan, build_plan
@@ -259,7 +259,7 @@ def _previous(registry: Registry, cfg: LaunchConfig, resume: bool,
     return previous, 0
 
 
-def _plan_resume(previous: dict, cfg: LaunchConfig, threads: int,
+def _plan_resume(previous: dict, cfg: LaunchConfig, threads: dict[str, int],
                  console: Console) -> tuple[ResumePlan | None, int]:
     """The continuation of ``previous`` with the knobs of ``cfg``, or (None, 2) when refused."""
     recorded = previous.get("knobs")
@@ -317,24 +317,33 @@ def _configure(values: dict[str, Any], project_root: Path, cwd: Path, python: st
 
 
 def _threads(cfg: LaunchConfig, vector_envs: tuple[str, ...], cores: int | None,
-             console: Console) -> tuple[int, int, str]:
-    """``(jobs at once (0: SLURM decides), threads per job, how it runs in words)``."""
+             console: Console) -> tuple[int, dict[str, int], str]:
+    """``(jobs at once (0: SLURM decides), threads per job of each kind, how it runs in words)``.
+
+    Locally every training job gets cores / jobs at once (the CLUSTER_* knobs are the cluster's,
+    not this machine's); on SLURM a job gets the CPUs its kind asks for (CLUSTER_ONLINE_CPUS,
+    CLUSTER_OFFLINE_CPUS, else CLUSTER_CPUS). The plot job has one either way, and on the
+    vector-state environments every job has one."""
+    small = cfg.env in vector_envs  # small MLPs on vector states: more torch threads only slow them
     if cfg.local:
         ncores = cores or len(os.sched_getaffinity(0))
-        parallel, threads, note = local_parallelism(ncores, cfg.max_parallel)
+        parallel, each, note = local_parallelism(ncores, cfg.max_parallel)
         if note:
             console.say(note)
-    else:
-        ncores, parallel, threads = cfg.slurm.cpus, 0, cfg.slurm.cpus
-    if cfg.env in vector_envs:
-        threads = 1  # small MLPs on vector states: more torch threads only slow them down
-    how = (f"local: {parallel} job(s) at once, {threads} thread(s) each ({ncores} cores)"
-           if cfg.local else f"SLURM: {ncores} CPU(s) per job, {threads} thread(s)")
-    return parallel, threads, how
+        threads = {ONLINE: 1 if small else each, OFFLINE: 1 if small else each, "plot": 1}
+        return (parallel, threads, f"local: {parallel} job(s) at once, {threads[ONLINE]} "
+                                   f"thread(s) each ({ncores} cores)")
+    requests = {kind: cfg.slurm.request(kind) for kind in JOB_KINDS}
+    threads = {kind: 1 if small or kind == "plot" else r.cpus for kind, r in requests.items()}
+    kinds = [k for k, present in ((ONLINE, cfg.online_methods), (OFFLINE, cfg.offline_methods),
+                                  ("plot", True)) if present]
+    how = "SLURM: " + "; ".join(f"{requests[k].jobs} {requests[k].describe()}, "
+                                f"{threads[k]} thread(s)" for k in kinds)
+    return 0, threads, how
 
 
-def _plan_problems(cfg: LaunchConfig, threads: int, activate: Path | None, project_root: Path,
-                   console: Console) -> list[str]:
+def _plan_problems(cfg: LaunchConfig, threads: dict[str, int], activate: Path | None,
+                   project_root: Path, console: Console) -> list[str]:
     """Every problem of the whole plan (every job the knobs make, whatever exists already): each
     job's arguments by its script, the online schedule, and on SLURM each request by the
     cluster."""
@@ -357,9 +366,10 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
     """Run ``run_full_cycle.py`` with the flag values ``values`` (its ``Args`` as a dict).
 
     Each job's ``--threads``: 1 for the environments in ``vector_envs`` (small networks, where
-    more threads only cost); otherwise cores / jobs at once (local) or the job's CPUs (SLURM).
-    Either way, jobs x threads never exceed the cores. Every problem of the knobs, of the jobs'
-    arguments and (SLURM) of the requests is said before anything starts (exit 2)."""
+    more threads only cost) and for the plot job; otherwise cores / jobs at once (local: jobs x
+    threads never exceed the cores) or the CPUs its kind asks for (SLURM). Every problem of the
+    knobs, of the jobs' arguments and (SLURM) of the requests is said before anything starts
+    (exit 2)."""
     console = console or Console()
     problem = _contradictions(values)
     if problem:
@@ -378,6 +388,8 @@ def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
         if status:
             return status
     parallel, threads, how = _threads(cfg, vector_envs, cores, console)
+    if not cfg.local and cfg.slurm.unused_gpus():
+        console.say(cfg.slurm.unused_gpus())
     continued = None
     if resume:
         assert previous is not None

@@ -18,8 +18,9 @@ from typing import Any, Mapping
 
 from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
                               ONLINE_METHODS)
-from blendrl.launch.knobs import (OFFLINE, ONLINE, ConfigError, managed_flags,  # noqa: F401
-                                  range_problems, without_none)
+from blendrl.launch.knobs import (OFFLINE, ONLINE, RESOURCE_PARTS, ConfigError,  # noqa: F401
+                                  kind_knob, managed_flags, range_problems, shared_knob,
+                                  without_none)
 
 SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
 """Each method's training script (from the contract's method table)."""
@@ -59,9 +60,91 @@ def slurm_time_seconds(text: str) -> int:
 
 # --------------------------------------------------------------------------- the configuration
 
+JOB_KINDS = (ONLINE, OFFLINE, "plot")
+"""The kinds of job, each with its own cluster request."""
+
+_GPUS_RE = re.compile(r"^(?:([A-Za-z0-9._-]+):)?(\d+)$")
+_MEM_RE = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.I)
+
+
+def gpu_count(text: str) -> tuple[str, int] | None:
+    """``(type, count)`` of an sbatch ``--gpus`` value ``[type:]count`` (type '' when not
+    given); None if it is not one."""
+    m = _GPUS_RE.match(text.strip())
+    return (m[1] or "", int(m[2])) if m else None
+
+
+def no_gpu(text: str) -> bool:
+    """'' and a count of 0 (``0``, ``a100:0``) ask for no GPU."""
+    parsed = gpu_count(text) if text else None
+    return not text or (parsed is not None and parsed[1] == 0)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the jobs of one kind ask SLURM for, and the knob each part comes from: the kind's
+    own (``CLUSTER_OFFLINE_GPUS``) or, where that is '', the shared one (``CLUSTER_GPUS``);
+    None for what is fixed (the plot job's one CPU and no GPU)."""
+
+    kind: str
+    cpus: int
+    mem: str
+    """'' = the cluster's default"""
+    gpus: str
+    """'' = none"""
+    cpus_from: str | None
+    mem_from: str | None
+    gpus_from: str | None
+
+    def source(self, part: str) -> str | None:
+        return getattr(self, f"{part}_from")
+
+    def asked(self, part: str) -> bool:
+        """The request says this part (the CPUs always; memory and GPUs when given)."""
+        return part == "cpus" or bool(getattr(self, part))
+
+    def knob_words(self, part: str) -> str | None:
+        """The knob to change for ``part``, in words: its own knob (``CLUSTER_OFFLINE_CPUS``), or
+        the shared knob it follows and its own (``CLUSTER_CPUS (or CLUSTER_OFFLINE_CPUS for the
+        offline jobs alone)``); None if it is fixed."""
+        source, own = self.source(part), kind_knob(self.kind, part)
+        if source is None or own is None or source == own:
+            return source or own
+        return f"{source} (or {own} for the {self.jobs} alone)"
+
+    @property
+    def jobs(self) -> str:
+        """``online jobs``, ``offline jobs``, ``plot job``."""
+        return "plot job" if self.kind == "plot" else f"{self.kind} jobs"
+
+    def to_dict(self) -> dict:
+        """As recorded with each job in the registry (what a pending reason names)."""
+        return {"cpus": self.cpus, "mem": self.mem, "gpus": self.gpus,
+                "knobs": {part: self.source(part) for part in RESOURCE_PARTS}}
+
+    @classmethod
+    def of_entry(cls, job: dict) -> "Request | None":
+        """The request recorded with a registry entry (None: none recorded)."""
+        r = job.get("request")
+        if not isinstance(r, dict) or not isinstance(r.get("knobs"), dict):
+            return None
+        return cls(job.get("kind", ""), int(r.get("cpus") or 1), str(r.get("mem") or ""),
+                   str(r.get("gpus") or ""), *(r["knobs"].get(p) for p in RESOURCE_PARTS))
+
+    def describe(self) -> str:
+        """``4 CPU(s), 16G, 1 GPU`` (as sbatch will be asked)."""
+        mem = self.mem or "the cluster's default memory"
+        gpus = f"--gpus={self.gpus}" if self.gpus else "no GPU"
+        return f"{self.cpus} CPU(s), {mem}, {gpus}"
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
-    """The sbatch options of every job of a cluster experiment ('' = not given)."""
+    """The sbatch options of the jobs of a cluster experiment ('' = not given).
+
+    ``cpus``, ``mem`` and ``gpus`` are the shared knobs (CLUSTER_CPUS, ...); each kind of job has
+    its own (``online_cpus``: CLUSTER_ONLINE_CPUS, ...), which, when None or '', follows the
+    shared one. :meth:`request` resolves them."""
 
     partition: str = ""
     time: str = ""
@@ -72,6 +155,43 @@ class SlurmOptions:
     extra: tuple[str, ...] = ()
     signal_margin: int = 300
     """Seconds before the time limit at which the job is told to checkpoint (0: never)."""
+    online_cpus: int | None = None
+    online_mem: str = ""
+    online_gpus: str = "0"
+    """online jobs step environments on CPUs: no GPU unless asked"""
+    offline_cpus: int | None = None
+    offline_mem: str = ""
+    offline_gpus: str = ""
+    plot_mem: str = "2G"
+    """the plot job: one CPU, no GPU, this memory ('' = ``mem``)"""
+
+    def request(self, kind: str) -> Request:
+        """What a ``kind`` job (online, offline, plot) asks for, and the knob of each part."""
+        def part(name: str, own: Any) -> tuple[Any, str | None]:
+            knob = kind_knob(kind, name)
+            if knob is None:
+                return None, None
+            if own is None or own == "":
+                return getattr(self, name), shared_knob(name)
+            return own, knob
+
+        if kind == "plot":
+            mem, mem_from = part("mem", self.plot_mem)
+            return Request(kind, 1, mem, "", None, mem_from, None)
+        cpus, cpus_from = part("cpus", getattr(self, f"{kind}_cpus"))
+        mem, mem_from = part("mem", getattr(self, f"{kind}_mem"))
+        gpus, gpus_from = part("gpus", getattr(self, f"{kind}_gpus"))
+        return Request(kind, int(cpus), str(mem), "" if no_gpu(str(gpus)) else str(gpus),
+                       cpus_from, mem_from, gpus_from)
+
+    def unused_gpus(self) -> str | None:
+        """A note when CLUSTER_GPUS asks for GPUs but no kind of job follows it."""
+        followed = {self.request(kind).gpus_from for kind in JOB_KINDS}
+        if no_gpu(self.gpus) or shared_knob("gpus") in followed:
+            return None
+        return (f"note: CLUSTER_GPUS={self.gpus} reaches no job: the online and offline jobs ask "
+                f"for CLUSTER_ONLINE_GPUS={self.online_gpus or 0} and "
+                f"CLUSTER_OFFLINE_GPUS={self.offline_gpus or 0}, the plot job for none")
 
 
 @dataclass(frozen=True)
@@ -243,10 +363,10 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                                        str(v.get("blendrl_offline_extra_args", "")),
                                        MANAGED_OFFLINE_FLAGS, problems)
     for name, text in (("CLUSTER_PARTITION", v["cluster_partition"]),
-                       ("CLUSTER_MEM", v["cluster_mem"]), ("CLUSTER_GPUS", v["cluster_gpus"]),
                        ("CLUSTER_ACCOUNT", v["cluster_account"])):
         if str(text) and not re.match(r"^[A-Za-z0-9._:,=+-]+$", str(text)):
             problems.append(f"{name} {text!r} contains characters that are not valid there")
+    problems += _resource_problems(v, cluster_extra)
     if problems:
         raise ConfigError(problems)
     return LaunchConfig(
@@ -259,10 +379,57 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
         slurm=SlurmOptions(partition=str(v["cluster_partition"]), time=time_text,
                            cpus=int(v["cluster_cpus"]), mem=str(v["cluster_mem"]),
                            gpus=str(v["cluster_gpus"]), account=str(v["cluster_account"]),
-                           extra=cluster_extra, signal_margin=margin),
+                           extra=cluster_extra, signal_margin=margin,
+                           **{f: v.get(f"cluster_{f}", getattr(SlurmOptions, f))
+                              for f in _KIND_FIELDS}),
         online_extra_args=online_extra, offline_extra_args=offline_extra, eval_policy=eval_policy,
         blendrl_online_extra_args=blend_online_extra, blendrl_offline_extra_args=blend_offline_extra,
     )
+
+
+_KIND_FIELDS = ("online_cpus", "online_mem", "online_gpus", "offline_cpus", "offline_mem",
+                "offline_gpus", "plot_mem")
+"""The per-kind request fields of :class:`SlurmOptions` (the knob of ``f`` is ``CLUSTER_F``)."""
+
+_EXTRA_RESOURCES = (
+    (re.compile(r"^(?:--cpus-per-task(?:=|$)|-c\d*$)"), "cpus", "the CPUs of a job"),
+    (re.compile(r"^--mem(?:=|$)"), "mem", "the memory of a job"),
+    (re.compile(r"^(?:--gpus(?:-per-\w+)?(?:=|$)|-G\d*$|--gres=.*gpu)"), "gpus",
+     "GPUs for every job, the plot job's included"),
+)
+
+
+def _resource_problems(v: Mapping[str, Any], cluster_extra: tuple[str, ...]) -> list[str]:
+    """The memory and GPU knobs' forms, and CLUSTER_EXTRA options that would ask every job for
+    what the per-kind knobs ask each kind for."""
+    problems = []
+    for kind in JOB_KINDS:
+        for part in ("mem", "gpus"):
+            knob = kind_knob(kind, part)
+            if knob is not None:
+                problems += _value_problem(knob, str(v.get(knob.lower()) or ""), part)
+    for part in ("mem", "gpus"):
+        problems += _value_problem(shared_knob(part), str(v[shared_knob(part).lower()]), part)
+    for word in cluster_extra:
+        for pattern, part, what in _EXTRA_RESOURCES:
+            if pattern.match(word):
+                own = [k for k in (kind_knob(kind, part) for kind in JOB_KINDS) if k]
+                problems.append(f"CLUSTER_EXTRA: {word} would set {what}; set "
+                                f"{' / '.join(own)} (or {shared_knob(part)}) instead")
+    return problems
+
+
+def _value_problem(knob: str, text: str, part: str) -> list[str]:
+    if not text:
+        return []
+    if part == "mem" and not _MEM_RE.match(text):
+        return [f"{knob} {text!r} is not an amount of memory: write e.g. 16G, 500M or 16000 (MB)"
+                + (", or '' for the cluster's default" if knob == "CLUSTER_MEM" else
+                   ", or '' for CLUSTER_MEM")]
+    if part == "gpus" and gpu_count(text) is None:
+        return [f"{knob} {text!r} is not a number of GPUs: write COUNT or TYPE:COUNT, e.g. 1 or "
+                "a100:1 (0 = none)"]
+    return []
 
 
 def local_parallelism(cores: int, max_parallel: int) -> tuple[int, int, str | None]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from blendrl.contract import OFFLINE_METHODS, ONLINE_METHODS
+from blendrl.cli_parse import parse_bool  # noqa: F401 (the BOOL kind; also the scripts' flags)
 
 ONLINE, OFFLINE = "online", "offline"
 BOTH = (ONLINE, OFFLINE)
@@ -47,16 +48,6 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------- kinds of value
-
-def parse_bool(text: str) -> bool:
-    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case)."""
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
-
 
 def parse_int(text: str) -> int:
     try:
@@ -78,6 +69,12 @@ def parse_str(text: str) -> str:
     return text.strip()
 
 
+def parse_opt_int(text: str) -> int | None:
+    """A whole number, or '' (and ``None``, how the flag writes it) for no value of its own."""
+    t = text.strip()
+    return None if t in ("", "None") else parse_int(t)
+
+
 @dataclass(frozen=True)
 class Kind:
     """How a knob's text becomes a value, how its default is written in the shell script, and
@@ -93,6 +90,8 @@ INT = Kind(parse_int, str, int)
 BOOL = Kind(parse_bool, lambda v: "1" if v else "0", bool)
 WORDS = Kind(parse_words, " ".join, tuple[str, ...])
 INTS = Kind(parse_ints, lambda v: " ".join(map(str, v)), tuple[int, ...])
+OPT_INT = Kind(parse_opt_int, lambda v: "" if v is None else str(v), int | None)
+"""a whole number, or '' (None): the knob follows another one"""
 
 
 # --------------------------------------------------------------------------- the table
@@ -143,7 +142,7 @@ class Knob:
 
     @property
     def may_be_empty(self) -> bool:
-        return self.allow_empty or self.default == ""
+        return self.allow_empty or self.default in ("", None)
 
 
 EXPERIMENT = "the experiment"
@@ -201,14 +200,36 @@ KNOBS: tuple[Knob, ...] = (
     Knob("CLUSTER_TIME", TEXT, "04:00:00",
          "sbatch --time per job ('' = the partition's default); longer jobs checkpoint and "
          "requeue", SLURM, allow_empty=True, flag_note="M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"),
-    Knob("CLUSTER_CPUS", INT, 4, "sbatch --cpus-per-task (also each job's --threads)", SLURM,
-         minimum=1),
-    Knob("CLUSTER_MEM", TEXT, "16G", "sbatch --mem ('' = the cluster's default)", SLURM,
+    Knob("CLUSTER_CPUS", INT, 4,
+         "sbatch --cpus-per-task (and --threads) of the training jobs whose *_CPUS below is ''",
+         SLURM, minimum=1),
+    Knob("CLUSTER_MEM", TEXT, "16G",
+         "sbatch --mem of the jobs whose *_MEM below is '' ('' = the cluster's default)", SLURM,
          allow_empty=True),
-    Knob("CLUSTER_GPUS", TEXT, "", "sbatch --gpus, e.g. 1 or a100:1 ('' = none)", SLURM),
+    Knob("CLUSTER_GPUS", TEXT, "",
+         "sbatch --gpus of the jobs whose *_GPUS below is '' (the offline ones), e.g. 1 or "
+         "a100:1 ('' or 0 = none)", SLURM),
+    Knob("CLUSTER_ONLINE_CPUS", OPT_INT, None,
+         "online jobs' CPUs (environment stepping) and --threads ('' = CLUSTER_CPUS)", SLURM,
+         minimum=1, flag_note="as a flag: a number, or None for CLUSTER_CPUS"),
+    Knob("CLUSTER_ONLINE_MEM", TEXT, "", "online jobs' --mem ('' = CLUSTER_MEM)", SLURM),
+    Knob("CLUSTER_ONLINE_GPUS", TEXT, "0",
+         "online jobs' --gpus (0 = none: they step environments on CPUs; '' = CLUSTER_GPUS)",
+         SLURM, allow_empty=True),
+    Knob("CLUSTER_OFFLINE_CPUS", OPT_INT, None,
+         "offline jobs' CPUs and --threads ('' = CLUSTER_CPUS)", SLURM, minimum=1,
+         flag_note="as a flag: a number, or None for CLUSTER_CPUS"),
+    Knob("CLUSTER_OFFLINE_MEM", TEXT, "", "offline jobs' --mem ('' = CLUSTER_MEM)", SLURM),
+    Knob("CLUSTER_OFFLINE_GPUS", TEXT, "",
+         "offline jobs' --gpus, e.g. 1 or a100:1 (0 = none: train on CPUs; '' = CLUSTER_GPUS)",
+         SLURM),
+    Knob("CLUSTER_PLOT_MEM", TEXT, "2G",
+         "the plot job's --mem (it asks for 1 CPU and no GPU; '' = CLUSTER_MEM)", SLURM,
+         allow_empty=True),
     Knob("CLUSTER_ACCOUNT", TEXT, "", "sbatch --account ('' = none)", SLURM),
     Knob("CLUSTER_EXTRA", TEXT, "",
-         'more sbatch options, e.g. "--qos=short --constraint=avx2"', SLURM,
+         'more sbatch options for every job (not CPUs, memory or GPUs: the knobs above), e.g. '
+         '"--qos=short --constraint=avx2"', SLURM,
          flag_note="as a flag write it with '=': --cluster_extra='--qos=short'"),
     Knob("CLUSTER_SIGNAL_MARGIN", INT, 300,
          "seconds before the time limit to checkpoint and requeue (0: never)", SLURM),
@@ -234,6 +255,24 @@ KNOBS: tuple[Knob, ...] = (
 )
 
 KNOB_BY_VAR: dict[str, Knob] = {k.env_var: k for k in KNOBS}
+
+RESOURCE_PARTS = ("cpus", "mem", "gpus")
+"""What a cluster job asks for, each set by a knob: CLUSTER_{KIND}_{PART} or else CLUSTER_{PART}."""
+
+
+def kind_knob(kind: str, part: str) -> str | None:
+    """The knob of the ``part`` (cpus, mem, gpus) of a ``kind`` job's cluster request:
+    ``CLUSTER_ONLINE_CPUS``, ``CLUSTER_PLOT_MEM``, ...; None where it has none (the plot job's
+    one CPU and no GPU are fixed)."""
+    name = f"CLUSTER_{kind.upper()}_{part.upper()}"
+    return name if name in KNOB_BY_VAR else None
+
+
+def shared_knob(part: str) -> str:
+    """The knob a ``part`` of every kind's request follows where its own is '' (CLUSTER_CPUS,
+    ...)."""
+    return f"CLUSTER_{part.upper()}"
+
 
 JOB_FLAGS: dict[str, tuple[str, ...]] = {
     ONLINE: ("run_id", "save_dataset", "dataset_dir", "runs_dir", "threads", "resume"),
@@ -355,7 +394,7 @@ def range_problems(values: Mapping[str, Any]) -> list[str]:
         if k.field not in values:
             continue
         v = values[k.field]
-        if k.minimum is not None and int(v) < k.minimum:
+        if k.minimum is not None and v is not None and int(v) < k.minimum:
             what = "a positive whole number" if k.minimum == 1 else f"a whole number >= {k.minimum}"
             problems.append(f"{k.env_var} must be {what}, got {v}")
         if k.choices and str(v) not in k.choices:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from blendrl.contract import DATASET_MANIFEST, METHOD_INFO
 from blendrl.launch.config import LaunchConfig
@@ -50,6 +50,9 @@ class Job:
     resumable: bool = False
     """The command accepts ``--resume`` (used when SLURM requeues the job)."""
     threads: int = 1
+    request: dict | None = None
+    """Cluster mode: what the job asks SLURM for and the knob of each part
+    (:meth:`~blendrl.launch.config.Request.to_dict`), so that a pending reason can name them."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +115,15 @@ def _extra_words(cfg: LaunchConfig, kind: str, method: str) -> list[str]:
     return [w for _, words in extra_args(cfg, kind, method) for w in words]
 
 
+def threads_of(threads: int | Mapping[str, int], kind: str) -> int:
+    """The ``--threads`` of a ``kind`` job: one number for every kind, or one per kind."""
+    return int(threads) if isinstance(threads, int) else int(threads.get(kind, 1))
+
+
+def _request(cfg: LaunchConfig, kind: str) -> dict | None:
+    return None if cfg.local else cfg.slurm.request(kind).to_dict()
+
+
 def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
     run_id = online_run_id(cfg.exp_id, method, cfg.env, seed)
     cmd = [cfg.python, str(cfg.script(method)), *script_flags(ONLINE, cfg, seed),
@@ -121,7 +133,7 @@ def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
            *_extra_words(cfg, ONLINE, method)]
     return Job(name=run_id, kind="online", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / run_id),
-               resumable=True, threads=threads)
+               resumable=True, threads=threads, request=_request(cfg, ONLINE))
 
 
 def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads: int) -> Job:
@@ -134,7 +146,7 @@ def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads:
            "--threads", str(threads), *_extra_words(cfg, OFFLINE, method)]
     return Job(name=run_id, kind="offline", command=cmd, method=method, seed=seed, run_id=run_id,
                run_dir=str(cfg.runs_dir / run_id), dataset_dir=str(cfg.dataset_dir / source_id),
-               resumable=True, threads=threads)
+               resumable=True, threads=threads, request=_request(cfg, OFFLINE))
 
 
 def plot_job(cfg: LaunchConfig, after: list[str]) -> Job:
@@ -142,7 +154,7 @@ def plot_job(cfg: LaunchConfig, after: list[str]) -> Job:
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
            "--output_dir", _arg_path(cfg.plots_dir, cfg.work_dir)]
     return Job(name=PLOT_JOB, kind="plot", command=cmd, depends_on=list(after),
-               dependency=AFTERANY)
+               dependency=AFTERANY, threads=1, request=_request(cfg, "plot"))
 
 
 def _non_empty(path: Path) -> bool:
@@ -166,9 +178,11 @@ Decide = Callable[[Job, list[Path]], bool]
 """Asked for each job whose outputs exist: True to overwrite them, False to skip the job."""
 
 
-def build_plan(cfg: LaunchConfig, threads: int, decide: Decide) -> Plan:
+def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: Decide) -> Plan:
     """The jobs of ``cfg``: online jobs per method and seed, offline jobs per method, dataset
-    source and seed, and a final plotting job when anything is to run.
+    source and seed, and a final plotting job when anything is to run. ``threads``: each
+    training job's ``--threads``, one number or one per kind (``{"online": 4, "offline": 8}``);
+    the plot job has one.
 
     An offline job depends on the online job producing its dataset when that job is in the plan;
     runs without dependency when the dataset is on disk; is skipped (with the reason) otherwise.
@@ -178,7 +192,7 @@ def build_plan(cfg: LaunchConfig, threads: int, decide: Decide) -> Plan:
     planned_online: dict[str, Job] = {}
     for method in cfg.online_methods:
         for seed in cfg.seeds:
-            job = online_job(cfg, method, seed, threads)
+            job = online_job(cfg, method, seed, threads_of(threads, ONLINE))
             existing = existing_outputs(job)
             if existing and not decide(job, existing):
                 plan.skipped.append((job.name, "exists (" + ", ".join(map(str, existing)) + ")"))
@@ -189,7 +203,7 @@ def build_plan(cfg: LaunchConfig, threads: int, decide: Decide) -> Plan:
     for method in cfg.offline_methods:
         for source in cfg.offline_datasets:
             for seed in cfg.seeds:
-                job = offline_job(cfg, method, source, seed, threads)
+                job = offline_job(cfg, method, source, seed, threads_of(threads, OFFLINE))
                 source_id = online_run_id(cfg.exp_id, source, cfg.env, seed)
                 if source_id in planned_online:
                     job.depends_on = [source_id]

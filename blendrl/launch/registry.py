@@ -15,11 +15,14 @@ Layout::
      "max_parallel": 2,                                   # local mode
      "runner": {"pid": ..., "pgid": ..., "start_time": ..., "state": ...},   # local mode
      "jobs": [{"name", "kind", "command", "depends_on", "dependency", "method", "seed",
-               "run_id", "run_dir", "dataset_dir", "resumable", "threads", "log",
+               "run_id", "run_dir", "dataset_dir", "resumable", "threads", "request", "log",
                "state", "exit_code", "reason", "pid", "pgid", "start_time", "slurm_id",
                "sbatch_script", "submit_command", "submitted_at", "started_at", "ended_at",
                "restarts", "slurm_times", "slurm_reason", "resume"}, ...]}
 
+``request`` (cluster mode) is what the job asked SLURM for and the knob of each part
+(``{"cpus": 4, "mem": "16G", "gpus": "1", "knobs": {"cpus": "CLUSTER_CPUS", "mem": ...,
+"gpus": "CLUSTER_OFFLINE_GPUS"}}``; None locally): a pending reason names those knobs.
 ``slurm_times`` (cluster mode) is SLURM's ``{"start", "end", "submit"}`` of the job's latest
 attempt, as ``scontrol show job`` reported it when the job was last seen; ``slurm_reason`` its
 ``Reason`` then (why a pending job waits: ``Priority``, ``PartitionConfig``, ...). ``resume``

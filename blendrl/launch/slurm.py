@@ -1,6 +1,12 @@
 """The SLURM backend: one batch script per job, ``sbatch --parsable`` submission with
 ``afterok``/``afterany`` dependencies, job states from ``scontrol show job -o``, ``scancel``.
 
+Each job asks for what its kind needs (:meth:`~blendrl.launch.config.SlurmOptions.request`): an
+online job the CPUs of its environments and no GPU unless CLUSTER_ONLINE_GPUS says, an offline
+job its own CPUs, memory and GPUs, the plot job one CPU, CLUSTER_PLOT_MEM and no GPU. A job that
+asks for no GPU runs with ``CUDA_VISIBLE_DEVICES`` empty, so that ``--device auto`` cannot take a
+GPU of its node that SLURM does not hide from it.
+
 Long jobs survive the time limit: a resumable job's script asks for ``--signal=B:USR1@margin``
 and ``--requeue``. The batch shell runs the job in the background and waits (``cmd & wait``), so
 its USR1 trap runs at once and forwards the signal to the training script, which checkpoints and
@@ -53,20 +59,23 @@ def sbatch_available() -> bool:
 
 
 def directives(job: dict, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions) -> list[str]:
-    """The ``#SBATCH`` options of ``job``'s batch script."""
+    """The ``#SBATCH`` options of ``job``'s batch script: the request of its kind
+    (:meth:`SlurmOptions.request`: online and offline jobs their own CPUs, memory and GPUs, the
+    plot job one CPU, its memory and no GPU) and what every job gets."""
+    request = opts.request(job["kind"])
     d = [f"--job-name={exp_id}.{job['name']}", f"--output={log}", f"--error={log}",
          "--open-mode=append", f"--chdir={work_dir}", "--ntasks=1",
-         f"--cpus-per-task={1 if job['kind'] == 'plot' else opts.cpus}"]
+         f"--cpus-per-task={request.cpus}"]
     if opts.time:
         d.append(f"--time={opts.time}")
     if opts.partition:
         d.append(f"--partition={opts.partition}")
     if opts.account:
         d.append(f"--account={opts.account}")
-    if opts.mem:
-        d.append(f"--mem={opts.mem}")
-    if opts.gpus:
-        d.append(f"--gpus={opts.gpus}")
+    if request.mem:
+        d.append(f"--mem={request.mem}")
+    if request.gpus:
+        d.append(f"--gpus={request.gpus}")
     if job.get("resumable"):
         d.append("--requeue")
         if opts.signal_margin > 0:
@@ -79,7 +88,8 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
                   venv_activate: Path | None) -> str:
     """The batch script of ``job`` (a registry entry or ``Job.to_dict()``)."""
     q = shlex.quote
-    threads = int(job.get("threads") or opts.cpus)
+    request = opts.request(job["kind"])
+    threads = int(job.get("threads") or request.cpus)
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH {d}" for d in directives(job, exp_id, work_dir, log, opts)]
     lines += [
@@ -88,6 +98,10 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
     ]
     if venv_activate is not None:
         lines.append(f"if [ -f {q(str(venv_activate))} ]; then . {q(str(venv_activate))}; fi")
+    if not request.gpus:
+        # asked for no GPU: it uses none, also where SLURM does not hide the node's GPUs from it
+        # (no ConstrainDevices) and --device auto would otherwise take one given to another job
+        lines.append("export CUDA_VISIBLE_DEVICES=  # it asked for no GPU: it uses none")
     lines += [
         f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONUNBUFFERED=1",
         "restart=${SLURM_RESTART_COUNT:-0}",

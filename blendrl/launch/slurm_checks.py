@@ -1,17 +1,23 @@
 """Cluster mode: every job's request tested against the cluster before anything is submitted, and
 the pending reasons that waiting cannot clear.
 
+Each kind of job has its own request (:meth:`~blendrl.launch.config.SlurmOptions.request`: the
+online and offline jobs their CPUs, memory and GPUs, the plot job one CPU, its memory and no
+GPU), and each part of it comes from a knob: the kind's own (``CLUSTER_OFFLINE_GPUS``) or the
+shared one it follows (``CLUSTER_GPUS``). Every sentence below names that knob.
+
 Before submission (:func:`request_problems`): the partition's limits (``scontrol show partition``,
-``sinfo``: CPUs and memory of its nodes, its time limit) against CLUSTER_CPUS, CLUSTER_MEM and
-CLUSTER_TIME, each excess one sentence naming the knob; then each distinct request (the
-``#SBATCH`` options of a job, its name and log aside) through ``sbatch --test-only``, its batch
-script on stdin, so that whatever else the cluster refuses (an account, a QOS, a constraint, a
-GPU type) is refused now rather than left pending. A cluster that accepts a request it can never
-run (it pends with ``PartitionConfig``) is what this catches: ``--test-only`` refuses it.
+``sinfo``: CPUs, memory and GPUs of its nodes, its time limit) against each kind's request and
+CLUSTER_TIME, each excess one sentence naming the knob (a shared knob that several kinds follow
+is named once); then each distinct request (the ``#SBATCH`` options of a job, its name and log
+aside) through ``sbatch --test-only``, its batch script on stdin, so that whatever else the
+cluster refuses (an account, a QOS, a constraint, a GPU type) is refused now rather than left
+pending. A cluster that accepts a request it can never run (it pends with ``PartitionConfig``)
+is what this catches: ``--test-only`` refuses it.
 
 While an experiment is followed, :func:`pending_reason` says what SLURM's reason for a pending
 job (``scontrol``'s ``Reason``, squeue's ``%r``) means, whether waiting can clear it, and which
-knob to change.
+knob to change: that of the job's own request, as recorded with it in the registry.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blendrl.launch import slurm
-from blendrl.launch.config import LaunchConfig, SlurmOptions, slurm_time_seconds
+from blendrl.launch.config import (JOB_KINDS, LaunchConfig, Request, SlurmOptions, gpu_count,
+                                   slurm_time_seconds)
+from blendrl.launch.knobs import RESOURCE_PARTS, kind_knob, shared_knob
 from blendrl.launch.registry import PENDING
 
 _NOT_A_REQUEST = ("--job-name=", "--output=", "--error=", "--chdir=", "--open-mode=")
@@ -44,6 +52,9 @@ class Limits:
     """the most memory of one of its nodes (or its MaxMemPerNode, if lower)"""
     time: str | None
     """its MaxTime as SLURM writes it"""
+    gpus: dict[str, int] | None = None
+    """the most GPUs of one of its nodes, by type ('': of any type); {} when no node has one;
+    None: not known"""
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess | None:
@@ -71,16 +82,43 @@ def partition_limits(partition: str) -> Limits | None:
     if info is None or "PartitionName" not in info:
         return None
     name = info["PartitionName"]
-    nodes = _run(["sinfo", "-h", "-N", "-p", name, "-o", "%c %m"])
+    nodes = _run(["sinfo", "-h", "-N", "-p", name, "-o", "%c %m %G"])
     text = nodes.stdout if nodes is not None and nodes.returncode == 0 else ""
-    sizes = [tuple(map(int, line.split()[:2])) for line in text.splitlines()
-             if re.match(r"^\s*\d+\s+\d+", line)]
-    cpus = max((c for c, _ in sizes), default=None)
-    mem = max((m for _, m in sizes), default=None)
+    rows = [line.split() for line in text.splitlines() if re.match(r"^\s*\d+\s+\d+", line)]
+    cpus = max((int(r[0]) for r in rows), default=None)
+    mem = max((int(r[1]) for r in rows), default=None)
+    per_node = [node_gpus(r[2]) if len(r) > 2 else None for r in rows]
+    gpus: dict[str, int] | None = None
+    if rows and all(g is not None for g in per_node):
+        gpus = {}
+        for g in per_node:
+            for kind, n in g.items():
+                gpus[kind] = max(gpus.get(kind, 0), n)
     time = info.get("MaxTime")
     return Limits(name, _smaller(cpus, info.get("MaxCPUsPerNode")),
                   _smaller(mem, info.get("MaxMemPerNode")),
-                  None if time in (None, "", "UNLIMITED") else time)
+                  None if time in (None, "", "UNLIMITED") else time, gpus)
+
+
+def node_gpus(gres: str) -> dict[str, int] | None:
+    """The GPUs of a node from sinfo's ``%G`` (``gpu:a100:4(S:0-1),mps:400``, ``gpu:2``,
+    ``(null)``), by type ('' = all of them); None if it cannot be read."""
+    found: dict[str, int] = {}
+    text = re.sub(r"\([^)]*\)", "", gres.strip())
+    for item in filter(None, text.split(",")):
+        parts = item.split(":")
+        if parts[0] != "gpu":
+            continue
+        if len(parts) == 2 and parts[1].isdigit():
+            kind, n = "", int(parts[1])
+        elif len(parts) == 3 and parts[2].isdigit():
+            kind, n = parts[1], int(parts[2])
+        else:
+            return None
+        if kind:
+            found[kind] = found.get(kind, 0) + n
+        found[""] = found.get("", 0) + n
+    return found
 
 
 def mem_mb(text: str) -> float | None:
@@ -89,17 +127,51 @@ def mem_mb(text: str) -> float | None:
     return float(m[1]) * _MEM_UNITS[m[2] or "M"] if m else None
 
 
-def limit_problems(opts: SlurmOptions, limits: Limits) -> list[str]:
-    """One sentence per knob asking more than ``limits`` allow."""
+def _whose(knob: str, requests: list[Request], part: str) -> str:
+    """For a shared knob, the kinds that follow it: `` (the online and offline jobs follow it:
+    CLUSTER_ONLINE_CPUS / CLUSTER_OFFLINE_CPUS are '')``; '' for a kind's own knob."""
+    if knob != shared_knob(part):
+        return ""
+    own = " / ".join(k for k in (kind_knob(r.kind, part) for r in requests) if k)
+    if len(requests) == 1:
+        follows = "follows" if requests[0].kind == "plot" else "follow"
+        return f" (the {requests[0].jobs} {follows} it: {own} is '')"
+    return f" (the {_and([r.kind for r in requests])} jobs follow it: {own} are '')"
+
+
+def _by_knob(requests: list[Request], part: str) -> dict[tuple[str, str], list[Request]]:
+    """The requests asking ``part``, by the knob that sets it and its value."""
+    groups: dict[tuple[str, str], list[Request]] = {}
+    for r in requests:
+        if r.asked(part) and r.source(part) is not None:
+            groups.setdefault((r.source(part), str(getattr(r, part))), []).append(r)
+    return groups
+
+
+def limit_problems(opts: SlurmOptions, limits: Limits,
+                   kinds: tuple[str, ...] = JOB_KINDS) -> list[str]:
+    """One sentence per knob asking more than ``limits`` allow, for the requests of ``kinds``."""
     p, problems, other = limits.partition, [], _PARTITION
-    if limits.cpus is not None and opts.cpus > limits.cpus:
-        problems.append(f"CLUSTER_CPUS={opts.cpus} is more than the {limits.cpus} CPUs of any node "
-                        f"of partition {p}: set CLUSTER_CPUS to {limits.cpus} or less, {other}")
-    mem = mem_mb(opts.mem) if opts.mem else None
-    if limits.mem_mb is not None and mem is not None and mem > limits.mem_mb:
-        problems.append(f"CLUSTER_MEM={opts.mem} is more than the {limits.mem_mb} MB of memory of "
-                        f"any node of partition {p}: set CLUSTER_MEM to {limits.mem_mb}M or less "
-                        f"('' for the cluster's default), {other}")
+    requests = [opts.request(k) for k in kinds]
+    if limits.cpus is not None:
+        for (knob, value), rs in _by_knob(requests, "cpus").items():
+            if int(value) > limits.cpus:
+                problems.append(f"{knob}={value} is more than the {limits.cpus} CPUs of any node "
+                                f"of partition {p}: set {knob} to {limits.cpus} or less"
+                                f"{_whose(knob, rs, 'cpus')}, {other}")
+    if limits.mem_mb is not None:
+        for (knob, value), rs in _by_knob(requests, "mem").items():
+            mem = mem_mb(value)
+            if mem is not None and mem > limits.mem_mb:
+                default = ", or '' for the cluster's default" if knob == shared_knob("mem") else ""
+                problems.append(f"{knob}={value} is more than the {limits.mem_mb} MB of memory of "
+                                f"any node of partition {p}: set {knob} to {limits.mem_mb}M or "
+                                f"less{default}{_whose(knob, rs, 'mem')}, {other}")
+    if limits.gpus is not None:
+        for (knob, value), rs in _by_knob(requests, "gpus").items():
+            problem = _gpu_problem(knob, value, limits.gpus, p)
+            if problem:
+                problems.append(f"{problem}{_whose(knob, rs, 'gpus')}, {other}")
     if limits.time is not None and opts.time:
         try:
             too_long = slurm_time_seconds(opts.time) > slurm_time_seconds(limits.time)
@@ -110,6 +182,28 @@ def limit_problems(opts: SlurmOptions, limits: Limits) -> list[str]:
                             f"{p} ({limits.time}): set CLUSTER_TIME to {limits.time} or less "
                             f"(longer runs checkpoint and requeue), {other}")
     return problems
+
+
+def _gpu_problem(knob: str, value: str, gpus: dict[str, int], partition: str) -> str | None:
+    """The start of a sentence on a ``--gpus`` value the nodes cannot give (None if they can)."""
+    parsed = gpu_count(value)
+    if parsed is None:
+        return None
+    kind, n = parsed
+    if not gpus.get("", 0):
+        return (f"{knob}={value} asks for GPUs, but no node of partition {partition} has any: "
+                f"set {knob} to 0 for none")
+    types = sorted(t for t in gpus if t)
+    if kind and kind not in gpus:
+        have = f"they have {', '.join(types)}" if types else "their GPUs have no type"
+        return (f"{knob}={value} asks for {kind} GPUs, but no node of partition {partition} has "
+                f"any ({have}): set {knob} to another type, or to a count alone")
+    most = gpus[kind]
+    if n > most:
+        best = f"{kind}:{most}" if kind else str(most)
+        return (f"{knob}={value} is more than the {most} {kind + ' ' if kind else ''}GPUs of any "
+                f"node of partition {partition}: set {knob} to {best} or less")
+    return None
 
 
 # --------------------------------------------------------------------------- sbatch --test-only
@@ -127,16 +221,42 @@ def test_only(script: str) -> str | None:
     return "; ".join(dict.fromkeys(ln for ln in lines if ln)) or f"exit {res.returncode}"
 
 
-_REFUSAL_KNOBS = (("node configuration", "CLUSTER_CPUS / CLUSTER_MEM / CLUSTER_GPUS"),
-                  ("time limit", "CLUSTER_TIME"), ("partition", "CLUSTER_PARTITION"),
+_REFUSAL_PARTS = (("node configuration", RESOURCE_PARTS), ("gres", ("gpus",)),
+                  ("memory", ("mem",)))
+"""Refusals of a request's resources: the parts of the request they point at."""
+_REFUSAL_KNOBS = (("time limit", "CLUSTER_TIME"), ("partition", "CLUSTER_PARTITION"),
                   ("account", "CLUSTER_ACCOUNT"), ("qos", "CLUSTER_EXTRA (--qos)"),
-                  ("gres", "CLUSTER_GPUS"), ("feature", "CLUSTER_EXTRA (--constraint)"),
-                  ("memory", "CLUSTER_MEM"))
+                  ("feature", "CLUSTER_EXTRA (--constraint)"))
 
 
-def refusal_knobs(message: str) -> str:
-    """The knob(s) a refusal of ``sbatch --test-only`` points at."""
+def request_knobs(requests: list[Request], parts: tuple[str, ...] = RESOURCE_PARTS) -> str:
+    """The knobs to change for the ``parts`` (cpus, mem, gpus) of ``requests``, each said once
+    and only where the request asks for it: ``CLUSTER_CPUS (or CLUSTER_OFFLINE_CPUS for the
+    offline jobs alone) / CLUSTER_OFFLINE_GPUS``."""
+    said: list[str] = []
+    for part in parts:
+        asked = [r for r in requests if r.asked(part) and r.source(part)]
+        shared = [r for r in asked if r.source(part) == shared_knob(part)]
+        for r in asked:
+            if r not in shared:
+                said.append(r.source(part))
+        if len(shared) == 1:
+            said.append(shared[0].knob_words(part))
+        elif shared:
+            own = " / ".join(k for k in (kind_knob(r.kind, part) for r in shared) if k)
+            said.append(f"{shared_knob(part)} (or {own} per kind)")
+    return " / ".join(dict.fromkeys(said)) or "the CLUSTER_* knobs"
+
+
+def refusal_knobs(message: str, requests: list[Request] | None = None) -> str:
+    """The knob(s) a refusal of ``sbatch --test-only`` points at (``requests``: those it
+    refused, whose resource knobs are named)."""
     low = message.lower()
+    for word, parts in _REFUSAL_PARTS:
+        if word in low:
+            if requests is None:
+                return " / ".join(shared_knob(p) for p in parts)
+            return request_knobs(requests, parts)
     return next((knobs for word, knobs in _REFUSAL_KNOBS if word in low), "the CLUSTER_* knobs")
 
 
@@ -154,8 +274,9 @@ def request_problems(cfg: LaunchConfig, jobs: list[dict], activate: Path | None)
     """The problems of the requests of ``jobs`` (``Job.to_dict()``s or registry entries) on this
     cluster, one sentence each (see the module docstring); a refusal that several requests get
     (the training jobs', the plot job's) is said once."""
+    kinds = tuple(k for k in JOB_KINDS if any(j["kind"] == k for j in jobs))
     limits = partition_limits(cfg.slurm.partition)
-    problems = limit_problems(cfg.slurm, limits) if limits is not None else []
+    problems = limit_problems(cfg.slurm, limits, kinds) if limits is not None else []
     if problems:  # they name the knob; --test-only would refuse the same in vaguer words
         return problems
     refused: dict[str, tuple[list[str], tuple[str, ...]]] = {}
@@ -165,11 +286,12 @@ def request_problems(cfg: LaunchConfig, jobs: list[dict], activate: Path | None)
                                      opts=cfg.slurm, venv_activate=activate)
         refusal = test_only(script)
         if refusal is not None:
-            kinds = refused.setdefault(refusal, ([], request))[0]
-            kinds.extend(k for k in dict.fromkeys(j["kind"] for j in group) if k not in kinds)
-    return [f"{refusal_knobs(refusal)}: the cluster refuses the request of the "
-            f"{_and(kinds)} jobs ({' '.join(_shown(request))}): {refusal}"
-            for refusal, (kinds, request) in refused.items()]
+            kinds_refused = refused.setdefault(refusal, ([], request))[0]
+            kinds_refused.extend(k for k in dict.fromkeys(j["kind"] for j in group)
+                                 if k not in kinds_refused)
+    return [f"{refusal_knobs(refusal, [cfg.slurm.request(k) for k in ks])}: the cluster refuses "
+            f"the request of the {_and(ks)} jobs ({' '.join(_shown(request))}): {refusal}"
+            for refusal, (ks, request) in refused.items()]
 
 
 def _and(words: list[str]) -> str:
@@ -197,13 +319,13 @@ class PendingReason:
 PENDING_REASONS: dict[str, PendingReason] = {
     "PartitionConfig": PendingReason(
         "the request does not fit the partition (more CPUs, memory or GPUs than its nodes have)",
-        f"lower CLUSTER_CPUS / CLUSTER_MEM / CLUSTER_GPUS, {_PARTITION}"),
+        f"lower {{request}}, {_PARTITION}"),
     "PartitionTimeLimit": PendingReason("CLUSTER_TIME is above the partition's time limit",
                                         f"lower CLUSTER_TIME, {_PARTITION}"),
     "PartitionNodeLimit": PendingReason("the number of nodes is outside the partition's limits",
                                         f"change CLUSTER_EXTRA, {_PARTITION}"),
     "BadConstraints": PendingReason("its constraints can never be satisfied",
-                                    "change the --constraint of CLUSTER_EXTRA, or CLUSTER_GPUS"),
+                                    "change the --constraint of CLUSTER_EXTRA{or_gpus}"),
     "InvalidAccount": PendingReason("the account is not valid", "change CLUSTER_ACCOUNT"),
     "InvalidQOS": PendingReason("the QOS is not valid",
                                 "change the --qos of CLUSTER_EXTRA (or CLUSTER_ACCOUNT)"),
@@ -219,22 +341,54 @@ PENDING_REASONS: dict[str, PendingReason] = {
                                        f"if it lasts, {_OTHER}", final=False),
 }
 """The reasons that deserve words (others, such as ``Priority`` or ``Resources``, clear by
-waiting and are only shown); per-job limits of a QOS or association are matched by pattern."""
+waiting and are only shown); per-job limits of a QOS or association are matched by pattern.
+``{request}`` and ``{or_gpus}`` in a ``change`` become the knobs of the job's own request."""
 
 _PER_JOB = re.compile(r"^(?:Assoc|QOS)Max(Wall|Cpu|Mem|GRES|Node)\w*PerJob")
-_PER_JOB_KNOB = {"Wall": "CLUSTER_TIME", "Cpu": "CLUSTER_CPUS", "Mem": "CLUSTER_MEM",
-                 "GRES": "CLUSTER_GPUS", "Node": "CLUSTER_EXTRA"}
+_PER_JOB_KNOB = {"Wall": "CLUSTER_TIME", "Node": "CLUSTER_EXTRA"}
+_PER_JOB_PART = {"Cpu": "cpus", "Mem": "mem", "GRES": "gpus"}
 
 
-def pending_reason(reason: str | None) -> PendingReason | None:
-    """What SLURM's ``reason`` for a pending job means (None: nothing to say: it clears)."""
+def job_request(job: dict | None) -> Request | None:
+    """The request of a registry entry: as recorded with it, or (an entry written before requests
+    were recorded) its kind's knobs, each following its shared knob."""
+    if job is None:
+        return None
+    recorded = Request.of_entry(job)
+    if recorded is not None:
+        return recorded
+    kind = job.get("kind", "")
+    if kind == "plot":
+        return Request(kind, 1, "?", "", None, shared_knob("mem"), None)
+    if kind_knob(kind, "cpus") is None:
+        return None
+    return Request(kind, 1, "?", "?", *map(shared_knob, RESOURCE_PARTS))
+
+
+def _knobs(request: Request | None, parts: tuple[str, ...]) -> str:
+    if request is None:
+        return " / ".join(map(shared_knob, parts))
+    return request_knobs([request], parts)
+
+
+def pending_reason(reason: str | None, job: dict | None = None) -> PendingReason | None:
+    """What SLURM's ``reason`` for a pending job means (None: nothing to say: it clears); with
+    the job's registry entry, the knobs it names are those of that job's request
+    (``CLUSTER_OFFLINE_GPUS``, or ``CLUSTER_CPUS (or CLUSTER_ONLINE_CPUS for the online jobs
+    alone)``), else the shared ones."""
     if not reason:
         return None
+    request = job_request(job)
     if reason in PENDING_REASONS:
-        return PENDING_REASONS[reason]
+        r = PENDING_REASONS[reason]
+        asks_gpus = request is None or request.asked("gpus")
+        or_gpus = f", or {_knobs(request, ('gpus',))}" if asks_gpus else ""
+        return PendingReason(r.meaning, r.change.format(request=_knobs(request, RESOURCE_PARTS),
+                                                        or_gpus=or_gpus), r.final)
     m = _PER_JOB.match(reason)
     if m:
-        knob = _PER_JOB_KNOB[m[1]]
+        part = _PER_JOB_PART.get(m[1])
+        knob = _PER_JOB_KNOB[m[1]] if part is None else _knobs(request, (part,))
         return PendingReason(
             f"the request is above a per-job limit of its QOS or account ({knob})",
             f"lower {knob}, or change the --qos of CLUSTER_EXTRA / CLUSTER_ACCOUNT")
@@ -242,9 +396,10 @@ def pending_reason(reason: str | None) -> PendingReason | None:
 
 
 def pending_line(job: dict) -> str | None:
-    """One sentence on a pending job whose SLURM reason deserves words (None otherwise)."""
+    """One sentence on a pending job whose SLURM reason deserves words (None otherwise), naming
+    the knobs of its own request."""
     why = job.get("slurm_reason")
-    meaning = pending_reason(why) if job.get("state") == PENDING else None
+    meaning = pending_reason(why, job) if job.get("state") == PENDING else None
     if meaning is None:
         return None
     if meaning.final:
