@@ -15,6 +15,11 @@ truncation, true final states, 4-frame stacks that shift one frame a step):
   * Atari (logic [40, 6] float32, neural [4, 84, 84] uint8): the same, ``sample`` rebuilding stacks;
   * for both, the offline job's up-front verification of every chunk (CRC-32 and finite floats):
     seconds and MB/s with 1 and ``--verify-workers`` threads, side by side with sampling alone;
+  * for both, the host feed (``PrefetchFeed``: what trains a CUDA job whose data stays on the
+    host) with 1 and ``--feed-workers`` sampling threads, side by side with ``sample`` into reused
+    buffers in the calling thread, in interleaved rounds of ``--feed-seconds``: batches/s
+    handed out. Here on CPU the feed hands its host buffers over instead of copying them to a
+    device (pinned memory and the copy are a GPU's);
   * the writer's cost next to real CartPole stepping (``blendrl.envs``, N parallel copies): env
     steps/s alone vs with ``DatasetWriter.add`` of every step — an upper bound of what the writer
     costs an online run, whose steps also pay for the network and the PPO update;
@@ -87,6 +92,10 @@ class Args:
     """interleaved timing rounds of the side-by-side sample() comparison"""
     verify_workers: int = 2
     """threads of the second verification measurement (the job's CPUs in an offline run)"""
+    feed_workers: int = 2
+    """sampling threads of the second host-feed measurement (--feed_workers of an offline run)"""
+    feed_seconds: float = 1.0
+    """seconds of each host-feed timing round (0 skips the host-feed measurement)"""
     probe: str | None = None
     """internal: one measurement of the read-in-place benchmark, run in this (fresh) process"""
 
@@ -167,7 +176,67 @@ def bench_one(name: str, directory: Path, stream: Callable[..., Iterator[tuple]]
     return {"transitions": count, "write_transitions_per_s": count / spent,
             "bytes_per_transition": s["bytes_per_transition"], "chunks": s["chunks"],
             "load_seconds": load, f"sample{args.batch_size}_transitions_per_s": sample_rate,
-            **bench_verify(d, count, sample_rate, args)}
+            **bench_verify(d, count, sample_rate, args), **bench_feed(d, args)}
+
+
+def bench_feed(d: Path, args: Args) -> dict:
+    """The host feed's batches/s with 1 and ``--feed-workers`` sampling threads, and
+    ``sample(B, out=...)`` in this thread (one sampler, what the feed's workers each do), in
+    ``--rounds`` interleaved rounds of ``--feed-seconds`` after a warm-up: medians, ranges, and
+    the feed's speed-up over one worker. Each feed hands out exactly the batches of
+    ``sample`` with the same generator, whatever its workers."""
+    if args.feed_seconds <= 0:
+        return {}
+    import torch
+
+    from blendrl.datasets.feed import PrefetchFeed
+    from blendrl.datasets.reader import empty_batch
+
+    reader = DatasetReader(d)
+    b = args.batch_size
+    out = empty_batch(reader.layout, b)
+    rng = np.random.default_rng(0)
+    contenders: dict[str, Callable[[], object]] = {"sample_into_buffers_1_thread": lambda: reader.sample(b, rng, out=out)}
+    feeds = {}
+    for w in sorted({1, args.feed_workers}):
+        feeds[w] = PrefetchFeed(reader, torch.device("cpu"), b, np.random.default_rng(0), workers=w, pin=False)
+        feeds[w].set_limit(len(reader))
+        contenders[f"host_feed_{w}_workers"] = feeds[w].next
+
+    def rate(step: Callable[[], object], seconds: float) -> tuple[float, float]:
+        """batches/s, and the CPU cores this process used meanwhile (CPU time / wall time)."""
+        calls, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            step()
+            calls += 1
+        wall = time.perf_counter() - t0
+        return calls / wall, (time.process_time() - c0) / wall
+
+    load = os.getloadavg()[0]
+    try:
+        for step in contenders.values():
+            rate(step, args.feed_seconds)
+        rounds: dict[str, list[float]] = {k: [] for k in contenders}
+        cores: dict[str, list[float]] = {k: [] for k in contenders}
+        for _ in range(args.rounds):
+            for name, step in contenders.items():
+                r, c = rate(step, args.feed_seconds)
+                rounds[name].append(r)
+                cores[name].append(c)
+    finally:
+        for f in feeds.values():
+            f.close()
+    med = {k: float(np.median(v)) for k, v in rounds.items()}
+    res: dict = {"feed_batch_size": b, "feed_cpus": len(os.sched_getaffinity(0)),
+                 "feed_load_average_before_after": [load, os.getloadavg()[0]]}
+    for k, v in rounds.items():
+        res[f"{k}_batches_per_s_median"] = med[k]
+        res[f"{k}_batches_per_s_range"] = [min(v), max(v)]
+        res[f"{k}_cores_used_median"] = float(np.median(cores[k]))
+    if args.feed_workers != 1:
+        res[f"host_feed_{args.feed_workers}_workers_vs_1"] = (med[f"host_feed_{args.feed_workers}_workers"]
+                                                              / med["host_feed_1_workers"])
+    return res
 
 
 def bench_verify(d: Path, count: int, sample_rate: float, args: Args) -> dict:
@@ -395,7 +464,7 @@ def main(args: Args) -> None:
         print(json.dumps(probe(json.loads(args.probe))))
         return
     for name in ("num_envs", "chunk_size", "memory_chunk_size", "episode_length", "batch_size", "rounds",
-                 "verify_workers"):
+                 "verify_workers", "feed_workers"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             sys.exit(2)
@@ -405,6 +474,9 @@ def main(args: Args) -> None:
             sys.exit(2)
     if args.sample_seconds <= 0:
         print("error: --sample-seconds must be positive", file=sys.stderr)
+        sys.exit(2)
+    if not args.feed_seconds >= 0:
+        print("error: --feed-seconds must be >= 0", file=sys.stderr)
         sys.exit(2)
     tmp = args.directory is None
     root = Path(tempfile.mkdtemp(prefix="bench_dataset_")) if tmp else args.directory

@@ -11,15 +11,17 @@ unless ``--reset_per_interval`` (then every interval starts again from the same 
 Data: one ``DatasetReader`` is opened for the first interval to train and extended for each later
 one (each chunk is opened once; its pools are read in place). The minibatches reach the device
 through a feed (:mod:`blendrl.datasets.feed`): on CPU the reader samples in the loop; on CUDA the
-prefix lives on the device (``--dataset_device cuda``, or ``auto`` when it fits) or a background
-thread samples ahead into pinned memory. A gradient step does not wait for the device: its metrics
-are added up there and read once per ``--log_every`` steps.
+prefix lives on the device (``--dataset_device cuda``; ``auto``: each interval whose prefix fits,
+next to what other jobs on the GPU claimed) or ``--feed_workers`` background threads sample ahead
+into pinned memory (the same batches whatever their number). A gradient step does not wait for
+the device: its metrics are added up there and read once per ``--log_every`` steps.
 
 Before any work, bad input is a :class:`~blendrl.runs.UsageError` (exit status 2): bad flags, a
 missing or empty dataset, a dataset its online run has not finished writing (unless
 ``--partial_dataset``), an ``--env`` the dataset was not recorded on, ``--dataset_device cuda``
-without CUDA or with a prefix too large for the device, a run folder that exists or that another
-job is writing, a ``--resume`` whose checkpoint does not match. Then, still before any training
+without CUDA or with a prefix too large for the device (next to the memory that other jobs on the
+GPU claimed), a run folder that exists or that another job is writing, a ``--resume`` whose
+checkpoint does not match. Then, still before any training
 step, every chunk the run can train on is verified whole (sizes, CRC-32, finite floats): a broken
 file is a :class:`~blendrl.exits.DatasetFault` (exit status 65, one line naming the file), and
 nothing is trained on or recorded from it. A write that fails (disk full) exits 74 with what was
@@ -111,7 +113,9 @@ class OfflineArgs(ProtocolFields):
     device: Annotated[str, RESUME_FREE] = "auto"
     """torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."""
     dataset_device: Annotated[Literal["auto", "cpu", "cuda"], RESUME_FREE] = "auto"
-    """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there), cpu (sampled on the host by a background thread into pinned memory), auto (cuda when the last interval's prefix fits in the free device memory with headroom, else cpu)"""
+    """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there; the last interval's prefix must fit), cpu (sampled on the host by --feed_workers threads into pinned memory), auto (per interval: cuda while the prefix fits in the free device memory with headroom, next to the memory other jobs on the GPU claimed, else cpu). The same minibatches in every case"""
+    feed_workers: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None
+    """threads sampling minibatches on the host when training on CUDA with the data on the host (default: the job's CPUs but one, at most 8); the minibatches do not depend on it"""
     precision: Literal["fp32", "bf16"] = "fp32"
     """the networks' passes in float32, or under bfloat16 autocast (bf16: about 2x the steps/s on Atari data on a CPU with AVX-512 bf16; not measured on a GPU; output layers, the logic reasoner, parameters, targets and losses stay float32)"""
     compile: Annotated[Literal["off", "default", "reduce-overhead"], RESUME_FREE] = "off"
@@ -317,16 +321,45 @@ def default_reader(path: Path, limit: int) -> Any:
     return DatasetReader(path, limit)
 
 
-def choose_dataset_device(args: OfflineArgs, device: torch.device, info: DatasetInfo,
-                          limits: list[int]) -> str:
-    """``--dataset_device`` resolved for training on ``device`` (UsageError if it cannot be
-    honoured): ``"cuda"`` keeps the prefix on the device, ``"cpu"`` samples on the host."""
-    from blendrl.datasets import DatasetError
-    from blendrl.datasets.feed import DatasetDeviceError, choose_dataset_device as choose, device_bytes_needed
+class DataPlacement(NamedTuple):
+    """Where the minibatches come from: ``where`` is ``"cpu"`` (host sampling), ``"cuda"`` (the
+    prefix on the device, its memory claimed by ``claim`` before any work) or ``"auto"`` (decided
+    per interval, claiming through ``claims``)."""
 
+    where: str
+    claim: Any = None
+    claims: Any = None
+
+    def release(self) -> None:
+        """Give back the device memory claimed for the data (idempotent)."""
+        if self.claim is not None:
+            self.claim.release()
+
+
+def choose_dataset_device(args: OfflineArgs, device: torch.device, info: DatasetInfo,
+                          limits: list[int]) -> DataPlacement:
+    """``--dataset_device`` resolved for training on ``device`` (UsageError if it cannot be
+    honoured): ``cpu`` samples on the host; a forced ``cuda`` claims the device memory of the
+    last interval's prefix now (:class:`~blendrl.datasets.feed.DeviceClaims`: the other jobs on
+    the GPU count), or fails; ``auto`` on CUDA decides per interval
+    (:class:`~blendrl.datasets.feed.AutoFeed`)."""
+    from blendrl.datasets import DatasetError
+    from blendrl.datasets.feed import (DatasetDeviceError, DeviceClaims, choose_dataset_device as choose,
+                                       device_bytes_needed)
+
+    choice = args.dataset_device
     try:
-        need = device_bytes_needed(info.manifest, limits[-1]) if device.type == "cuda" else 0
-        return choose(args.dataset_device, device, need)
+        if device.type != "cuda" or choice == "cpu" or (choice == "cuda" and not torch.cuda.is_available()):
+            return DataPlacement(choose(choice, device, 0))  # "cpu", or why cuda cannot be
+        claims = DeviceClaims.for_device(device)
+        if choice == "auto":
+            return DataPlacement("auto", claims=claims)
+        need = device_bytes_needed(info.manifest, limits[-1])
+        claim, room = claims.claim([need])
+        if claim is None:
+            choose("cuda", device, need, (room.free, room.total), room.held)  # raises, saying why
+            raise DatasetDeviceError(f"--dataset_device cuda: the dataset prefix does not fit on {device}")
+        return DataPlacement("cuda", claim=claim)
     except (DatasetError, DatasetDeviceError) as e:
         raise UsageError(str(e)) from e
 
@@ -378,20 +411,23 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         device = resolve_device(args.device)
     except RunError as e:
         raise UsageError(str(e)) from e
-    dataset_device = choose_dataset_device(args, device, info, limits)
-    run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
-                             f"{time.strftime('%Y%m%d-%H%M%S')}")
-    run = RunDir(args.runs_dir, run_id)
+    placement = choose_dataset_device(args, device, info, limits)
     try:
-        return _train(args, method, blend, signal, info, partial, limits, device, dataset_device,
-                      run, reader_factory)
+        run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
+                                 f"{time.strftime('%Y%m%d-%H%M%S')}")
+        run = RunDir(args.runs_dir, run_id)
+        try:
+            return _train(args, method, blend, signal, info, partial, limits, device, placement,
+                          run, reader_factory)
+        finally:
+            run.unlock()
     finally:
-        run.unlock()
+        placement.release()
 
 
 def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: LearnerSignal,
            info: DatasetInfo, partial: bool, limits: list[int], device: torch.device,
-           dataset_device: str, run: RunDir, reader_factory: ReaderFactory) -> int:
+           dataset_device: DataPlacement, run: RunDir, reader_factory: ReaderFactory) -> int:
     """:func:`run_offline` from the run folder on: resume checks, data verification, training."""
     from blendrl.datasets import DatasetError
 
@@ -477,10 +513,12 @@ class OfflineLoop:
 
     def __init__(self, args: OfflineArgs, method: str, spec: EnvSpec, info: DatasetInfo,
                  limits: list[int], trainer: IQLTrainer, run: RunDir, device: torch.device,
-                 dataset_device: str = "cpu"):
+                 dataset_device: "str | DataPlacement" = "cpu"):
         self.args, self.method, self.spec, self.info = args, method, spec, info
         self.limits, self.trainer, self.run_dir, self.device = limits, trainer, run, device
-        self.dataset_device = dataset_device
+        self.placement = (dataset_device if isinstance(dataset_device, DataPlacement)
+                          else DataPlacement(dataset_device))
+        self.dataset_device = self.placement.where
         self.initial_trainer = copy.deepcopy(trainer.state_dict()) if args.reset_per_interval else None
         self.sampler = np.random.default_rng(args.seed)
         self.state = OfflineLoopState()
@@ -518,13 +556,19 @@ class OfflineLoop:
         """Train the remaining intervals; 0 when all are done, 75 when a signal stopped it.
 
         ``reader`` holds the first remaining interval's prefix; each later interval extends it.
+        The feed (:func:`~blendrl.datasets.feed.make_feed`) draws every batch's positions from
+        ``self.sampler`` whichever it is, so the batches and the checkpointed sampler state do
+        not depend on ``--dataset_device`` or ``--feed_workers``.
         """
         from blendrl.datasets.feed import make_feed
 
         feed = None
         if reader is not None:
-            feed = make_feed(reader, self.device, self.dataset_device, self.args.batch_size,
-                             self.sampler, self.limits[-1])
+            p = self.placement
+            feed = make_feed(reader, self.device, p.where, self.args.batch_size, self.sampler,
+                             self.limits[-1], workers=getattr(self.args, "feed_workers", None),
+                             limits=self.limits[self.state.interval:], claim=p.claim,
+                             claims=p.claims, say=self._say)
         try:
             return self._run(interrupt, feed)
         finally:
@@ -556,6 +600,9 @@ class OfflineLoop:
             self.checkpoint()
         self.checkpoint(finished=True)
         return 0
+
+    def _say(self, text: str) -> None:
+        print(f"[{self.run_dir.run_id}] {text}", file=sys.stderr, flush=True)
 
     def _interrupted(self, interrupt: Interrupt) -> int:
         self.checkpoint()
