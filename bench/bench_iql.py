@@ -4,6 +4,9 @@
     .venv/bin/python bench/bench_iql.py                                # both agents, cartpole + seaquest
     .venv/bin/python bench/bench_iql.py --envs cartpole --agents neural --seconds 20
     .venv/bin/python bench/bench_iql.py --envs seaquest --device cuda --dataset-transitions 200000
+    .venv/bin/python bench/bench_iql.py --envs seaquest --agents neural --device cuda \
+        --dataset-transitions 200000 --precision fp32 tf32 bf16 --compile off reduce-overhead \
+        --dataset-device cuda cpu
 
 For each environment and agent it builds the agent and the critics exactly as the offline scripts
 do (``build_agent`` + ``IQLTrainer.for_spec``) and times ``update`` on synthetic minibatches shaped
@@ -19,6 +22,11 @@ written to disk first, and each step draws its minibatch from it through the off
 on the device, or sampled on the host by a background thread into pinned memory; the direct
 sampler on CPU). A BlendRL agent that cannot be built (e.g. its rule set is missing) is reported
 as such and skipped.
+
+``--precision``, ``--compile`` and ``--dataset-device`` each take several values: every
+combination is timed in turn on the same data (e.g. IEEE fp32 against TF32 and bf16, eager against
+CUDA graphs, the prefix on the device against the host's prefetch). ``fp32`` is IEEE float32 also on
+a GPU; ``tf32`` lets cuDNN and cuBLAS use TensorFloat-32 (``blendrl.algos.iql.set_tf32``).
 """
 
 from __future__ import annotations
@@ -42,7 +50,6 @@ from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates  #
 from blendrl.algos.iql import IQLConfig, IQLTrainer  # noqa: E402
 from blendrl.envs import get_spec  # noqa: E402
 from blendrl.envs.base import EnvSpec  # noqa: E402
-from blendrl.offline import compile_networks  # noqa: E402
 from blendrl.runs import default_threads, resolve_device  # noqa: E402
 from dataset_utils import Batch  # noqa: E402
 
@@ -65,16 +72,19 @@ class Args:
     """torch CPU threads (default: as the scripts, 1 for vector states, all CPUs for frames)"""
     device: str = "cpu"
     """torch device (auto, cpu, cuda)"""
-    compile: str = "off"
-    """torch.compile the step's networks as the offline scripts' --compile: off, default, reduce-overhead"""
+    compile: list[str] = field(default_factory=lambda: ["off"])
+    """the offline scripts' --compile to time, each in turn: off (eager), default (one compiled graph a
+    step), reduce-overhead (that graph replayed as CUDA graphs)"""
     precision: list[str] = field(default_factory=lambda: ["fp32"])
-    """the offline scripts' --precision to time, each in turn on the same data: fp32 and/or bf16"""
+    """the offline scripts' --precision to time, each in turn on the same data: fp32 (IEEE), tf32
+    (TensorFloat-32 convolutions and matmuls on a GPU) and/or bf16"""
     log_every: int = 500
     """steps between reads of the metrics (the offline scripts' --log_every)"""
     dataset_transitions: int = 0
     """transitions of an Atari-shaped dataset on disk to sample every step from (0: pre-built batches)"""
-    dataset_device: str = "auto"
-    """where the dataset lives when training on CUDA: auto, cpu (background prefetch), cuda (on the device)"""
+    dataset_device: list[str] = field(default_factory=lambda: ["auto"])
+    """where the dataset lives when training on CUDA, each in turn: auto, cpu (background prefetch
+    into pinned memory), cuda (the prefix on the device)"""
     directory: Path | None = None
     """where to write the datasets (default: a temporary folder, removed afterwards)"""
     json_out: Path | None = None
@@ -112,7 +122,8 @@ def write_dataset(spec: EnvSpec, transitions: int, directory: Path) -> Path:
 
 
 def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
-              dataset: Path | None, precision: str = "fp32") -> dict:
+              dataset: Path | None, precision: str = "fp32", compile_mode: str = "off",
+              dataset_device: str = "auto") -> dict:
     from blendrl.datasets.feed import choose_dataset_device, device_bytes_needed, make_feed
     from dataset_utils import DatasetReader
 
@@ -123,11 +134,11 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
     agent = build_agent(spec, blend).to(device)
     trainer = IQLTrainer.for_spec(agent, spec, IQLConfig(actor_lrs=learning_rates(3e-4, blend),
                                                                 precision=precision), device)
-    compile_networks(trainer, args.compile)
+    trainer.compile(compile_mode)
     feed, where = None, "pre-built batches"
     if dataset is not None:
         reader = DatasetReader(dataset)
-        where = choose_dataset_device(args.dataset_device, device, device_bytes_needed(reader.manifest, len(reader)))
+        where = choose_dataset_device(dataset_device, device, device_bytes_needed(reader.manifest, len(reader)))
         feed = make_feed(reader, device, where, args.batch_size, np.random.default_rng(0), len(reader))
         t0 = time.perf_counter()
         feed.set_limit(len(reader))
@@ -157,8 +168,9 @@ def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
             feed.close()
     row = {"env": env, "agent": agent_kind, "batch_size": args.batch_size, "steps": steps,
            "seconds": elapsed, "steps_per_second": steps / elapsed,
-           "threads": torch.get_num_threads(), "device": str(device), "compile": args.compile,
-           "precision": precision,
+           "threads": torch.get_num_threads(), "device": str(device), "compile": compile_mode,
+           "precision": precision, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+           "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
            "data": where if dataset is None else f"dataset of {len(reader)} on disk, dataset_device {where}"}
     if dataset is not None:
         row["feed_setup_seconds"] = setup
@@ -196,17 +208,20 @@ def _run_all(args: Args, device: torch.device, root: Path | None, rows: list) ->
             dataset = write_dataset(get_spec(env), args.dataset_transitions, root)
             print(f"{env:10s} dataset of {args.dataset_transitions} transitions written in "
                   f"{time.perf_counter() - t0:.1f}s", flush=True)
-        for agent_kind, precision in itertools.product(args.agents, args.precision):
+        where = args.dataset_device if dataset is not None else ["auto"]
+        for agent_kind, precision, mode, data_dev in itertools.product(args.agents, args.precision,
+                                                                        args.compile, where):
+            label = f"{precision} compile={mode}"
             try:
-                row = bench_one(env, agent_kind, args, device, dataset, precision)
+                row = bench_one(env, agent_kind, args, device, dataset, precision, mode, data_dev)
             except Exception as e:  # noqa: BLE001 - report what could not be built and go on
-                row = {"env": env, "agent": agent_kind, "precision": precision,
-                       "error": f"{type(e).__name__}: {e}"}
+                row = {"env": env, "agent": agent_kind, "precision": precision, "compile": mode,
+                       "dataset_device": data_dev, "error": f"{type(e).__name__}: {e}"}
             rows.append(row)
             if "error" in row:
-                print(f"{env:10s} {agent_kind:8s} {precision} skipped: {row['error']}", flush=True)
+                print(f"{env:10s} {agent_kind:8s} {label} skipped: {row['error']}", flush=True)
             else:
-                print(f"{env:10s} {agent_kind:8s} {precision} {row['steps_per_second']:9.1f} steps/s "
+                print(f"{env:10s} {agent_kind:8s} {label} {row['steps_per_second']:9.1f} steps/s "
                       f"(batch {row['batch_size']}, {row['steps']} steps in {row['seconds']:.1f}s, "
                       f"{row['threads']} threads, {row['device']}{', ' + row['gpu'] if 'gpu' in row else ''}; "
                       f"{row['data']})", flush=True)

@@ -302,16 +302,10 @@ def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: flo
 
 
 def compile_networks(trainer: IQLTrainer, mode: str) -> None:
-    """``torch.compile`` in place (``nn.Module.compile``: state-dict keys unchanged, so checkpoints
-    are those of eager runs) the critics, the target critics and the actor's ``ActorCriticNet``."""
-    if mode == "off":
-        return
-    from blendrl.agents.neural import ActorCriticNet
-
-    nets = [trainer.q1, trainer.q2, trainer.q1_target, trainer.q2_target, trainer.value]
-    nets += [m for m in trainer.actor.modules() if isinstance(m, ActorCriticNet)]
-    for net in nets:
-        net.compile(mode=None if mode == "default" else mode)
+    """``--compile``: :meth:`IQLTrainer.compile` (the whole step's passes as one compiled graph,
+    the actor's included, and the actor's networks for the evaluation; state-dict keys unchanged,
+    so checkpoints are those of eager runs)."""
+    trainer.compile(mode)
 
 
 def default_reader(path: Path, limit: int) -> Any:

@@ -126,7 +126,7 @@ def test_polyak_update_by_hand():
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         IQLConfig(**{field: value})
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16, got 'fp16'"):
         IQLConfig(precision="fp16")
     with pytest.raises(ValueError, match="logic"):
         IQLConfig(actor_lrs={"neural": 1e-3, "logic": -1.0})

@@ -112,6 +112,12 @@ class BlendRLAgent(Agent):
         self.logic_critic = LogicStateValue(spec, hidden) if critic == "blended" else None
         # everything of the policy but the neural network: compiled, it is a few fused kernels
         self._compiled_mix = torch.compile(self._mix, dynamic=True) if compile_logic else None
+        # the fixed blend weights (w_neural, w_logic) of a one-actor mode, made once: a tensor
+        # built from a list on every pass is a host-to-device copy per pass on a GPU
+        # (non-persistent buffers: moved by .to(device), not in the state dict)
+        if actor_mode != "hybrid":
+            fixed = [1.0, 0.0] if actor_mode == "neural" else [0.0, 1.0]
+            self.register_buffer("_fixed_weights", torch.tensor(fixed), persistent=False)
         self.register_load_state_dict_pre_hook(_rename_separate_reasoner_keys)
 
     def actor_and_blend_logits(self, logic: torch.Tensor, neural: torch.Tensor | None = None
@@ -179,10 +185,10 @@ class BlendRLAgent(Agent):
         """(log pi, w_logic, blend entropy): the logic actor, the blender and the mixture."""
         batch = logic.shape[0]
         if self.actor_mode == "neural":
-            weights = logic.new_tensor([1.0, 0.0]).expand(batch, 2)
+            weights = self._fixed_weights.to(logic.dtype).expand(batch, 2)
             log_probs = torch.log_softmax(neural_logits, dim=1)
         elif self.actor_mode == "logic":
-            weights = logic.new_tensor([0.0, 1.0]).expand(batch, 2)
+            weights = self._fixed_weights.to(logic.dtype).expand(batch, 2)
             log_probs = torch.log(self.logic_actor.outputs(logic)[0].clamp_min(1e-12))
         else:
             logic_probs, blend_logits = self.actor_and_blend_logits(logic, neural)

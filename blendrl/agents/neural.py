@@ -36,11 +36,34 @@ class ActorCriticNet(nn.Module):
         return self.actor(neural), self.critic(neural).squeeze(-1)
 
     def logits(self, neural: torch.Tensor) -> torch.Tensor:
+        """Actor logits ``[B, A]`` (compiled after :meth:`compile`)."""
+        return self._pass("logits", self._logits)(neural)
+
+    def value(self, neural: torch.Tensor) -> torch.Tensor:
+        """Critic value ``[B]`` (compiled after :meth:`compile`)."""
+        return self._pass("value", self._value)(neural)
+
+    def compile(self, *args, **kwargs) -> None:
+        """``torch.compile`` every pass of the network: ``forward`` (``nn.Module.compile``, which
+        covers ``net(x)`` calls only) and the ``logits`` and ``value`` passes the agents call by
+        name. State-dict keys are unchanged. Inside a region torch.compile already traces (a
+        compiled IQL step) the passes are traced inline, as part of that graph."""
+        super().compile(*args, **kwargs)
+        self._compiled_passes = {"logits": torch.compile(self._logits, *args, **kwargs),
+                                 "value": torch.compile(self._value, *args, **kwargs)}
+
+    def _pass(self, name: str, eager):
+        compiled = self.__dict__.get("_compiled_passes")
+        if compiled is None or torch.compiler.is_compiling():
+            return eager
+        return compiled[name]
+
+    def _logits(self, neural: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return self.actor_head(self.trunk(neural))
         return self.actor(neural)
 
-    def value(self, neural: torch.Tensor) -> torch.Tensor:
+    def _value(self, neural: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return self.critic_head(self.trunk(neural)).squeeze(-1)
         return self.critic(neural).squeeze(-1)

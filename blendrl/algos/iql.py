@@ -28,9 +28,16 @@ between intervals (and restarts with ``--reset_per_interval``), and a schedule w
 offline point of interval k depend on how many intervals follow it. A constant rate keeps every
 interval's training comparable.
 
-Precision: ``fp32`` (the default) or ``bf16``, where the networks' forward and backward passes run
-under ``torch.autocast`` in bfloat16. Parameters, optimiser state, targets, losses, advantages
-and weights stay float32, and so do the networks' output layers
+Precision: ``fp32`` (the default), ``tf32`` or ``bf16``. ``fp32`` is IEEE float32 throughout, also on
+a GPU: torch lets cuDNN convolutions use TensorFloat-32 by default (a 10-bit mantissa on Ampere and
+later, an H100 included), so the trainer sets torch's process-wide TF32 switches
+(``torch.backends.cudnn.allow_tf32``, ``torch.backends.cuda.matmul.allow_tf32``) to its
+precision when it is built (:func:`set_tf32`): off for ``fp32`` and ``bf16``, on for ``tf32`` --
+float32 tensors whose convolutions and matmuls run on TF32 tensor cores on such a GPU (on a CPU,
+and on older GPUs, the same as ``fp32``). The switches hold for the whole process, the
+evaluation's passes included; ``run.json`` records the choice with the run's arguments. With
+``bf16`` the networks' forward and backward passes run under ``torch.autocast`` in bfloat16.
+Parameters, optimiser state, targets, losses, advantages and weights stay float32, and so do the networks' output layers
 (:class:`~blendrl.agents.networks.OutputLinear`) and the BlendRL logic reasoner
 (:meth:`~blendrl.logic.actors.LogicActor.outputs`): the encoders' features are what is rounded.
 Measured about 2x the steps/s of fp32 on Atari shapes on a CPU with AVX-512 bf16; a CPU
@@ -41,6 +48,21 @@ batches, s and s'. :meth:`IQLTrainer.update_stats` scales each once
 (:func:`~blendrl.agents.networks.scale_frames`; under bf16 also cast once, as the first
 convolution would) and hands the same tensor to every pass: the numbers each network sees are
 those it would compute from the uint8 frames itself.
+
+Compiled steps (:meth:`IQLTrainer.compile`, ``--compile``): the forward passes and losses of a
+step (all seven passes, the actor's included) are one ``torch.compile``-d function
+(:meth:`IQLTrainer._step_losses`, ``fullgraph``: one graph, so no pass can fall back to eager), the
+three losses are summed and differentiated by one backward pass (each loss reaches the parameters of
+one network only, so every parameter gets the gradient it gets in eager mode), then the three Adam
+steps and the Polyak step run as in eager mode. Every pass reads the parameters from before the
+step, as in eager mode (V's step comes after V(s) and V(s'), the targets' after the target Qs). With
+``reduce-overhead`` the forward and the backward are one CUDA graph each: a step begins with
+``torch.compiler.cudagraph_mark_step_begin()``, the gradients (outputs of the backward graph) are
+dropped once the optimisers have used them, and the returned metrics are a copy, so no output of a
+graph is read after the next replay overwrites it. Traced without inductor (``aot_eager``) the
+compiled step gives eager's numbers bit for bit; inductor's kernels round differently (on a CPU
+within a few float32 ulps over 50 steps, ``tests/test_iql_device.py``). CUDA graphs are not run
+on a GPU yet (the tests that do are skipped without one).
 """
 
 from __future__ import annotations
@@ -60,8 +82,12 @@ from blendrl.algos.signal import LearnerSignal
 
 STATE_DICT_VERSION = 1
 
-PRECISIONS = ("fp32", "bf16")
-"""What ``IQLConfig.precision`` (``--precision``) accepts."""
+PRECISIONS = ("fp32", "tf32", "bf16")
+"""What ``IQLConfig.precision`` (``--precision``) accepts (see the module docstring)."""
+
+COMPILE_MODES = ("off", "default", "reduce-overhead")
+"""What :meth:`IQLTrainer.compile` (``--compile``) accepts: no compile, inductor's fused kernels,
+and those replayed as CUDA graphs."""
 
 METRIC_KEYS = ("losses/value", "losses/q", "losses/actor", "charts/adv_mean", "charts/adv_std",
                "charts/v_mean", "charts/q_mean", "charts/q_target_mean", "charts/awr_weight_mean",
@@ -123,6 +149,16 @@ def td_targets(reward: torch.Tensor, terminated: torch.Tensor, next_v: torch.Ten
     return reward + gamma * (1.0 - terminated.float()) * next_v
 
 
+def set_tf32(precision: str) -> None:
+    """Set torch's process-wide TF32 switches for ``precision``: TensorFloat-32 convolutions (cuDNN)
+    and matmuls (cuBLAS) on for ``tf32``, off otherwise (torch's default lets cuDNN use TF32, so
+    without this an ``fp32`` convolution on an Ampere or later GPU is TF32). No effect on a CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, polyak: float) -> None:
     """``target <- (1 - polyak) * target + polyak * source``, parameter by parameter."""
@@ -157,7 +193,9 @@ class IQLConfig:
     """Bonus on the entropy of the BlendRL agent's blend weights in the actor loss (online
     BlendRL's ``blend_ent_coef``); 0 leaves the AWR loss alone."""
     precision: str = "fp32"
-    """The networks' passes in float32, or under bfloat16 autocast (``bf16``; see the module)."""
+    """The networks' passes in IEEE float32 (``fp32``), in float32 with TF32 convolutions and
+    matmuls on a GPU that has them (``tf32``), or under bfloat16 autocast (``bf16``); see the
+    module."""
 
     def __post_init__(self) -> None:
         checks = (("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
@@ -184,6 +222,7 @@ class IQLTrainer:
     ``q_networks`` map a neural state ``[B, ...]`` to ``[B, n_actions]``; ``value_network`` maps it
     to ``[B]``. The trainer owns copies of the Q networks as targets and three Adam optimisers
     (actor, both Qs, V). All modules must already be on the device the batches come on.
+    Building one sets torch's process-wide TF32 switches to ``config.precision`` (:func:`set_tf32`).
     """
 
     def __init__(self, actor: IQLActor, q_networks: tuple[nn.Module, nn.Module],
@@ -202,6 +241,10 @@ class IQLTrainer:
         self.value_optimizer = adam(self.value.parameters(), lr=self.config.critic_lr)
         self.num_updates = 0
         """Gradient steps taken so far (restored by :meth:`load_state_dict`)."""
+        self.compile_mode = "off"
+        """How steps run: eager (``off``) or compiled (:meth:`compile`)."""
+        self._compiled_step_losses: Any = None
+        set_tf32(self.config.precision)
 
     @classmethod
     def for_spec(cls, actor: IQLActor, spec: Any, config: IQLConfig | None = None,
@@ -213,6 +256,81 @@ class IQLTrainer:
         q2 = make_q_network(spec, hidden).to(device)
         value = make_value_network(spec, hidden).to(device)
         return cls(actor, (q1, q2), value, config)
+
+    # ------------------------------------------------------------------ compiled steps
+
+    def compile(self, mode: str, **options: Any) -> None:
+        """Run every later step compiled (see the module docstring): ``mode`` one of
+        :data:`COMPILE_MODES` (``off`` leaves the trainer eager). The actor's networks are
+        compiled for the passes outside a step too (the evaluation's actions): each
+        :class:`~blendrl.agents.neural.ActorCriticNet` of the actor compiles its ``forward``,
+        ``logits`` and ``value`` passes. State-dict keys do not change, so checkpoints are those of
+        eager runs. ``options`` go to ``torch.compile`` (e.g. ``backend`` in tests). The first step
+        compiles (tens of seconds; a C++ compiler is needed on a CPU)."""
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+        if mode == "off":
+            return
+        from blendrl.agents.neural import ActorCriticNet
+
+        if mode != "default":
+            options = {"mode": mode, **options}
+        self._compiled_step_losses = torch.compile(self._step_losses, fullgraph=True, **options)
+        for module in self.actor.modules():
+            if isinstance(module, ActorCriticNet):
+                module.compile(**options)
+        self.compile_mode = mode
+
+    def _step_losses(self, logic: torch.Tensor, neural_state: torch.Tensor, action: torch.Tensor,
+                     reward: torch.Tensor, next_neural_state: torch.Tensor,
+                     terminated: torch.Tensor, life_lost: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A step's forward passes and losses as one function of tensors (the compiled step's
+        graph): (value + Q + actor loss, the :data:`METRIC_KEYS` scalars). The same computation
+        as the eager :meth:`update_stats` with every pass on the parameters from before the step."""
+        cfg = self.config
+        action = action.long()
+        index = action.unsqueeze(1)
+        neural = self._network_input(neural_state)
+        with torch.no_grad(), self._passes(neural):
+            next_v = self.value(self._network_input(next_neural_state)).float()
+        q_target = self.min_target_q(neural, action)
+        with self._passes(neural):  # V(s), both Qs
+            v = self.value(neural).float()
+            q1 = self.q1(neural).float().gather(1, index).squeeze(1)
+            q2 = self.q2(neural).float().gather(1, index).squeeze(1)
+        value_loss = expectile_loss(q_target - v, cfg.expectile)
+        target = self._td_targets(reward, terminated, life_lost, next_v)
+        q_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+        v = v.detach()
+        weights = awr_weights(q_target, v, cfg.beta, cfg.max_weight)
+        actor_loss = self._actor_loss(logic, neural, action, weights)
+        adv = q_target - v
+        clipped = (weights >= cfg.max_weight).float().mean()
+        q_mean = 0.5 * (q1.detach().mean() + q2.detach().mean())
+        stats = torch.stack([value_loss.detach(), q_loss.detach(), actor_loss.detach(), adv.mean(),
+                             adv.std(correction=0), v.mean(), q_mean, q_target.mean(),
+                             weights.mean(), clipped])
+        return value_loss + q_loss + actor_loss, stats
+
+    def _compiled_update_stats(self, batch: TransitionBatch) -> torch.Tensor:
+        """:meth:`update_stats` through the compiled :meth:`_step_losses`: one backward pass for
+        the three losses, then the optimisers' steps and the Polyak step (eager)."""
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # this step's replays may overwrite the last's
+        loss, stats = self._compiled_step_losses(
+            batch.logic_state, batch.neural_state, batch.action, batch.reward,
+            batch.next_neural_state, batch.terminated, getattr(batch, "life_lost", None))
+        loss.backward()
+        self.value_optimizer.step()
+        self.q_optimizer.step()
+        polyak_update(self.q1_target, self.q1, self.config.polyak)
+        polyak_update(self.q2_target, self.q2, self.config.polyak)
+        self.actor_optimizer.step()
+        for optimizer in (self.value_optimizer, self.q_optimizer, self.actor_optimizer):
+            optimizer.zero_grad(set_to_none=True)  # (under CUDA graphs: outputs of the backward graph)
+        self.num_updates += 1
+        return stats.clone() if self.compile_mode == "reduce-overhead" else stats
 
     # ------------------------------------------------------------------ one gradient step
 
@@ -239,6 +357,8 @@ class IQLTrainer:
     def update_stats(self, batch: TransitionBatch) -> torch.Tensor:
         """One IQL gradient step; returns the :data:`METRIC_KEYS` scalars as one tensor on the
         batch's device, without waiting for the device (no host sync)."""
+        if self._compiled_step_losses is not None:
+            return self._compiled_update_stats(batch)
         action = batch.action.long()
         neural = self._network_input(batch.neural_state)
         with torch.no_grad(), self._passes(neural):
@@ -256,9 +376,14 @@ class IQLTrainer:
         """The Q networks' TD targets in the learner's signal: ``r' + gamma * (1 - stop) * V(s')``
         with ``r'`` the transformed reward and ``stop`` termination (or a lost life, when that is
         terminal)."""
+        return self._td_targets(batch.reward, batch.terminated, getattr(batch, "life_lost", None),
+                                next_v)
+
+    def _td_targets(self, reward: torch.Tensor, terminated: torch.Tensor,
+                    life_lost: torch.Tensor | None, next_v: torch.Tensor) -> torch.Tensor:
         signal = self.config.signal
-        stop = signal.no_bootstrap(batch.terminated, getattr(batch, "life_lost", None))
-        return td_targets(signal.reward(batch.reward), stop, next_v, self.config.gamma)
+        stop = signal.no_bootstrap(terminated, life_lost)
+        return td_targets(signal.reward(reward), stop, next_v, self.config.gamma)
 
     def min_target_q(self, neural: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``min(Q1_target, Q2_target)`` at the given actions, ``[B]``, without gradient."""
@@ -303,21 +428,26 @@ class IQLTrainer:
         """Advantage-weighted regression on the data's actions; returns (loss, weights).
         ``neural`` is the batch's state as the networks take it (``_network_input``)."""
         weights = awr_weights(q, v, self.config.beta, self.config.max_weight)
-        if self.config.blend_ent_coef > 0:  # the policy's blend entropy too: one forward pass
-            with self._passes(neural):
-                pol = self.actor.policy(batch.logic_state, neural)
-            log_prob = pol.log_probs.float().gather(1, action.unsqueeze(1)).squeeze(1)
-            loss = -(weights * log_prob).mean()
-            if pol.blend_entropy is not None:
-                loss = loss - self.config.blend_ent_coef * pol.blend_entropy.float().mean()
-        else:
-            with self._passes(neural):
-                log_prob = self.actor.log_prob(batch.logic_state, neural, action)
-            loss = -(weights * log_prob.float()).mean()
+        loss = self._actor_loss(batch.logic_state, neural, action, weights)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
         return loss.detach(), weights
+
+    def _actor_loss(self, logic: torch.Tensor, neural: torch.Tensor, action: torch.Tensor,
+                    weights: torch.Tensor) -> torch.Tensor:
+        """The AWR loss (minus the blend-entropy bonus when it is on) of the actor's pass."""
+        if self.config.blend_ent_coef > 0:  # the policy's blend entropy too: one forward pass
+            with self._passes(neural):
+                pol = self.actor.policy(logic, neural)
+            log_prob = pol.log_probs.float().gather(1, action.unsqueeze(1)).squeeze(1)
+            loss = -(weights * log_prob).mean()
+            if pol.blend_entropy is not None:
+                loss = loss - self.config.blend_ent_coef * pol.blend_entropy.float().mean()
+            return loss
+        with self._passes(neural):
+            log_prob = self.actor.log_prob(logic, neural, action)
+        return -(weights * log_prob.float()).mean()
 
     # ------------------------------------------------------------------ persistence
 
