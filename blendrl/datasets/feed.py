@@ -597,7 +597,12 @@ def _torch_dtype(dt: np.dtype) -> torch.dtype:
 
 
 class _Slot:
-    """One host batch a worker fills and the training thread copies from."""
+    """One host batch a worker fills and the training thread copies from: the reader's batch
+    (``host``) and, converted by the worker, its reward and flags as float32 rows of one tensor
+    (``flags``: reward, terminated, truncated, life_lost), so that the training thread copies
+    six tensors and converts none."""
+
+    FLAGS = ("reward", "terminated", "truncated", "life_lost")
 
     def __init__(self, layout: Any, batch_size: int, pin: bool):
         tensors: list[torch.Tensor] = []
@@ -609,7 +614,20 @@ class _Slot:
 
         self.host = empty_batch(layout, batch_size, alloc)
         self.tensors = Batch(*tensors)
+        self.flags = torch.empty((len(self.FLAGS), batch_size), dtype=torch.float32, pin_memory=pin)
         self.event: Any = None
+
+    def convert(self) -> None:
+        """The flags' float32 rows from the batch just gathered (``Batch.to_torch``'s values)."""
+        rows = self.flags.numpy()
+        for i, name in enumerate(self.FLAGS):
+            np.copyto(rows[i], getattr(self.host, name), casting="unsafe")
+
+    def batch(self, move: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        t = self.tensors
+        f = move(self.flags)
+        return Batch(move(t.logic_state), move(t.neural_state), move(t.action), f[0],
+                     move(t.next_logic_state), move(t.next_neural_state), f[1], f[2], f[3])
 
 
 class _Failure:
@@ -693,6 +711,7 @@ class PrefetchFeed:
                         self.sync.wait(slot.event)  # the copy out of this buffer is done
                     rng.bit_generator.state = before
                     self.reader.sample(self.batch_size, rng, out=slot.host)
+                    slot.convert()
                     item: Any = (slot, after)
                 except BaseException as e:  # noqa: BLE001 - raised by the next() of this batch
                     item = _Failure(e)
@@ -728,24 +747,14 @@ class PrefetchFeed:
             raise item.error
         self._taken += 1
         slot, state = item
-        t = slot.tensors
-        f32 = torch.float32
         if self._handoff:
-            batch = Batch(t.logic_state, t.neural_state, t.action, t.reward.to(f32), t.next_logic_state,
-                          t.next_neural_state, t.terminated.to(f32), t.truncated.to(f32), t.life_lost.to(f32))
+            batch = slot.batch(lambda x: x)
             self._held.append(slot)
             if len(self._held) > 2:
                 self._issue(self._held.pop(0))
         else:
-            dev = self.device
-
-            def move(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-                y = x.to(dev, non_blocking=self.pin) if dev.type != "cpu" else x.clone()
-                return y if dtype is None else y.to(dtype)
-
-            batch = Batch(move(t.logic_state), move(t.neural_state), move(t.action), move(t.reward, f32),
-                          move(t.next_logic_state), move(t.next_neural_state), move(t.terminated, f32),
-                          move(t.truncated, f32), move(t.life_lost, f32))
+            dev, pin = self.device, self.pin
+            batch = slot.batch(lambda x: x.to(dev, non_blocking=pin) if dev.type != "cpu" else x.clone())
             if self.sync is not None:
                 slot.event = self.sync.copies_done()
             self._issue(slot)
