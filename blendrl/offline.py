@@ -116,8 +116,8 @@ class OfflineArgs(ProtocolFields):
     """where the data lives when training on CUDA: cuda (the prefix's frames kept on the device as uint8, stacks gathered there; the last interval's prefix must fit), cpu (sampled on the host by --feed_workers threads into pinned memory), auto (per interval: cuda while the prefix fits in the free device memory with headroom, next to the memory other jobs on the GPU claimed, else cpu). The same minibatches in every case"""
     feed_workers: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None
     """threads sampling minibatches on the host when training on CUDA with the data on the host (default: the job's CPUs but one, at most 8); the minibatches do not depend on it"""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """the networks' passes in float32, or under bfloat16 autocast (bf16: about 2x the steps/s on Atari data on a CPU with AVX-512 bf16; not measured on a GPU; output layers, the logic reasoner, parameters, targets and losses stay float32)"""
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    """the networks' passes in float32 (TF32 switched off, so "fp32" is float32 on a GPU too), in float32 with TensorFloat-32 convolutions and matmuls allowed on a GPU (tf32), or under bfloat16 autocast (bf16: about 2x the steps/s on Atari data on a CPU with AVX-512 bf16; not measured on a GPU; output layers, the logic reasoner, parameters, targets and losses stay float32)"""
     compile: Annotated[Literal["off", "default", "reduce-overhead"], RESUME_FREE] = "off"
     """torch.compile the networks of an IQL step (Q1, Q2, their targets, V, the actor's network): default (fused kernels) or reduce-overhead (also CUDA graphs); the first steps compile (tens of seconds, a C++ compiler needed on CPU). Off until shown on CUDA to give eager's losses"""
     threads: Annotated[int | None, in_range("[1, inf)"), RESUME_FREE] = None
@@ -538,7 +538,7 @@ class OfflineLoop:
 
     def restore(self, ckpt: dict) -> None:
         self.trainer.load_state_dict(ckpt["trainer"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], self.device)
         self.sampler.bit_generator.state = ckpt["sampler"]
         self.state = state_from_checkpoint(OfflineLoopState, ckpt)
         self.timer = Timer(self.run_dir, self.state.timing)
@@ -700,7 +700,7 @@ class OfflineLoop:
         self.state.timing = self.timer.state()
         return {"method": self.method, "env": self.info.env, "args": args_to_dict(self.args),
                 "dataset": str(self.info.path), "limits": self.limits,
-                "trainer": self.trainer.state_dict(), "rng": rng_state(),
+                "trainer": self.trainer.state_dict(), "rng": rng_state(self.device),
                 "sampler": self.sampler.bit_generator.state, **state_items(self.state)}
 
     def checkpoint(self, finished: bool = False) -> None:

@@ -25,6 +25,7 @@ import torch
 
 from blendrl.agents.base import Agent
 from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, learning_rates
+from blendrl.algos.precision import set_tf32
 from blendrl.algos.ppo import PPOConfig, RolloutStorage, ppo_update
 from blendrl.algos.optim import adam, load_adam_state
 from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
@@ -205,6 +206,7 @@ def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunD
     except RunError as e:
         raise UsageError(str(e)) from e
     torch.set_num_threads(args.threads or default_threads(spec.is_image))
+    set_tf32("fp32")  # PPO computes in float32, also on a GPU (cuDNN's default would be TF32)
 
     seed_everything(args.seed)
     agent = build_agent(spec, blend, args.hidden).to(device)
@@ -237,7 +239,7 @@ def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunD
             return 0
         agent.load_state_dict(ckpt["agent"])
         load_adam_state(optimizer, ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"], device)
         state = state_from_checkpoint(OnlineLoopState, ckpt)
         env_snapshot = snapshot.to_cpu(ckpt.get("environments"))
         version = (env_snapshot or {}).get("vec", {}).get("version")
@@ -448,7 +450,7 @@ class _OnlineLoop:
         self.state.timing = self.timer.state()
         return {"method": self.method, "env": self.args.env, "args": args_to_dict(self.args),
                 "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": rng_state(), **state_items(self.state)}
+                "rng": rng_state(self.device), **state_items(self.state)}
 
     def checkpoint(self, finished: bool = False) -> None:
         """Flush the dataset (at the end: mark it finished), then write latest.pt, results.json,

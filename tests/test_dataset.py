@@ -1150,8 +1150,9 @@ def test_offline_run_opens_each_chunk_once_over_five_intervals(tmp_path, monkeyp
     finally:
         torch.set_num_threads(threads)
     assert opened == [e["file"] for e in entries]  # each chunk opened once, in order
-    # before any training, every pool of the (finished) dataset was CRC-checked, once
-    assert crc_read == [s["file"] for e in entries for s in e["sidecars"].values()]
+    # before any training, every pool of the (finished) dataset was CRC-checked, once (chunks are
+    # checked side by side on the job's CPUs, so in no fixed order)
+    assert sorted(crc_read) == sorted(s["file"] for e in entries for s in e["sidecars"].values())
     results = json.loads((tmp_path / "runs" / "off" / "results.json").read_text())
     assert [r["data_limit"] for r in results] == marks
 
@@ -1260,53 +1261,6 @@ def test_cuda_update_stats_makes_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     del g
-
-
-# --------------------------------------------------------------------------- compiled IQL step
-
-
-def _compiled_vs_eager(device: str, mode: str) -> tuple[list, list]:
-    import torch
-    from blendrl.agents.factory import build_agent
-    from blendrl.algos.iql import IQLTrainer
-    from blendrl.envs import get_spec
-    from blendrl.offline import compile_networks
-    spec = get_spec("cartpole")
-    g = torch.Generator().manual_seed(3)
-    batches = [Batch(torch.randn(64, 2, 2, generator=g), torch.randn(64, 4, generator=g),
-                     torch.randint(0, 2, (64,), generator=g), torch.randn(64, generator=g),
-                     torch.randn(64, 2, 2, generator=g), torch.randn(64, 4, generator=g),
-                     (torch.rand(64, generator=g) < 0.1).float(), torch.zeros(64), torch.zeros(64))
-               for _ in range(4)]
-    out = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        trainer = IQLTrainer.for_spec(build_agent(spec, None, 16).to(device), spec, device=device, hidden=16)
-        if compiled:
-            compile_networks(trainer, mode)
-            assert trainer.q1._compiled_call_impl is not None and trainer.value._compiled_call_impl is not None
-        out.append([trainer.update_stats(Batch(*(x.to(device) for x in b))).tolist() for b in batches])
-    return out[0], out[1]
-
-
-@pytest.mark.slow
-def test_compiled_networks_give_eagers_losses_on_cpu():
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        eager, compiled = _compiled_vs_eager("cpu", "default")
-    finally:
-        torch.set_num_threads(threads)
-    assert np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), (eager, compiled)
-    assert eager[0] != eager[-1]  # it trained
-
-
-@cuda
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_compiled_networks_give_eagers_losses_on_cuda(mode):
-    eager, compiled = _compiled_vs_eager("cuda", mode)
-    assert np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), (eager, compiled)
 
 
 def test_sampled_frame_stacks_are_exact_where_next_stacks_share_frames_and_where_not(tmp_path):

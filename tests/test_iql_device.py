@@ -18,7 +18,8 @@ import torch
 
 from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates
 from blendrl.algos import optim
-from blendrl.algos.iql import IQLConfig, IQLTrainer, set_tf32
+from blendrl.algos.iql import IQLConfig, IQLTrainer
+from blendrl.algos.precision import set_tf32
 from blendrl.envs import get_spec
 from dataset_utils import Batch
 

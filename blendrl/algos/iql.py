@@ -78,12 +78,11 @@ from torch import nn
 
 from blendrl.agents.networks import scale_frames
 from blendrl.algos.optim import adam, load_adam_state
+from blendrl.algos.precision import PRECISIONS, set_tf32
 from blendrl.algos.signal import LearnerSignal
 
 STATE_DICT_VERSION = 1
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-"""What ``IQLConfig.precision`` (``--precision``) accepts (see the module docstring)."""
 
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 """What :meth:`IQLTrainer.compile` (``--compile``) accepts: no compile, inductor's fused kernels,
@@ -147,16 +146,6 @@ def td_targets(reward: torch.Tensor, terminated: torch.Tensor, next_v: torch.Ten
                gamma: float) -> torch.Tensor:
     """``r + gamma * (1 - terminated) * V(s')``; truncated transitions bootstrap like any other."""
     return reward + gamma * (1.0 - terminated.float()) * next_v
-
-
-def set_tf32(precision: str) -> None:
-    """Set torch's process-wide TF32 switches for ``precision``: TensorFloat-32 convolutions (cuDNN)
-    and matmuls (cuBLAS) on for ``tf32``, off otherwise (torch's default lets cuDNN use TF32, so
-    without this an ``fp32`` convolution on an Ampere or later GPU is TF32). No effect on a CPU."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
 
 
 @torch.no_grad()
