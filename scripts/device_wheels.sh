@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
-# Fetch, here, the wheels the lent GPU machine lacks for bench/device_checks.sh (its image has
-# PyTorch, CUDA, numpy, pandas, matplotlib, scikit-*, seaborn, tensorboard, opencv-headless, but
-# not these), for its Python 3.12 on x86-64, into .whl/ (git-ignored; ~40 MB, carried with
-# `carry: [".whl"]`). numpy 1.26.4 (the project's pin) goes to .whl/numpy1/, used there only if the
-# project does not import under the image's numpy 2.
+# Fetch, here, the wheels that bench/device_checks.sh installs on a lent GPU machine: everything the
+# project imports that the machine's image may lack. The image (Python 3.12 on x86-64, torch 2.11
+# with CUDA, numpy 2.x) ships pytest, SciPy, scikit-image, OpenCV-headless, matplotlib and
+# TensorBoard (and what they need); not OCAtari and what it imports (gymnasium, ale-py with the
+# ROMs, pygame, termcolor, ...), tyro, or the plots' statistics (rliable: arch, statsmodels, pandas,
+# seaborn, ...). Each is taken at requirements.txt's pin, dependencies not followed (the list
+# below is the closure; `device_checks.sh --rehearse` proves it complete in a venv holding only
+# the image's packages). No numpy: the project runs under the image's numpy 2
+# (tests/test_numpy2.py).
+#
+# Usage: scripts/device_wheels.sh [PYVER ...]
+#   PYVER: a CPython version, default 3.12 (the image); each goes to .whl/cpXY/ (git-ignored).
+#   `device_checks.sh --rehearse` on this machine needs its own Python's: scripts/device_wheels.sh 3.11
+# The device tool then carries [".whl/cp312"] (about 45 MB; the carry limit is 64 MiB).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-mkdir -p .whl/numpy1
-plat=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
-      --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-      --platform manylinux1_x86_64)
-pin() { grep -i "^$1==" requirements.txt; }
-python3 -m pip download -q --no-deps "${plat[@]}" -d .whl \
-    "$(pin tyro)" "$(pin docstring_parser)" "$(pin typeguard)" "$(pin gymnasium)" \
-    "$(pin Farama-Notifications)" "$(pin ale-py)" "$(pin pyfiglet)" "$(pin pygame)" "$(pin termcolor)" \
-    "$(pin keyboard)" "$(pin typing_extensions)"  # typeguard 4.6 needs typing_extensions >= 4.14
-python3 -m pip download -q --no-deps "${plat[@]}" -d .whl/numpy1 "$(pin numpy)"
-# OCAtari is published as a source archive only: build its (pure-Python) wheel here
+WHEELS=(tyro docstring_parser typeguard typing_extensions  # typeguard 4.6 needs typing_extensions >= 4.14
+        gymnasium Farama-Notifications cloudpickle ale-py pygame pyfiglet termcolor keyboard
+        arch statsmodels patsy formulaic interface-meta narwhals wrapt pandas pytz tzdata seaborn)
+pin() { grep -i "^$1==" requirements.txt || { echo "no pin for $1 in requirements.txt" >&2; exit 1; }; }
+pins=()
+for w in "${WHEELS[@]}"; do pins+=("$(pin "$w")"); done
+SOURCE_ONLY=(ocatari rliable)  # published as source archives only: their (pure-Python) wheels built once
 tmp="$(mktemp -d)"
-python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "$(pin ocatari)"
-python3 -m pip wheel -q --no-deps -w .whl "$tmp"/ocatari-*.tar.gz
-rm -rf "$tmp"
-ls .whl .whl/numpy1
-du -sh .whl
+trap 'rm -rf "$tmp"' EXIT
+for w in "${SOURCE_ONLY[@]}"; do
+    python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "$(pin "$w")"
+done
+python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$tmp"/*.tar.gz
+for ver in "${@:-3.12}"; do
+    dir=".whl/cp${ver//./}"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$ver" --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$dir" "${pins[@]}"
+    cp "$tmp"/wheel/*.whl "$dir"
+    echo "$dir: $(ls "$dir" | wc -l) wheels, $(du -sh "$dir" | cut -f1)"
+done
