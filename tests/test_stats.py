@@ -219,14 +219,20 @@ def test_one_seed_pairs_episode_j_with_episode_j(tmp_path):
     online(runs, 0, {100: [9, 19, 29]})
     offline(runs, 0, {100: [10, 20, 30]})
     (d,) = summary_of(runs).pairs[0].marks
+    # 3 paired episodes of one seed: the interval is computed, but no verdict from so few
     assert (d.ci_over, d.episodes, d.difference, d.ci_low, d.ci_high, d.verdict) == \
-        ("episodes", 3, 1.0, 1.0, 1.0, "above")
+        ("episodes", 3, 1.0, 1.0, 1.0, "too few episodes")
+    runs10 = tmp_path / "runs10"
+    online(runs10, 0, {100: [10 * j + 9 for j in range(10)]})
+    offline(runs10, 0, {100: [10 * j + 10 for j in range(10)]})
+    (d,) = summary_of(runs10).pairs[0].marks
+    assert (d.episodes, d.difference, d.ci_low, d.ci_high, d.verdict) == (10, 1.0, 1.0, 1.0, "above")
     # the same returns, online episodes in another order: the pairs are -19, 1, 21
     runs2 = tmp_path / "runs2"
     online(runs2, 0, {100: [29, 19, 9]})
     offline(runs2, 0, {100: [10, 20, 30]})
     (d,) = summary_of(runs2).pairs[0].marks
-    assert (d.difference, d.ci_low, d.ci_high, d.verdict) == (1.0, -19.0, 21.0, "inconclusive")
+    assert (d.difference, d.ci_low, d.ci_high, d.verdict) == (1.0, -19.0, 21.0, "too few episodes")
     # more online episodes than offline ones: the first 2 pair (same starts)
     runs3 = tmp_path / "runs3"
     online(runs3, 0, {100: [0, 0, 50, 50, 50]})
