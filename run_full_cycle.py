@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from blendrl.exits import guarded_main
 from blendrl.cli_parse import cli as parse_cli
 from blendrl.envs import CLASSIC_ENVS, ENV_NAMES
 from blendrl.launch import cli
@@ -64,8 +65,10 @@ def main() -> int:
         return cli.refuse(cli.Console(), e.problems)
     args = parse_cli(Args, default=dataclasses.replace(Args(), **env_values))
     root = Path(__file__).resolve().parent
-    return cli.main(dataclasses.asdict(args), project_root=root, cwd=Path.cwd(),
-                    python=sys.executable, env_names=ENV_NAMES, vector_envs=CLASSIC_ENVS)
+    # a full disk or an unwritable logs folder: one line naming the path, exit 74
+    return guarded_main(lambda: cli.main(dataclasses.asdict(args), project_root=root,
+                                         cwd=Path.cwd(), python=sys.executable,
+                                         env_names=ENV_NAMES, vector_envs=CLASSIC_ENVS))
 
 
 if __name__ == "__main__":

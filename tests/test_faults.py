@@ -373,3 +373,14 @@ def test_plots_on_a_full_disk_are_one_line_and_a_read_only_folder_a_usage_error(
     subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     r = script("plot_results.py", *plot)  # checked before any work
     assert r.returncode == 2 and "cannot be created or written" in r.stderr
+
+
+def test_the_launcher_on_a_full_disk_is_one_line_and_starts_nothing(tmp_path, small_disk):
+    mnt, _ = small_disk
+    (mnt / "filler").write_bytes(b"\0" * 590_000)
+    r = script("run_full_cycle.py", "--work_dir", str(mnt / "w"), "--detach")
+    assert r.returncode == EXIT_NO_SPACE, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = error_lines(r.stderr)
+    assert str(mnt / "w" / "logs") in line and "No space left on device" in line
+    assert not (mnt / "w" / "out").exists()  # no job started

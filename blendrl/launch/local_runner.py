@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from blendrl.exits import guarded_main
 from blendrl.launch import procs
 from blendrl.launch.outcomes import describe_exit
 from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
@@ -198,7 +199,8 @@ def main(argv: list[str]) -> int:
     if not path.is_file():
         print(f"error: no registry at {path}", file=sys.stderr)
         return 2
-    return LocalRunner(Registry(path.parent)).run()
+    # a registry or log it cannot write (disk full): one line in runner.log's place, exit 74
+    return guarded_main(LocalRunner(Registry(path.parent)).run)
 
 
 if __name__ == "__main__":
