@@ -50,7 +50,7 @@ from blendrl.agents.factory import BlendRLFields, build_agent, learning_rates  #
 from blendrl.algos.iql import IQLConfig, IQLTrainer  # noqa: E402
 from blendrl.envs import get_spec  # noqa: E402
 from blendrl.envs.base import EnvSpec  # noqa: E402
-from blendrl.runs import default_threads, resolve_device  # noqa: E402
+from blendrl.machine import default_threads, resolve_device  # noqa: E402
 from dataset_utils import Batch  # noqa: E402
 
 

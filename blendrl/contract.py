@@ -2,7 +2,7 @@
 file writes, and the restricted loader of ``training_log.pkl``.
 
 Importing this module is cheap (no torch), so the launcher and the plotting code use it directly;
-``blendrl.runs`` builds run folders and checkpoints on top of it.
+``blendrl.run_dir`` and ``blendrl.checkpoints`` build run folders and checkpoints on top of it.
 """
 
 from __future__ import annotations

@@ -32,6 +32,11 @@ class UsageError(ValueError):
     """Bad arguments of a training script, reported before any work with exit status 2."""
 
 
+class RunError(ValueError):
+    """Bad input concerning a run (id, directory, resume state, checkpoint, device); the loops
+    report it as a usage error."""
+
+
 class DatasetFault(Exception):
     """A dataset file is broken (size, CRC, unreadable content, non-finite values): exit 65."""
 

@@ -9,7 +9,7 @@ interval notation::
 
 ``[``/``]`` include an end, ``(``/``)`` exclude it, ``inf`` is unbounded (an infinite end is
 always excluded). ``--help`` then shows ``(default: 0.99; range [0, 1])`` after the field's
-docstring. :func:`check_ranges` raises :class:`~blendrl.runs.UsageError` (exit status 2) naming
+docstring. :func:`check_ranges` raises :class:`~blendrl.exits.UsageError` (exit status 2) naming
 the first flag outside its range, its value and the range. NaN and infinity are never valid;
 ``None`` is valid for an optional field (its docstring says what it stands for).
 ``tests/test_validation.py`` fails when a numeric field of the four scripts' Args has no range.
@@ -31,7 +31,7 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from blendrl.runs import UsageError
+from blendrl.exits import UsageError
 
 _INTERVAL_RE = re.compile(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*\Z")
 

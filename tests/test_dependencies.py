@@ -53,7 +53,8 @@ RULES = {
     "plotting imports no model code (no torch, agents, algorithms, loops or checkpoints)":
         (modules("plotting"), lambda n: any(under(m)(n) for m in (
             "torch", "blendrl.agents", "blendrl.algos", "blendrl.online", "blendrl.offline",
-            "blendrl.runs", "blendrl.logic", "blendrl.envs"))),
+            "blendrl.runs", "blendrl.run_dir", "blendrl.checkpoints", "blendrl.rng",
+            "blendrl.machine", "blendrl.logic", "blendrl.envs"))),
     "nothing outside blendrl/launch/ imports the launcher":
         ([p for p in modules("") if "launch" not in p.relative_to(PACKAGE).parts],
          under("blendrl.launch")),

@@ -190,7 +190,7 @@ def test_an_online_run_finishes_its_dataset_only_at_its_end(tmp_path):
 
 def _hold_lock(run_dir: Path) -> subprocess.Popen:
     """Another process holding the run folder's lock, as a running job does."""
-    code = ("import sys, time; from blendrl.runs import RunDir; "
+    code = ("import sys, time; from blendrl.run_dir import RunDir; "
             f"r = RunDir({str(run_dir.parent)!r}, {run_dir.name!r}); r.lock(); "
             "print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)

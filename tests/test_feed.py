@@ -489,7 +489,7 @@ def test_feed_workers_zero_is_one_line_and_exit_2(tmp_path):
 def test_feed_workers_is_resume_free():
     import typing
     from blendrl.offline import OfflineArgs
-    from blendrl.runs import RESUME_FREE
+    from blendrl.checkpoints import RESUME_FREE
     hint = typing.get_type_hints(OfflineArgs, include_extras=True)["feed_workers"]
     assert any(m is RESUME_FREE for m in hint.__metadata__)
     assert OfflineArgs.feed_workers is None
@@ -500,7 +500,7 @@ def test_forced_cuda_claims_before_any_work_and_counts_other_jobs(tmp_path, monk
     whose free memory other jobs claimed is refused (one line, naming them), and the claim is
     given back by the placement."""
     from blendrl.offline import OfflineArgs, choose_dataset_device
-    from blendrl.runs import UsageError
+    from blendrl.exits import UsageError
     d, _ = _dataset(tmp_path)
     m = DatasetReader(d).manifest
     need = device_bytes_needed(m, 140)
@@ -570,7 +570,9 @@ def test_an_offline_run_trains_the_same_whatever_feed_serves_it(tmp_path, monkey
     feed, the host feed with 3 workers, and auto switching from a device pool to the host feed
     between intervals (on CPU: the pool on device='cpu', the GPU's free memory faked)."""
     from blendrl.offline import OfflineArgs, run_offline
-    from blendrl.runs import RunDir, load_checkpoint, load_training_log
+    from blendrl.checkpoints import load_checkpoint
+    from blendrl.contract import load_training_log
+    from blendrl.run_dir import RunDir
     data = _cartpole_dataset(tmp_path / "ds", [40, 80, 120], steps=60, chunk_size=30)
     m = DatasetReader(data).manifest
     real = feed_module.make_feed

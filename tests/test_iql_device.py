@@ -328,7 +328,7 @@ def test_cuda_resume_keeps_step_counts_on_the_cpu_and_the_step_sync_free():
 # --------------------------------------------------------------------------- item 7: CUDA RNG
 
 class FakeCuda:
-    """``torch.cuda`` as seen by blendrl.runs on a machine with ``count`` GPUs (states recorded)."""
+    """``torch.cuda`` as seen by blendrl.rng on a machine with ``count`` GPUs (states recorded)."""
 
     def __init__(self, monkeypatch, count: int, initialized: bool = True):
         self.count, self.set, self.got = count, {}, []
@@ -360,7 +360,7 @@ class FakeCuda:
 
 def test_a_cpu_jobs_checkpoint_holds_no_cuda_rng_state(monkeypatch):
     """A ``--device cpu`` job on a GPU host neither reads nor initialises CUDA."""
-    from blendrl.runs import rng_state
+    from blendrl.rng import rng_state
 
     fake = FakeCuda(monkeypatch, count=2, initialized=False)
     assert "cuda" not in rng_state("cpu")
@@ -369,7 +369,7 @@ def test_a_cpu_jobs_checkpoint_holds_no_cuda_rng_state(monkeypatch):
 
 
 def test_a_cuda_job_saves_its_own_devices_rng_state_only(monkeypatch):
-    from blendrl.runs import rng_state
+    from blendrl.rng import rng_state
 
     fake = FakeCuda(monkeypatch, count=3)
     state = rng_state("cuda:1")
@@ -384,7 +384,7 @@ def test_a_cuda_job_saves_its_own_devices_rng_state_only(monkeypatch):
 
 
 def test_restoring_more_cuda_states_than_gpus_restores_those_that_exist(monkeypatch, capsys):
-    from blendrl.runs import rng_state, set_rng_state
+    from blendrl.rng import rng_state, set_rng_state
 
     saved = rng_state("cpu")
     old = dict(saved, cuda=[torch.full((16,), i, dtype=torch.uint8) for i in range(4)])  # before
@@ -404,7 +404,7 @@ def test_restoring_more_cuda_states_than_gpus_restores_those_that_exist(monkeypa
 
 
 def test_cuda_rng_states_are_not_restored_without_cuda(monkeypatch):
-    from blendrl.runs import rng_state, set_rng_state
+    from blendrl.rng import rng_state, set_rng_state
 
     saved = rng_state("cpu")
     fake = FakeCuda(monkeypatch, count=0, initialized=False)
@@ -414,7 +414,7 @@ def test_cuda_rng_states_are_not_restored_without_cuda(monkeypatch):
 
 @cuda
 def test_cuda_rng_round_trip_of_the_jobs_device():
-    from blendrl.runs import rng_state, set_rng_state
+    from blendrl.rng import rng_state, set_rng_state
 
     dev = torch.device("cuda", torch.cuda.current_device())
     state = rng_state(dev)

@@ -1,4 +1,4 @@
-"""The training loops' state is a typed record with defaults (blendrl/runs.py): checkpoints
+"""The training loops' state is a typed record with defaults (blendrl/loop_state.py): checkpoints
 written by the code of commit eb265fc (tests/data/loop_state_v1, a finished cartpole PPO run with
 its dataset and an IQL run on it) still resume, and a checkpoint that lacks a field written by
 later code loads with that field's default."""
@@ -17,9 +17,9 @@ import torch
 
 from blendrl.offline import OfflineArgs, run_offline
 from blendrl.online import OnlineArgs, run_online
-from blendrl.runs import (RESUME_FREE, OfflineLoopState, OnlineLoopState, load_checkpoint,
-                          resume_changes, resume_fixed_fields, save_checkpoint,
-                          state_from_checkpoint, state_items)
+from blendrl.checkpoints import (RESUME_FREE, load_checkpoint, resume_changes, resume_fixed_fields,
+                                 save_checkpoint)
+from blendrl.loop_state import OfflineLoopState, OnlineLoopState, state_from_checkpoint, state_items
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "loop_state_v1"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from blendrl.runs import EXIT_INTERRUPTED, load_training_log
+from blendrl.contract import EXIT_INTERRUPTED, load_training_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,8 @@ def test_atari_short_run(tmp_path):
 
 def test_resume_on_another_kind_of_machine_says_so(tmp_path, capsys):
     from blendrl.online import OnlineArgs
-    from blendrl.runs import RunDir, platform_change, platform_info
+    from blendrl.machine import platform_change, platform_info
+    from blendrl.run_dir import RunDir
 
     here = platform_info()
     assert platform_change(here) is None and platform_change(None) is None

@@ -25,7 +25,7 @@ import tyro
 
 from blendrl.offline import BlendRLOfflineArgs, OfflineArgs
 from blendrl.online import BlendRLOnlineArgs, OnlineArgs
-from blendrl.runs import UsageError
+from blendrl.exits import UsageError
 from blendrl.validation import (Range, check_ranges, check_rule_set, field_ranges, is_numeric,
                                 numeric_fields)
 

@@ -81,7 +81,7 @@ class DatasetDeviceError(ValueError):
 def default_feed_workers() -> int:
     """Sampling threads of the host feed: the job's CPUs but one (the training thread's), at
     least 1, at most :data:`MAX_DEFAULT_WORKERS`."""
-    from blendrl.runs import default_threads
+    from blendrl.machine import default_threads
 
     return max(1, min(default_threads(True) - 1, MAX_DEFAULT_WORKERS))
 

@@ -222,7 +222,7 @@ def verdict(request: dict) -> dict:
     except _Refused as e:
         out["error"] = str(e)
     except Exception as e:  # noqa: BLE001 -- UsageError and whatever else a check raises
-        from blendrl.runs import UsageError
+        from blendrl.exits import UsageError
 
         out["error"] = str(e) if isinstance(e, UsageError) else f"{type(e).__name__}: {e}"
     return out
