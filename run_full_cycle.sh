@@ -21,7 +21,7 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- the experiment
 : "${EXPERIMENT_ID=default_cartpole}"        # name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -
-: "${ENVIRONMENT=cartpole}"                  # cartpole | mountaincar | seaquest | kangaroo | donkeykong
+: "${ENVIRONMENT=cartpole}"                  # cartpole | mountaincar | donkeykong | kangaroo | seaquest
 : "${ONLINE_METHODS=ppo blendrl_ppo}"        # online methods (ppo, blendrl_ppo; none: no online run); each saves its dataset
 : "${ONLINE_STEPS=50000}"                    # environment transitions per online run
 : "${OFFLINE_METHODS=iql blendrl_iql}"       # offline methods (iql, blendrl_iql; none: no offline run)

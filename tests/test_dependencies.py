@@ -5,6 +5,8 @@ modules it must not know."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,17 @@ def test_dependency_rule(rule):
     paths, forbidden = RULES[rule]
     assert paths, rule
     assert violations(paths, forbidden) == [], rule
+
+
+def test_the_launcher_and_the_environment_registry_import_no_torch():
+    """The launcher (which reads the environments' names and kinds from the registry) and the
+    torch-free parts of a run import neither torch nor OCAtari, directly or through blendrl."""
+    code = ("import sys, blendrl.launch.cli, blendrl.envs, blendrl.loop_state, blendrl.timing, "
+            "blendrl.interrupt; blendrl.envs.CLASSIC_ENVS; "
+            "print(sorted(m for m in ('torch', 'ocatari') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_the_rules_see_imports_inside_functions_and_relative_ones(tmp_path):

@@ -9,12 +9,16 @@ Atari logic state against the game's RAM and against OCAtari's extraction after 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
+import textwrap
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from blendrl.envs import ATARI_ENVS, CLASSIC_ENVS, ENV_NAMES, get_spec, make_vec_env
+import blendrl.envs
+from blendrl.envs import ATARI_ENVS, CLASSIC_ENVS, ENV_NAMES, discover, get_spec, make_vec_env
 from blendrl.envs.atari import (ALE_FULL_ACTION_NAMES, FEATURES, MAX_EPISODE_STEPS, OCAtariEnv,
                                 atari_spec, object_slots)
 from blendrl.envs.base import StepBatch, VecEnv
@@ -60,9 +64,70 @@ def assert_batch_shapes(env: VecEnv, b: StepBatch) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def test_registry_lists_the_five_envs_and_rejects_unknown_names():
-    assert ENV_NAMES == ("cartpole", "mountaincar", "seaquest", "kangaroo", "donkeykong")
+    assert ENV_NAMES == ("cartpole", "mountaincar", "donkeykong", "kangaroo", "seaquest")
+    assert CLASSIC_ENVS == ("cartpole", "mountaincar")
+    assert ATARI_ENVS == ("donkeykong", "kangaroo", "seaquest")
     with pytest.raises(ValueError, match="unknown environment 'pong'"):
         make_vec_env("pong", 1)
+
+
+def _toy_env(folder, name: str, neural_shape: tuple, make_vec: bool = True,
+             spec_name: str = "") -> None:
+    """``{folder}/{name}/__init__.py``: an environment package as docs/extending.md describes it."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "__init__.py").write_text(textwrap.dedent(f"""
+        import numpy as np
+
+        from blendrl.envs.base import EnvSpec, VecEnv
+
+        SPEC = EnvSpec(name={spec_name or name!r}, gym_id="Toy-v0", objects=("agent",),
+                       object_types=("agent",), features=("x",), neural_shape={neural_shape!r},
+                       neural_dtype=np.dtype(np.uint8), action_names=("stay", "go"),
+                       max_episode_steps=10)
+        """) + ("\ndef make_vec(num_envs: int) -> VecEnv:\n    raise NotImplementedError\n"
+                if make_vec else ""))
+
+
+@pytest.fixture
+def envs_folder(tmp_path, monkeypatch):
+    """A second folder of ``blendrl.envs`` (as if its packages were under blendrl/envs/); the
+    packages imported from it are forgotten afterwards."""
+    before = set(sys.modules)
+    monkeypatch.setattr(blendrl.envs, "__path__", [*blendrl.envs.__path__, str(tmp_path)])
+    importlib.invalidate_caches()
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name.startswith("blendrl.envs."):
+            del sys.modules[name]
+
+
+def test_an_environment_is_its_package_and_nothing_else(envs_folder):
+    """docs/extending.md's checklist, tried: a package with SPEC and make_vec is an environment,
+    classic (vector state) or image state after its SPEC; a sub-package without SPEC and a plain
+    module are not environments."""
+    _toy_env(envs_folder, "toyline", (3,))
+    _toy_env(envs_folder, "toyscreen", (2, 8, 8))
+    (envs_folder / "toyhelpers").mkdir()
+    (envs_folder / "toyhelpers" / "__init__.py").write_text("X = 1\n")
+    (envs_folder / "toymodule.py").write_text("SPEC = None\n")
+    found = discover(blendrl.envs)
+    assert tuple(found) == ("cartpole", "mountaincar", "toyline",
+                            "donkeykong", "kangaroo", "seaquest", "toyscreen")
+    assert [n for n, m in found.items() if not m.SPEC.is_image] == [*CLASSIC_ENVS, "toyline"]
+    assert [n for n, m in found.items() if m.SPEC.is_image] == [*ATARI_ENVS, "toyscreen"]
+    assert tuple(discover(blendrl.envs)) == tuple(found)  # the same order every time
+
+
+@pytest.mark.parametrize("kind", ["no make_vec", "another name"])
+def test_a_half_made_environment_package_is_an_error(envs_folder, kind):
+    if kind == "no make_vec":
+        _toy_env(envs_folder, "toybroken", (3,), make_vec=False)
+        match = "blendrl.envs.toybroken defines SPEC but no make_vec"
+    else:
+        _toy_env(envs_folder, "toybroken", (3,), spec_name="toy")
+        match = "blendrl.envs.toybroken.SPEC must be an EnvSpec named 'toybroken'"
+    with pytest.raises(ValueError, match=match):
+        discover(blendrl.envs)
 
 
 def test_object_slots_names_and_types():

@@ -1,37 +1,63 @@
 """The environment registry.
 
-Each environment is one module (or package) below ``blendrl.envs`` that defines ``SPEC``
-(:class:`~blendrl.envs.base.EnvSpec`) and ``make_vec(num_envs, ...) -> VecEnv``. They are listed
-here explicitly; Atari modules are imported only when asked for (OCAtari is slow to import).
-To add an environment: write its module and add one line to ``_MODULES``.
+An environment is a sub-package ``blendrl.envs.{name}`` whose ``__init__`` defines ``SPEC`` (an
+:class:`~blendrl.envs.base.EnvSpec` whose ``name`` is the package's) and
+``make_vec(num_envs, ...) -> VecEnv``. The registry finds them by listing the sub-packages of this
+package (:func:`discover`): adding an environment is adding its package, nothing else. A
+sub-package without ``SPEC`` is not an environment.
+
+Reading a ``SPEC`` is cheap: an environment's ``__init__`` imports its factory (gymnasium's
+classic control, OCAtari, torch) inside ``make_vec``, so that the launcher can import this
+registry without torch (a test checks).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import sys
 from pathlib import Path
 from types import ModuleType
 
 from blendrl.envs.base import EnvSpec, StepBatch, VecEnv
 
-_MODULES: dict[str, str] = {
-    "cartpole": "blendrl.envs.cartpole",
-    "mountaincar": "blendrl.envs.mountaincar",
-    "seaquest": "blendrl.envs.seaquest",
-    "kangaroo": "blendrl.envs.kangaroo",
-    "donkeykong": "blendrl.envs.donkeykong",
-}
+
+def discover(package: ModuleType) -> dict[str, ModuleType]:
+    """The environments below ``package``, by name: each sub-package whose ``__init__`` defines
+    ``SPEC``, vector-state (classic control) environments first, then image-state (Atari) ones,
+    each group by name. A package with ``SPEC`` but no ``make_vec``, or a ``SPEC`` named otherwise
+    than its package, is an error (one the first import of the registry raises)."""
+    found: dict[str, ModuleType] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if spec is None:
+            continue
+        if not isinstance(spec, EnvSpec) or spec.name != info.name:
+            raise ValueError(f"{module.__name__}.SPEC must be an EnvSpec named {info.name!r}, "
+                              f"got {spec!r:.80}")
+        if not callable(getattr(module, "make_vec", None)):
+            raise ValueError(f"{module.__name__} defines SPEC but no make_vec(num_envs, ...)")
+        found[info.name] = module
+    return dict(sorted(found.items(), key=lambda item: (item[1].SPEC.is_image, item[0])))
+
+
+_MODULES: dict[str, ModuleType] = discover(sys.modules[__name__])
 
 ENV_NAMES: tuple[str, ...] = tuple(_MODULES)
-CLASSIC_ENVS: tuple[str, ...] = ("cartpole", "mountaincar")
-ATARI_ENVS: tuple[str, ...] = ("seaquest", "kangaroo", "donkeykong")
+CLASSIC_ENVS: tuple[str, ...] = tuple(n for n, m in _MODULES.items() if not m.SPEC.is_image)
+"""Vector-state environments (classic control): small networks, one thread per job."""
+ATARI_ENVS: tuple[str, ...] = tuple(n for n, m in _MODULES.items() if m.SPEC.is_image)
+"""Image-state environments (Atari)."""
 
 
 def env_module(name: str) -> ModuleType:
     """The module of environment ``name``; a clear error listing the valid names otherwise."""
     if name not in _MODULES:
         raise ValueError(f"unknown environment {name!r}; valid: {', '.join(ENV_NAMES)}")
-    return importlib.import_module(_MODULES[name])
+    return _MODULES[name]
 
 
 def load_rule_set(name: str, rules: str = "default"):
@@ -57,4 +83,4 @@ def make_vec_env(name: str, num_envs: int, **options) -> VecEnv:
 
 
 __all__ = ["EnvSpec", "StepBatch", "VecEnv", "ENV_NAMES", "CLASSIC_ENVS", "ATARI_ENVS",
-           "env_module", "get_spec", "make_vec_env"]
+           "discover", "env_module", "get_spec", "make_vec_env"]

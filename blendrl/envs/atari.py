@@ -55,7 +55,8 @@ with shared memory; ``"sync"`` for one process) in ``SAME_STEP`` autoreset mode,
 observation a Dict ``{"logic", "neural"}``, wrapped in :class:`~blendrl.envs.base.VecEnv`.
 
 OCAtari is slow to import (seconds), so it is imported only when an environment is made, never
-when a ``SPEC`` is read.
+when a ``SPEC`` is read (a game's ``SPEC`` is built by :mod:`blendrl.envs.atari_spec`, which
+imports neither OCAtari nor torch).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ import importlib
 import multiprocessing
 import re
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -75,22 +76,10 @@ from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from blendrl.envs import snapshot
+# the spec's shape (numpy only, so that a game's SPEC is read without gymnasium), also named here
+from blendrl.envs.atari_spec import (ALE_FULL_ACTION_NAMES, FEATURES, FRAME_SIZE,  # noqa: F401
+                                     FRAME_SKIP, MAX_EPISODE_STEPS, STACK, atari_spec, object_slots)
 from blendrl.envs.base import EnvSpec, VecEnv
-
-FEATURES: tuple[str, ...] = ("visible", "x", "y", "w", "h", "value")
-"""Columns of an Atari logic state."""
-
-FRAME_SKIP = 4
-"""ALE frames per agent step."""
-
-FRAME_SIZE = 84
-"""Side of a preprocessed (square) frame."""
-
-STACK = 4
-"""Frames in the neural state, oldest first."""
-
-MAX_EPISODE_STEPS = 27_000
-"""Agent steps per episode at most: ALE's 108,000 frames / ``FRAME_SKIP``."""
 
 STICKY_ACTION_PROBABILITY = 0.25
 """ALE v5 default: at every frame ALE repeats the previous action with this probability."""
@@ -98,54 +87,7 @@ STICKY_ACTION_PROBABILITY = 0.25
 NOOP_MAX = 30
 """Random no-op starts: after a reset, 1..NOOP_MAX no-op agent steps drawn from the episode's seed."""
 
-ALE_FULL_ACTION_NAMES: tuple[str, ...] = (
-    "noop", "fire", "up", "right", "left", "down", "upright", "upleft", "downright",
-    "downleft", "upfire", "rightfire", "leftfire", "downfire", "uprightfire", "upleftfire",
-    "downrightfire", "downleftfire",
-)
-"""Lower-cased ALE action meanings in ALE's order (the minimal set of the three games here)."""
-
 VECTORIZATIONS: tuple[str, ...] = ("async", "sync")
-
-
-def object_slots(counts: Sequence[tuple[str, int]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Slot names and slot types for ``(type, count)`` pairs, in that order.
-
-    A type with one slot gives the slot name ``type`` (``"player"``); a type with ``n > 1`` slots
-    gives ``type1`` .. ``typen`` (``"shark1"``, ..., ``"shark12"``).
-    """
-    names: list[str] = []
-    types: list[str] = []
-    for object_type, count in counts:
-        if count < 1:
-            raise ValueError(f"object type {object_type!r} needs at least one slot, got {count}")
-        if object_type in types:
-            raise ValueError(f"object type {object_type!r} listed twice")
-        if count == 1:
-            names.append(object_type)
-        else:
-            names.extend(f"{object_type}{k}" for k in range(1, count + 1))
-        types.extend([object_type] * count)
-    return tuple(names), tuple(types)
-
-
-def atari_spec(name: str, gym_id: str, counts: Sequence[tuple[str, int]],
-               action_names: tuple[str, ...] = ALE_FULL_ACTION_NAMES) -> EnvSpec:
-    """The :class:`EnvSpec` of an Atari game whose logic state has the slots ``counts``."""
-    objects, object_types = object_slots(counts)
-    return EnvSpec(
-        name=name,
-        gym_id=gym_id,
-        objects=objects,
-        object_types=object_types,
-        features=FEATURES,
-        neural_shape=(STACK, FRAME_SIZE, FRAME_SIZE),
-        neural_dtype=np.dtype(np.uint8),
-        action_names=action_names,
-        max_episode_steps=MAX_EPISODE_STEPS,
-        presence_feature="visible",
-        has_lives=True,
-    )
 
 
 def observation_space(spec: EnvSpec) -> spaces.Dict:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from blendrl.contract import OFFLINE_METHODS, ONLINE_METHODS
+from blendrl.envs import ENV_NAMES  # the environment packages' names (no torch imported)
 from blendrl.cli_parse import parse_bool  # noqa: F401 (the BOOL kind; also the scripts' flags)
 
 ONLINE, OFFLINE = "online", "offline"
@@ -160,8 +161,7 @@ KNOBS: tuple[Knob, ...] = (
          "name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -",
          EXPERIMENT,
          config="exp_id", flag="exp_id", scripts=BOTH),
-    Knob("ENVIRONMENT", TEXT, "cartpole",
-         "cartpole | mountaincar | seaquest | kangaroo | donkeykong", EXPERIMENT,
+    Knob("ENVIRONMENT", TEXT, "cartpole", " | ".join(ENV_NAMES), EXPERIMENT,
          config="env", flag="env", scripts=BOTH, recorded=True),
     Knob("ONLINE_METHODS", WORDS, ONLINE_METHODS,
          f"online methods ({', '.join(ONLINE_METHODS)}; none: no online run); each saves its "

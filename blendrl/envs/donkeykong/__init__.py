@@ -21,7 +21,7 @@ actions 0.25. See :mod:`blendrl.envs.atari`.
 
 from __future__ import annotations
 
-from blendrl.envs.atari import atari_spec, make_atari_vec
+from blendrl.envs.atari_spec import atari_spec
 from blendrl.envs.base import EnvSpec, VecEnv
 
 SPEC: EnvSpec = atari_spec(
@@ -43,4 +43,6 @@ HUD = False
 
 def make_vec(num_envs: int, **options) -> VecEnv:
     """``num_envs`` copies; ``options`` go to :func:`blendrl.envs.atari.make_atari_vec`."""
+    from blendrl.envs.atari import make_atari_vec  # here: reading SPEC imports no torch
+
     return make_atari_vec(SPEC, num_envs, hud=HUD, **options)
