@@ -16,7 +16,7 @@ next to what other jobs on the GPU claimed) or ``--feed_workers`` background thr
 into pinned memory (the same batches whatever their number). A gradient step does not wait for
 the device: its metrics are added up there and read once per ``--log_every`` steps.
 
-Before any work, bad input is a :class:`~blendrl.runs.UsageError` (exit status 2): bad flags, a
+Before any work, bad input is a :class:`~blendrl.exits.UsageError` (exit status 2): bad flags, a
 missing or empty dataset, a dataset its online run has not finished writing (unless
 ``--partial_dataset``), an ``--env`` the dataset was not recorded on, ``--dataset_device cuda``
 without CUDA or with a prefix too large for the device (next to the memory that other jobs on the
@@ -46,16 +46,17 @@ from blendrl.agents.factory import BlendRLFields, blend_fields, build_agent, lea
 from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
-from blendrl.evaluation import evaluate, result_entry
+from blendrl.evaluation import result_entry
 from blendrl.exits import DatasetFault, guarded_main
 from blendrl.algos.signal import LearnerSignal, SignalError
+from blendrl.lifecycle import RunLifecycle, resume_checkpoint, run_folder, say
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
-from blendrl.runs import UsageError, interval_marks
-from blendrl.runs import (EXIT_INTERRUPTED, RESUME_FREE, args_to_dict, default_threads, Interrupt,
-                          load_checkpoint, OfflineLoopState, resolve_device, resume_changes,
-                          rng_state, RunDir, RunError, save_checkpoint, seed_everything,
-                          set_rng_state, state_from_checkpoint, state_items, Timer,
-                          validate_run_id)
+from blendrl.checkpoints import RESUME_FREE, args_to_dict
+from blendrl.exits import RunError, UsageError
+from blendrl.loop_state import OfflineLoopState, interval_marks, state_from_checkpoint, state_items
+from blendrl.machine import default_threads, resolve_device
+from blendrl.rng import rng_state, seed_everything, set_rng_state
+from blendrl.run_dir import RunDir, validate_run_id
 from blendrl.validation import check_ranges, check_rule_set, in_range
 
 
@@ -383,7 +384,7 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
 
     ``reader_factory`` replaces :func:`default_reader` (tests wrap it to watch what is sampled).
     """
-    from blendrl.datasets import DatasetError, has_life_lost
+    from blendrl.datasets import has_life_lost
 
     reader_factory = reader_factory or default_reader
     blend = blend_fields(method, args)
@@ -409,12 +410,9 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     try:
         run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
                                  f"{time.strftime('%Y%m%d-%H%M%S')}")
-        run = RunDir(args.runs_dir, run_id)
-        try:
+        with run_folder(args.runs_dir, run_id) as run:
             return _train(args, method, blend, signal, info, partial, limits, device, placement,
                           run, reader_factory)
-        finally:
-            run.unlock()
     finally:
         placement.release()
 
@@ -430,8 +428,8 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     if args.resume:
         ckpt, limits = _resume_checkpoint(run, args, method, info, limits, device)
         if ckpt["interval"] >= len(limits):
-            print(f"[{run_id}] already complete ({len(ckpt.get('results', []))} of {len(limits)} "
-                  "intervals evaluated): nothing to resume, nothing changed", file=sys.stderr, flush=True)
+            say(run_id, f"already complete ({len(ckpt.get('results', []))} of {len(limits)} "
+                        "intervals evaluated): nothing to resume, nothing changed")
             return 0
     verify_dataset(info, limits, run_id, args.progress_seconds, workers=default_threads(True))
     start = ckpt["interval"] if ckpt is not None else 0
@@ -452,7 +450,7 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     compile_networks(trainer, args.compile)
     loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device)
     try:
-        with Interrupt() as interrupt:
+        with loop.life.interrupt:
             if ckpt is not None:
                 loop.restore(ckpt)
                 run.say_if_resumed_elsewhere(device)
@@ -460,11 +458,11 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
                 run.write_run_json(exp_id=args.exp_id, method=method, env=info.env, seed=args.seed,
                                    args=args, dataset_source=dataset_source(info),
                                    device=device, extra={"dataset_partial": partial})
-            return loop.run(interrupt, first_reader)
+            return loop.run(first_reader)
     except DatasetError as e:  # a chunk turned out broken when opened (changed since verified)
         raise DatasetFault(str(e)) from e
     finally:
-        loop.close()
+        loop.life.close()
 
 
 def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: DatasetInfo,
@@ -472,25 +470,12 @@ def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: Datase
     """The latest checkpoint, checked against this invocation (UsageError on any mismatch), and
     the data limits to go on with: the run's own (a ``--partial_dataset`` run keeps the limits it
     started with while the dataset has grown since). Takes the run folder's lock first."""
-    if not run.latest_checkpoint.exists():
-        raise UsageError(f"--resume: no checkpoint at {run.latest_checkpoint}")
-    try:
-        run.lock()
-        ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
-    except RunError as e:
-        raise UsageError(str(e)) from e
-    if ckpt.get("method") != method or ckpt.get("env") != info.env:
-        raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
-                         f"{ckpt.get('env')}, not {method} on {info.env}")
+    ckpt = resume_checkpoint(run, args, method, info.env, device)
     recorded = ckpt.get("limits")
     grown = args.partial_dataset and isinstance(recorded, list) and recorded == limits[:len(recorded)]
     if recorded != limits and not grown:
         raise UsageError(f"--resume: the dataset {info.path} gives data limits {limits}, the run was "
                          f"trained with {recorded}")
-    now = args_to_dict(args)
-    changed = resume_changes(type(args), ckpt["args"], now)
-    if changed:
-        raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
     return ckpt, list(recorded)
 
 
@@ -516,37 +501,27 @@ class OfflineLoop:
         self.initial_trainer = copy.deepcopy(trainer.state_dict()) if args.reset_per_interval else None
         self.sampler = np.random.default_rng(args.seed)
         self.state = OfflineLoopState()
-        self.timer = Timer(run)
-        self._tb = None
+        self.life = RunLifecycle(run, args, info.env, device, self.state, self.payload,
+                                 tb_step=lambda: self.state.grad_steps)
         self._window_sum: torch.Tensor | None = None  # METRIC_KEYS summed on the device (float64)
         self._window_n = 0
         self._last_batch: Any = None
-        self._window_t0 = time.perf_counter()
-        self._last_checkpoint = self._last_progress = time.perf_counter()
+        self._window_t0 = self._last_progress = time.perf_counter()
 
     @property
     def tb(self):
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-            purge = self.state.grad_steps if self.args.resume else None
-            self._tb = SummaryWriter(str(self.run_dir.path), purge_step=purge)
-        return self._tb
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        return self.life.tb
 
     def restore(self, ckpt: dict) -> None:
         self.trainer.load_state_dict(ckpt["trainer"])
         set_rng_state(ckpt["rng"], self.device)
         self.sampler.bit_generator.state = ckpt["sampler"]
         self.state = state_from_checkpoint(OfflineLoopState, ckpt)
-        self.timer = Timer(self.run_dir, self.state.timing)
-        print(f"[{self.run_dir.run_id}] resuming at interval {self.state.interval + 1}/"
-              f"{len(self.limits)}, step {self.state.step_in_interval} of it", file=sys.stderr,
-              flush=True)
+        self.life.adopt(self.state)
+        self._say(f"resuming at interval {self.state.interval + 1}/{len(self.limits)}, step "
+                  f"{self.state.step_in_interval} of it")
 
-    def run(self, interrupt: Interrupt, reader: Any = None) -> int:
+    def run(self, reader: Any = None) -> int:
         """Train the remaining intervals; 0 when all are done, 75 when a signal stopped it.
 
         ``reader`` holds the first remaining interval's prefix; each later interval extends it.
@@ -564,47 +539,42 @@ class OfflineLoop:
                              limits=self.limits[self.state.interval:], claim=p.claim,
                              claims=p.claims, say=self._say)
         try:
-            return self._run(interrupt, feed)
+            return self._run(feed)
         finally:
             if feed is not None:
                 feed.close()
 
-    def _run(self, interrupt: Interrupt, feed: Any) -> int:
-        st, a = self.state, self.args
+    def _run(self, feed: Any) -> int:
+        st, a, life = self.state, self.args, self.life
         while st.interval < len(self.limits):
             k = st.interval
             limit = self.limits[k]
-            if interrupt.requested:
-                return self._interrupted(interrupt)
+            if life.stop_requested:
+                return self._interrupted()
             feed.set_limit(limit)  # opens only the chunks this interval adds
             n_steps = grad_steps_for(limit, a.epochs, a.batch_size)
             if st.step_in_interval == 0 and self.initial_trainer is not None:
                 self.trainer.load_state_dict(self.initial_trainer)
             while st.step_in_interval < n_steps:
-                if interrupt.requested:
-                    return self._interrupted(interrupt)
+                if life.stop_requested:
+                    return self._interrupted()
                 self.train_step(feed)
                 if st.step_in_interval % a.log_every == 0:
                     self.log_window(k, limit)
-                if time.perf_counter() - self._last_checkpoint > a.checkpoint_seconds:
-                    self.checkpoint()
+                life.checkpoint_if_due()
                 self.maybe_progress(n_steps)
             self.log_window(k, limit)
             self.evaluate_interval(k, limit)
-            self.checkpoint()
-        self.checkpoint(finished=True)
+            life.checkpoint()
+        life.checkpoint(finished=True)
         return 0
 
     def _say(self, text: str) -> None:
-        print(f"[{self.run_dir.run_id}] {text}", file=sys.stderr, flush=True)
+        say(self.run_dir.run_id, text)
 
-    def _interrupted(self, interrupt: Interrupt) -> int:
-        self.checkpoint()
+    def _interrupted(self) -> int:
         st = self.state
-        print(f"[{self.run_dir.run_id}] interrupted by signal {interrupt.signum} in interval "
-              f"{st.interval + 1} at step {st.step_in_interval}: checkpoint written; rerun with "
-              "--resume", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return self.life.stop(f"in interval {st.interval + 1} at step {st.step_in_interval}")
 
     # -- steps --------------------------------------------------------------------------------
     def train_step(self, feed: Any) -> None:
@@ -621,7 +591,7 @@ class OfflineLoop:
 
     def _add_train_time(self, dt: float) -> None:
         self.state.interval_train_seconds += dt
-        self.timer.train_seconds += dt
+        self.life.timer.train_seconds += dt
 
     def log_window(self, k: int, limit: int) -> None:
         """Average the metrics since the last logging point into tensorboard and the training log
@@ -665,50 +635,29 @@ class OfflineLoop:
             return
         self._last_progress = now
         st = self.state
-        print(f"[{self.run_dir.run_id}] interval {st.interval + 1}/{len(self.limits)} step "
-              f"{st.step_in_interval}/{n_steps} ({st.grad_steps} in all)", file=sys.stderr,
-              flush=True)
+        self._say(f"interval {st.interval + 1}/{len(self.limits)} step {st.step_in_interval}/"
+                  f"{n_steps} ({st.grad_steps} in all)")
 
     def evaluate_interval(self, k: int, limit: int) -> None:
-        a, st = self.args, self.state
-        t0 = time.perf_counter()
+        st = self.state
         # Evaluation seeds of the ONLINE run whose data this is: its point at the same x saw the
         # very same episode starts (a paired comparison); --seed only seeds training here.
-        online_seed = int(self.info.metadata.get("seed", a.seed))
-        res = evaluate(self.trainer.actor, self.info.env, a.eval_episodes, online_seed, self.device,
-                       policy=a.eval_policy,
-                       num_envs=a.eval_envs)
-        eval_seconds = time.perf_counter() - t0
-        self.timer.eval_seconds += eval_seconds
+        res, eval_seconds = self.life.evaluate(self.trainer.actor,
+                                               int(self.info.metadata.get("seed", self.args.seed)))
         entry = result_entry(res, interval=k + 1, data_limit=limit,
                              train_seconds=st.interval_train_seconds, eval_seconds=eval_seconds,
                              grad_steps=st.step_in_interval)
-        st.results.append(entry)
         st.interval += 1
         st.step_in_interval = 0
         st.interval_train_seconds = 0.0
-        self.tb.add_scalar("charts/eval_mean_return", res.mean, st.grad_steps)
-        print(f"[{self.run_dir.run_id}] interval {k + 1}/{len(self.limits)} (data limit {limit}, "
-              f"{entry['grad_steps']} gradient steps): return {res.mean:.2f} +- {res.std:.2f} over "
-              f"{len(res.returns)} episodes ({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
-        if res.mean > st.best_return:
-            st.best_return = res.mean
-            save_checkpoint(self.run_dir.best_checkpoint, self.payload())
+        self.life.record(entry, res, st.grad_steps,
+                         f"interval {k + 1}/{len(self.limits)} (data limit {limit}, "
+                         f"{entry['grad_steps']} gradient steps)")
 
     # -- persistence --------------------------------------------------------------------------
-    def payload(self) -> dict:
-        self.state.timing = self.timer.state()
+    def payload(self, latest: bool = True) -> dict:
+        """The checkpoint (the same for latest.pt and best.pt)."""
         return {"method": self.method, "env": self.info.env, "args": args_to_dict(self.args),
                 "dataset": str(self.info.path), "limits": self.limits,
                 "trainer": self.trainer.state_dict(), "rng": rng_state(self.device),
                 "sampler": self.sampler.bit_generator.state, **state_items(self.state)}
-
-    def checkpoint(self, finished: bool = False) -> None:
-        """latest.pt, results.json, training_log.pkl and timing.json, in that order."""
-        save_checkpoint(self.run_dir.latest_checkpoint, self.payload())
-        self.run_dir.write_results(self.state.results)
-        self.run_dir.write_training_log(self.state.training_log)
-        self.timer.save(finished=finished)
-        if self._tb is not None:
-            self._tb.flush()
-        self._last_checkpoint = time.perf_counter()

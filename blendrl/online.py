@@ -32,14 +32,16 @@ from blendrl.envs import ENV_NAMES, get_spec, make_vec_env
 from blendrl.envs import snapshot
 from blendrl.envs.base import EnvSpec, VecEnv
 from blendrl.exits import guarded_main
-from blendrl.evaluation import evaluate, result_entry, to_tensor
+from blendrl.evaluation import result_entry, to_tensor
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.protocol import ProtocolFields, resolve_signal_fields
-from blendrl.runs import (EXIT_INTERRUPTED, RESUME_FREE, args_to_dict, default_threads, Interrupt,
-                          interval_marks, load_checkpoint, OnlineLoopState, resolve_device,
-                          resume_changes, rng_state, RunDir, RunError, save_checkpoint,
-                          seed_everything, set_rng_state, state_from_checkpoint, state_items,
-                          Timer, UsageError, validate_run_id)
+from blendrl.lifecycle import RunLifecycle, resume_checkpoint, run_folder, say
+from blendrl.checkpoints import RESUME_FREE, args_to_dict
+from blendrl.exits import RunError, UsageError
+from blendrl.loop_state import OnlineLoopState, interval_marks, state_from_checkpoint, state_items
+from blendrl.machine import default_threads, resolve_device
+from blendrl.rng import rng_state, seed_everything, set_rng_state
+from blendrl.run_dir import RunDir, validate_run_id
 from blendrl.validation import check_ranges, check_rule_set, in_range
 
 
@@ -49,7 +51,7 @@ class OnlineArgs(ProtocolFields):
     CleanRL's PPO (classic control: ppo.py; Atari: ppo_atari.py)."""
 
     env: Annotated[str, RESUME_FREE] = "cartpole"
-    """environment: cartpole, mountaincar, seaquest, kangaroo or donkeykong"""
+    """environment: a package of blendrl/envs/ (cartpole, mountaincar, donkeykong, kangaroo, seaquest); an unknown name lists them"""
     total_timesteps: Annotated[int | None, in_range("[1, inf)")] = None
     """environment transitions to collect (default: 500000 classic control, 10000000 Atari); rounded up to whole PPO iterations"""
     num_envs: Annotated[int | None, in_range("[1, inf)")] = None
@@ -187,11 +189,8 @@ def run_online(args: OnlineArgs, method: str) -> int:
     if args.resume and not args.run_id:
         raise UsageError("--resume needs the --run_id of the run to continue")
     args = resolve_args(args, method)
-    run = RunDir(args.runs_dir, args.run_id)
-    try:
+    with run_folder(args.runs_dir, args.run_id) as run:
         return _train(args, method, blend, run)
-    finally:
-        run.unlock()
 
 
 def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunDir) -> int:
@@ -212,90 +211,98 @@ def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunD
     agent = build_agent(spec, blend, args.hidden).to(device)
     optimizer = adam(agent.optimizer_param_groups(learning_rates(args.learning_rate, blend)), eps=1e-5)
     initial_lrs = [g["lr"] for g in optimizer.param_groups]
-    cfg = PPOConfig(gamma=args.gamma, gae_lambda=args.gae_lambda, num_minibatches=args.num_minibatches,
-                    update_epochs=args.update_epochs, norm_adv=args.norm_adv, clip_coef=args.clip_coef,
-                    clip_vloss=args.clip_vloss, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
-                    max_grad_norm=args.max_grad_norm, target_kl=args.target_kl,
-                    blend_ent_coef=getattr(args, "blend_ent_coef", 0.0))
-    batch_size = args.num_envs * args.num_steps
-    num_iterations = math.ceil(args.total_timesteps / batch_size)
+    num_iterations = math.ceil(args.total_timesteps / (args.num_envs * args.num_steps))
     marks = interval_marks(args.total_timesteps, args.intervals)
-
-    state = OnlineLoopState()
-    env_snapshot = None
     if args.resume:
-        ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)
-        if ckpt.get("method") != method or ckpt.get("env") != args.env:
-            raise UsageError(f"--resume: {run.latest_checkpoint} is a {ckpt.get('method')} run on "
-                             f"{ckpt.get('env')}, not {method} on {args.env}")
-        now = args_to_dict(args)
-        changed = resume_changes(type(args), ckpt["args"], now)
-        if changed:
-            raise UsageError("--resume cannot change what the run computes: " + ", ".join(changed))
-        if int(ckpt.get("iteration", 0)) >= num_iterations:
-            print(f"[{args.run_id}] already complete ({len(ckpt.get('results', []))} evaluations, "
-                  f"{ckpt.get('global_step')} steps): nothing to resume, nothing changed",
-                  file=sys.stderr, flush=True)
+        started = _resume(run, args, method, agent, optimizer, device, num_iterations)
+        if started is None:
             return 0
-        agent.load_state_dict(ckpt["agent"])
-        load_adam_state(optimizer, ckpt["optimizer"])
-        set_rng_state(ckpt["rng"], device)
-        state = state_from_checkpoint(OnlineLoopState, ckpt)
-        env_snapshot = snapshot.to_cpu(ckpt.get("environments"))
-        version = (env_snapshot or {}).get("vec", {}).get("version")
-        if env_snapshot is not None and version != snapshot.SNAPSHOT_VERSION:
-            print(f"[{args.run_id}] warning: the checkpoint's environment snapshot is of version "
-                  f"{version}, this version reads {snapshot.SNAPSHOT_VERSION}: it is not used",
-                  file=sys.stderr, flush=True)
-            env_snapshot = None
-        print(f"[{args.run_id}] resuming at step {state.global_step} (iteration {state.iteration})",
-              file=sys.stderr, flush=True)
-        run.say_if_resumed_elsewhere(device)
+        state, env_snapshot = started
     else:
+        state, env_snapshot = OnlineLoopState(), None
         source = ({"role": "written", "path": str(dataset_path), "run_id": args.run_id}
                   if dataset_path is not None else None)
         run.write_run_json(exp_id=args.exp_id, method=method, env=args.env, seed=args.seed,
                            args=args, dataset_source=source, device=device)
-    timer = Timer(run, state.timing)
-
-    writer = None
-    if dataset_path is not None:
-        from blendrl.datasets import DatasetWriter
-        writer = DatasetWriter(
-            dataset_path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
-            neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
-            chunk_size=args.chunk_size,
-            metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
-                      "reward_transform": args.reward_transform,
-                      "life_loss_terminal": args.life_loss_terminal,
-                      "planned_marks": len(marks), "planned_transitions": num_iterations * batch_size},
-            resume_at=state.global_step if args.resume else None)
-
-    from torch.utils.tensorboard import SummaryWriter
-    tb = SummaryWriter(str(run.path), purge_step=state.global_step if args.resume else None)
-    loop = _OnlineLoop(args, method, spec, agent, optimizer, initial_lrs, cfg, run, writer, tb,
-                       timer, state, marks, num_iterations, device, env_snapshot)
+    writer = _dataset_writer(args, method, dataset_path, len(marks), num_iterations, state)
+    loop = _OnlineLoop(args, method, spec, agent, optimizer, initial_lrs, ppo_config(args), run,
+                       writer, state, marks, num_iterations, device, env_snapshot)
     try:
         return loop.run()
     finally:
-        tb.close()
+        loop.life.close()
         if writer is not None:
             writer.close()
+
+
+def ppo_config(args: OnlineArgs) -> PPOConfig:
+    """The PPO update's hyperparameters from the Args."""
+    return PPOConfig(gamma=args.gamma, gae_lambda=args.gae_lambda, num_minibatches=args.num_minibatches,
+                     update_epochs=args.update_epochs, norm_adv=args.norm_adv, clip_coef=args.clip_coef,
+                     clip_vloss=args.clip_vloss, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
+                     max_grad_norm=args.max_grad_norm, target_kl=args.target_kl,
+                     blend_ent_coef=getattr(args, "blend_ent_coef", 0.0))
+
+
+def _resume(run: RunDir, args: OnlineArgs, method: str, agent: Agent, optimizer, device: torch.device,
+            num_iterations: int) -> tuple[OnlineLoopState, dict | None] | None:
+    """The agent, optimiser and RNG restored from the latest checkpoint; the loop state and the
+    environments' snapshot to go on from, or None (said) when the run is already complete."""
+    ckpt = resume_checkpoint(run, args, method, args.env, device)
+    if int(ckpt.get("iteration", 0)) >= num_iterations:
+        say(args.run_id, f"already complete ({len(ckpt.get('results', []))} evaluations, "
+                         f"{ckpt.get('global_step')} steps): nothing to resume, nothing changed")
+        return None
+    agent.load_state_dict(ckpt["agent"])
+    load_adam_state(optimizer, ckpt["optimizer"])
+    set_rng_state(ckpt["rng"], device)
+    state = state_from_checkpoint(OnlineLoopState, ckpt)
+    env_snapshot = snapshot.to_cpu(ckpt.get("environments"))
+    version = (env_snapshot or {}).get("vec", {}).get("version")
+    if env_snapshot is not None and version != snapshot.SNAPSHOT_VERSION:
+        say(args.run_id, f"warning: the checkpoint's environment snapshot is of version {version}, "
+                         f"this version reads {snapshot.SNAPSHOT_VERSION}: it is not used")
+        env_snapshot = None
+    say(args.run_id, f"resuming at step {state.global_step} (iteration {state.iteration})")
+    run.say_if_resumed_elsewhere(device)
+    return state, env_snapshot
+
+
+def _dataset_writer(args: OnlineArgs, method: str, path: Path | None, planned_marks: int,
+                    num_iterations: int, state: OnlineLoopState):
+    """The run's DatasetWriter (None without ``--save_dataset``); a resumed run continues its
+    dataset at the checkpoint's step."""
+    if path is None:
+        return None
+    from blendrl.datasets import DatasetWriter
+
+    spec = get_spec(args.env)
+    return DatasetWriter(
+        path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
+        neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
+        chunk_size=args.chunk_size,
+        metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
+                  "reward_transform": args.reward_transform,
+                  "life_loss_terminal": args.life_loss_terminal, "planned_marks": planned_marks,
+                  "planned_transitions": num_iterations * args.num_envs * args.num_steps},
+        resume_at=state.global_step if args.resume else None)
 
 
 class _OnlineLoop:
     """The training loop's state and steps (kept apart from argument handling)."""
 
     def __init__(self, args, method, spec: EnvSpec, agent: Agent, optimizer, initial_lrs, cfg,
-                 run: RunDir, writer, tb, timer: Timer, state: OnlineLoopState, marks: list[int],
+                 run: RunDir, writer, state: OnlineLoopState, marks: list[int],
                  num_iterations: int, device: torch.device, env_snapshot: dict | None = None):
         self.args, self.method, self.spec, self.agent = args, method, spec, agent
         self.optimizer, self.initial_lrs, self.cfg = optimizer, initial_lrs, cfg
-        self.run_dir, self.writer, self.tb, self.timer = run, writer, tb, timer
-        self.state, self.marks, self.num_iterations, self.device = state, marks, num_iterations, device
+        self.writer, self.state, self.marks = writer, state, marks
+        self.num_iterations, self.device = num_iterations, device
+        self.life = RunLifecycle(run, args, args.env, device, state, self.payload,
+                                 tb_step=lambda: self.state.global_step,
+                                 before_checkpoint=self.flush_dataset)
         self.log = state.training_log
         self.signal = LearnerSignal(args.reward_transform, args.life_loss_terminal)
-        self.last_checkpoint = time.perf_counter()
         self.env_snapshot = env_snapshot
         self.envs: VecEnv | None = None
         self.obs: tuple[np.ndarray, np.ndarray] | None = None
@@ -308,7 +315,7 @@ class _OnlineLoop:
                                  self.device)
         progress = _Progress(a.run_id, self.num_iterations * a.num_envs * a.num_steps, a.progress_seconds,
                              st.global_step)
-        with Interrupt() as interrupt:  # installed before the env workers are forked
+        with self.life.interrupt:  # installed before the env workers are forked
             envs = make_vec_env(a.env, a.num_envs)
             try:
                 logic, neural = envs.reset(seed=a.seed + 1_000_003 * st.iteration)
@@ -321,12 +328,8 @@ class _OnlineLoop:
                           "run is not the one an uninterrupted run computes", file=sys.stderr, flush=True)
                 self.envs, self.obs = envs, (logic, neural)
                 while st.iteration < self.num_iterations:
-                    if interrupt.requested:
-                        self.checkpoint()
-                        print(f"[{a.run_id}] interrupted by signal {interrupt.signum} at step "
-                              f"{st.global_step}: checkpoint written; rerun with --resume",
-                              file=sys.stderr, flush=True)
-                        return EXIT_INTERRUPTED
+                    if self.life.stop_requested:
+                        return self.life.stop(f"at step {st.global_step}")
                     t0 = time.perf_counter()
                     self.anneal()
                     logic, neural, weights = self.collect(envs, storage, logic, neural)
@@ -337,18 +340,18 @@ class _OnlineLoop:
                     batch = storage.finish(last_values, self.cfg.gamma, self.cfg.gae_lambda)
                     stats = ppo_update(self.agent, self.optimizer, batch, self.cfg)
                     st.iteration += 1
-                    self.timer.train_seconds += time.perf_counter() - t0
+                    self.life.timer.train_seconds += time.perf_counter() - t0
                     self.record_update(stats, weights, progress)
                     progress.maybe_print(st.global_step, self.log["episode_returns"])
                     if st.next_mark < len(self.marks) and st.global_step >= self.marks[st.next_mark]:
                         self.evaluate_interval()
-                        self.checkpoint()
-                    elif time.perf_counter() - self.last_checkpoint > a.checkpoint_seconds:
-                        self.checkpoint()
+                        self.life.checkpoint()
+                    else:
+                        self.life.checkpoint_if_due()
             finally:
                 self.envs = None
                 _close_quietly(envs)
-        self.checkpoint(finished=True)
+        self.life.checkpoint(finished=True)
         progress.maybe_print(st.global_step, self.log["episode_returns"], force=True)
         return 0
 
@@ -403,71 +406,54 @@ class _OnlineLoop:
         self.log["episode_returns"].append(ret)
         self.log["episode_lengths"].append(length)
         self.log["episode_end_steps"].append(gs)
-        self.tb.add_scalar("charts/episodic_return", ret, gs)
-        self.tb.add_scalar("charts/episodic_length", length, gs)
+        self.life.tb.add_scalar("charts/episodic_return", ret, gs)
+        self.life.tb.add_scalar("charts/episodic_length", length, gs)
 
     def record_update(self, stats: dict, weights: list[torch.Tensor], progress: _Progress) -> None:
         gs = self.state.global_step
         for k, v in stats.items():
-            self.tb.add_scalar(k, v, gs)
-        self.tb.add_scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], gs)
+            self.life.tb.add_scalar(k, v, gs)
+        self.life.tb.add_scalar("charts/learning_rate", self.optimizer.param_groups[0]["lr"], gs)
         elapsed = time.perf_counter() - progress.t0
         if elapsed > 0:
-            self.tb.add_scalar("charts/SPS", (gs - progress.step0) / elapsed, gs)
+            self.life.tb.add_scalar("charts/SPS", (gs - progress.step0) / elapsed, gs)
         self.log["updates"].append({"global_step": gs, **stats})
         if weights:
             w = torch.cat(weights).float()
             mean, std = float(w.mean()), float(w.std()) if w.numel() > 1 else 0.0
             self.log["blend"].append({"global_step": gs, "logic_weight_mean": mean, "logic_weight_std": std})
-            self.tb.add_scalar("blend/logic_weight", mean, gs)
+            self.life.tb.add_scalar("blend/logic_weight", mean, gs)
 
     def evaluate_interval(self) -> None:
-        a, st = self.args, self.state
-        t0 = time.perf_counter()
-        res = evaluate(self.agent, a.env, a.eval_episodes, a.seed, self.device, num_envs=a.eval_envs,
-                       policy=a.eval_policy)
-        eval_seconds = time.perf_counter() - t0
-        self.timer.eval_seconds += eval_seconds
+        st, life = self.state, self.life
+        res, eval_seconds = life.evaluate(self.agent, self.args.seed)
         previous_train = sum(r["train_seconds"] for r in st.results)
         entry = result_entry(res, interval=len(st.results) + 1, data_limit=st.global_step,
-                             train_seconds=self.timer.train_seconds - previous_train,
+                             train_seconds=life.timer.train_seconds - previous_train,
                              eval_seconds=eval_seconds, global_step=st.global_step)
-        st.results.append(entry)
         while st.next_mark < len(self.marks) and st.global_step >= self.marks[st.next_mark]:
             st.next_mark += 1
         if self.writer is not None:
             self.writer.mark(st.global_step)
-        self.tb.add_scalar("charts/eval_mean_return", res.mean, st.global_step)
-        print(f"[{a.run_id}] evaluation {entry['interval']}/{len(self.marks)} at step {st.global_step}: "
-              f"return {res.mean:.2f} +- {res.std:.2f} over {len(res.returns)} episodes "
-              f"({eval_seconds:.1f}s)", file=sys.stderr, flush=True)
-        if res.mean > st.best_return:
-            st.best_return = res.mean
-            save_checkpoint(self.run_dir.best_checkpoint, self.payload())
+        life.record(entry, res, st.global_step,
+                    f"evaluation {entry['interval']}/{len(self.marks)} at step {st.global_step}")
 
     # -- persistence ------------------------------------------------------------------------
-    def payload(self) -> dict:
-        self.state.timing = self.timer.state()
-        return {"method": self.method, "env": self.args.env, "args": args_to_dict(self.args),
-                "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": rng_state(self.device), **state_items(self.state)}
-
-    def checkpoint(self, finished: bool = False) -> None:
-        """Flush the dataset (at the end: mark it finished), then write latest.pt, results.json,
-        timing.json, training_log.pkl."""
-        if self.writer is not None:
-            self.writer.finish() if finished else self.writer.flush()
-        payload = self.payload()
-        if self.envs is not None:
+    def payload(self, latest: bool) -> dict:
+        """The checkpoint; latest.pt also holds a snapshot of every environment copy."""
+        payload = {"method": self.method, "env": self.args.env, "args": args_to_dict(self.args),
+                   "agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "rng": rng_state(self.device), **state_items(self.state)}
+        if latest and self.envs is not None:
             snap = environment_snapshot(self.envs, *self.obs, self.args.run_id)
             if snap is not None:
                 payload["environments"] = snap
-        save_checkpoint(self.run_dir.latest_checkpoint, payload)
-        self.run_dir.write_results(self.state.results)
-        self.run_dir.write_training_log(self.log)
-        self.timer.save(finished=finished)
-        self.tb.flush()
-        self.last_checkpoint = time.perf_counter()
+        return payload
+
+    def flush_dataset(self, finished: bool) -> None:
+        """Before a checkpoint: every transition so far on disk (at the end: the dataset finished)."""
+        if self.writer is not None:
+            self.writer.finish() if finished else self.writer.flush()
 
 
 def environment_snapshot(envs: VecEnv, logic: np.ndarray, neural: np.ndarray, run_id: str) -> dict | None:
