@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blendrl.contract import TRAINING_LOG, load_training_log  # noqa: E402
+from blendrl.contract import TRAINING_LOG  # noqa: E402
+from blendrl.file_io import load_training_log  # noqa: E402
 
 
 def ours(run_dir: Path) -> np.ndarray:

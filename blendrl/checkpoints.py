@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from blendrl.contract import _json_default, atomic_write_bytes
+from blendrl.file_io import _json_default, atomic_write_bytes
 from blendrl.exits import RunError
 
 CHECKPOINT_FORMAT_VERSION = 1

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from blendrl.checkpoints import args_to_dict
-from blendrl.contract import (BEST_CHECKPOINT, CHECKPOINTS_DIR, LATEST_CHECKPOINT, METHODS,
-                              RESULTS_JSON, RUN_FORMAT_VERSION, RUN_JSON, TIMING_JSON, TRAINING_LOG,
-                              atomic_write_bytes, atomic_write_json, load_training_log, now_iso,
-                              read_json)
+from blendrl.contract import (BEST_CHECKPOINT, CHECKPOINTS_DIR, LATEST_CHECKPOINT, RESULTS_JSON,
+                              RUN_FORMAT_VERSION, RUN_JSON, TIMING_JSON, TRAINING_LOG)
+from blendrl.file_io import atomic_write_bytes, atomic_write_json, load_training_log, now_iso, read_json
+from blendrl.methods import METHODS
 from blendrl.exits import RunError
 from blendrl.machine import platform_change, platform_info, versions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from blendrl.contract import atomic_write_json, now_iso
+from blendrl.file_io import atomic_write_json, now_iso
 
 if TYPE_CHECKING:
     from blendrl.run_dir import RunDir

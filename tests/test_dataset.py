@@ -1162,7 +1162,7 @@ def test_offline_training_log_averages_the_device_metrics(tmp_path, monkeypatch)
     import torch
     from blendrl.algos.iql import METRIC_KEYS, IQLTrainer
     from blendrl.offline import run_offline
-    from blendrl.contract import load_training_log
+    from blendrl.file_io import load_training_log
     data = _offline_dataset(tmp_path / "ds", [60], steps=30, chunk_size=100)
     seen: list[list[float]] = []
     real = IQLTrainer.update_stats

@@ -571,7 +571,7 @@ def test_an_offline_run_trains_the_same_whatever_feed_serves_it(tmp_path, monkey
     between intervals (on CPU: the pool on device='cpu', the GPU's free memory faked)."""
     from blendrl.offline import OfflineArgs, run_offline
     from blendrl.checkpoints import load_checkpoint
-    from blendrl.contract import load_training_log
+    from blendrl.file_io import load_training_log
     from blendrl.run_dir import RunDir
     data = _cartpole_dataset(tmp_path / "ds", [40, 80, 120], steps=60, chunk_size=30)
     m = DatasetReader(data).manifest

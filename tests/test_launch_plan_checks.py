@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blendrl.contract import METHOD_TABLE
+from blendrl.methods import METHOD_TABLE
 from blendrl.launch import monitor, slurm
 from blendrl.launch.config import SlurmOptions
 from blendrl.launch.outcomes import blocked_jobs, describe_exit

@@ -29,7 +29,7 @@ from blendrl.launch.resume import (ResumeError, command_key, knob_differences, p
                                    recorded_knobs)
 
 import run_full_cycle
-from blendrl.contract import METHOD_INFO, METHOD_TABLE
+from blendrl.methods import METHOD_INFO, METHOD_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from blendrl.agents.factory import BlendRLFields, blend_fields
-from blendrl.contract import METHOD_INFO, METHOD_TABLE, METHODS, OFFLINE_METHODS, ONLINE_METHODS
+from blendrl.methods import METHOD_INFO, METHOD_TABLE, METHODS, OFFLINE_METHODS, ONLINE_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 

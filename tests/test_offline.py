@@ -25,7 +25,8 @@ import torch
 from blendrl.offline import (BlendRLOfflineArgs, OfflineArgs, grad_steps_for, iql_config, main,
                              run_offline)
 from blendrl.checkpoints import load_checkpoint
-from blendrl.contract import EXIT_INTERRUPTED, load_training_log
+from blendrl.contract import EXIT_INTERRUPTED
+from blendrl.file_io import load_training_log
 from dataset_utils import DatasetReader, DatasetWriter
 
 ROOT = Path(__file__).resolve().parents[1]

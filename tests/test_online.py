@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from blendrl.contract import EXIT_INTERRUPTED, load_training_log
+from blendrl.contract import EXIT_INTERRUPTED
+from blendrl.file_io import load_training_log
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -234,7 +234,7 @@ def test_online_learner_sees_the_transform_while_dataset_and_logs_stay_raw(tmp_p
     from blendrl.algos.ppo import RolloutStorage
     from blendrl.envs import make_vec_env as real_make
     from blendrl.online import OnlineArgs, run_online
-    from blendrl.contract import load_training_log
+    from blendrl.file_io import load_training_log
     from dataset_utils import DatasetReader
 
     class Scaled:

@@ -9,7 +9,7 @@ from blendrl.agents.base import Agent
 from blendrl.agents.blendrl import BlendRLAgent
 from blendrl.agents.neural import NeuralAgent
 from blendrl.envs.base import EnvSpec
-from blendrl.contract import METHOD_INFO
+from blendrl.methods import METHOD_INFO
 from blendrl.checkpoints import RESUME_FREE
 from blendrl.validation import in_range
 

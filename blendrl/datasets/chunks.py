@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Iterable, NamedTuple
 
 import numpy as np
 
-from blendrl.contract import _PlainUnpickler, atomic_writer
+from blendrl.file_io import _PlainUnpickler, atomic_writer
 from blendrl.datasets.layout import (FORMAT_VERSION, READABLE_VERSIONS, SIDECARS, ChunkPools,
                                      DatasetError, Layout, chunk_name, sidecar_name)
 

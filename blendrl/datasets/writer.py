@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from blendrl.contract import atomic_write_json, now_iso
+from blendrl.file_io import atomic_write_json, now_iso
 from blendrl.datasets.chunks import ChunkEncoder, chunk_steps, open_chunk, write_chunk
 from blendrl.datasets.layout import (DATA_FILE_RE, FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, TMP_RE,
                                      DatasetError, make_layout)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from blendrl.contract import (EXP_ID_RE, MAX_EXP_ID_LEN, METHOD_TABLE, OFFLINE_METHODS,  # noqa: F401
-                              ONLINE_METHODS)
+from blendrl.contract import EXP_ID_RE, MAX_EXP_ID_LEN
+from blendrl.methods import METHOD_TABLE, OFFLINE_METHODS, ONLINE_METHODS  # noqa: F401
 from blendrl.launch.knobs import (OFFLINE, ONLINE, RESOURCE_PARTS, ConfigError,  # noqa: F401
                                   kind_knob, managed_flags, range_problems, shared_knob,
                                   without_none)

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from blendrl.contract import OFFLINE_METHODS, ONLINE_METHODS
+from blendrl.methods import OFFLINE_METHODS, ONLINE_METHODS
 from blendrl.envs import ENV_NAMES  # the environment packages' names (no torch imported)
 from blendrl.cli_parse import parse_bool  # noqa: F401 (the BOOL kind; also the scripts' flags)
 

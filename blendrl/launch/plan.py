@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from blendrl.contract import DATASET_MANIFEST, METHOD_INFO
+from blendrl.contract import DATASET_MANIFEST
+from blendrl.methods import METHOD_INFO
 from blendrl.launch.config import LaunchConfig
 from blendrl.launch.knobs import OFFLINE, ONLINE, Knob, pass_through, script_flags
 

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from blendrl.contract import atomic_write_json, now_iso
+from blendrl.file_io import atomic_write_json, now_iso
 
 FORMAT_VERSION = 1
 FILE_NAME = "registry.json"

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blendrl.contract import (METHOD_TABLE, METHODS, RESULTS_JSON, RUN_JSON, TIMING_JSON,
-                              TRAINING_LOG, load_training_log)
+from blendrl.contract import RESULTS_JSON, RUN_JSON, TIMING_JSON, TRAINING_LOG
+from blendrl.file_io import load_training_log
+from blendrl.methods import METHOD_TABLE, METHODS
 
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in METHOD_TABLE}
 """Display name of each method id (from the contract's method table)."""

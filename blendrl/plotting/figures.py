@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 from matplotlib.transforms import offset_copy
 
-from blendrl.contract import atomic_writer
+from blendrl.file_io import atomic_writer
 from blendrl.plotting.collect import RunRecord
 from blendrl.plotting.curves import (band_interval, collapse_duplicates, logic_weight_points,
                                      seed_band, trailing_mean)
@@ -272,7 +272,7 @@ def plot_blend_weights(runs: Sequence[RunRecord], exp_id: str,
 
 
 def save_figure(fig: Figure, path: Path, dpi: int = 120) -> None:
-    """Write ``fig`` as PNG atomically (``blendrl.contract.atomic_writer``: a temp file in the
+    """Write ``fig`` as PNG atomically (``blendrl.file_io.atomic_writer``: a temp file in the
     same folder, then ``os.replace``; readable by all, like the other results)."""
     with atomic_writer(path) as f:
         fig.savefig(f, format="png", dpi=dpi)

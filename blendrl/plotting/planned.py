@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from blendrl.contract import METHODS, RUN_JSON
+from blendrl.contract import RUN_JSON
+from blendrl.methods import METHODS
 from blendrl.plotting.collect import (MISSING, Collection, load_json, whole_number, seed_name,
                                       series_label)
 

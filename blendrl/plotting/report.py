@@ -30,7 +30,7 @@ from blendrl.plotting.stats import BootstrapSettings
 from blendrl.plotting.summary import ExperimentSummary, summarize
 from blendrl.plotting.tables import differences_csv, summary_csv
 from blendrl.plotting.timing import run_timings, timing_csv, timing_markdown
-from blendrl.contract import atomic_write_bytes
+from blendrl.file_io import atomic_write_bytes
 
 EXIT_OK = 0
 EXIT_NO_RUNS = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from blendrl.contract import METHOD_INFO, ONLINE_METHODS
+from blendrl.methods import METHOD_INFO, ONLINE_METHODS
 from blendrl.plotting.collect import METHOD_LABELS, RunRecord, series_label
 
 
