@@ -124,7 +124,8 @@ def write_dataset(spec: EnvSpec, transitions: int, directory: Path) -> Path:
 def bench_one(env: str, agent_kind: str, args: Args, device: torch.device,
               dataset: Path | None, precision: str = "fp32", compile_mode: str = "off",
               dataset_device: str = "auto") -> dict:
-    from blendrl.datasets.feed import choose_dataset_device, device_bytes_needed, make_feed
+    from blendrl.datasets.device_pool import device_bytes_needed
+    from blendrl.datasets.feed import choose_dataset_device, make_feed
     from dataset_utils import DatasetReader
 
     spec = get_spec(env)

@@ -995,7 +995,8 @@ def test_the_three_feeds_give_the_same_batches(tmp_path, kind):
     the same minibatches for the same generator, the generator left where direct sampling leaves
     it, across growing limits."""
     import torch
-    from blendrl.datasets.feed import DevicePool, DirectFeed, PrefetchFeed
+    from blendrl.datasets.device_pool import DevicePool
+    from blendrl.datasets.feed import DirectFeed, PrefetchFeed
     d, exp = _feed_dataset(tmp_path, kind)
     cpu = torch.device("cpu")
     feeds = {"direct": lambda r, g: DirectFeed(r, cpu, 16, g),
@@ -1063,9 +1064,10 @@ def test_prefetch_hands_worker_errors_to_the_training_thread(tmp_path):
 def test_choose_dataset_device(monkeypatch):
     import torch
     from blendrl.datasets import feed
+    from blendrl.datasets.claims import headroom_bytes
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     gib = 1 << 30
-    assert feed.headroom_bytes(80 * gib) == 12 * gib and feed.headroom_bytes(16 * gib) == 4 * gib
+    assert headroom_bytes(80 * gib) == 12 * gib and headroom_bytes(16 * gib) == 4 * gib
     assert feed.choose_dataset_device("auto", cpu, 10 * gib) == "cpu"
     assert feed.choose_dataset_device("cpu", cpu, 0) == "cpu"
     if not torch.cuda.is_available():
@@ -1084,7 +1086,7 @@ def test_choose_dataset_device(monkeypatch):
 
 
 def test_device_bytes_needed_counts_pools_and_tables(tmp_path):
-    from blendrl.datasets.feed import DEVICE_TABLE_BYTES, device_bytes_needed
+    from blendrl.datasets.device_pool import DEVICE_TABLE_BYTES, device_bytes_needed
     d, _ = _feed_dataset(tmp_path)
     m = manifest(d)
     first = m["chunks"][0]
@@ -1093,7 +1095,7 @@ def test_device_bytes_needed_counts_pools_and_tables(tmp_path):
     assert device_bytes_needed(m, 1) == pools + first["count"] * DEVICE_TABLE_BYTES + frame_index
     # what a DevicePool really allocates
     import torch
-    from blendrl.datasets.feed import DevicePool
+    from blendrl.datasets.device_pool import DevicePool
     pool = DevicePool(DatasetReader(d, limit=1), torch.device("cpu"), 4, np.random.default_rng(0), capacity=1)
     tensors = [pool.logic, pool.neural, pool.frame_src, pool.row_state, pool.next_state, pool.action,
                *pool.flags.values()]
@@ -1220,7 +1222,8 @@ cuda = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="n
 @pytest.mark.parametrize("kind", ["tinyframes", "classic"])
 def test_cuda_feeds_give_the_direct_feeds_batches(tmp_path, kind):
     import torch
-    from blendrl.datasets.feed import DevicePool, DirectFeed, PrefetchFeed
+    from blendrl.datasets.device_pool import DevicePool
+    from blendrl.datasets.feed import DirectFeed, PrefetchFeed
     d, exp = _feed_dataset(tmp_path, kind)
     dev = torch.device("cuda")
     for make in (lambda r, g: DevicePool(r, dev, 16, g, capacity=140),

@@ -20,9 +20,13 @@ import torch
 from dataset_utils import Batch, DatasetError, DatasetReader, DatasetWriter
 from helpers_dataset import assert_bits_equal, flatten, make_stream, write_steps, writer_kwargs
 
+from blendrl.datasets import claims as claims_module
+from blendrl.datasets import cuda_sync, device_pool
 from blendrl.datasets import feed as feed_module
-from blendrl.datasets.feed import (AutoFeed, CudaSync, DeviceClaims, DevicePool, DirectFeed,
-                                   PrefetchFeed, device_bytes_needed, headroom_bytes)
+from blendrl.datasets.claims import DeviceClaims, headroom_bytes
+from blendrl.datasets.cuda_sync import CudaSync
+from blendrl.datasets.device_pool import DevicePool, device_bytes_needed
+from blendrl.datasets.feed import AutoFeed, DirectFeed, PrefetchFeed
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -186,11 +190,12 @@ def test_device_pool_positions_ring_records_on_the_training_devices_stream(tmp_p
 
 
 def test_feeds_make_their_sync_for_the_training_device():
-    sync = feed_module._sync_for(torch.device("cuda", 1))
+    sync = cuda_sync.sync_for(torch.device("cuda", 1))
     assert isinstance(sync, CudaSync) and sync.device == torch.device("cuda", 1)
-    assert feed_module._sync_for(CPU) is None
+    assert cuda_sync.sync_for(CPU) is None
     import ast
-    calls = [n for n in ast.walk(ast.parse(Path(feed_module.__file__).read_text()))
+    calls = [n for module in (feed_module, device_pool, cuda_sync)
+             for n in ast.walk(ast.parse(Path(module.__file__).read_text()))
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
     records = [n for n in calls if n.func.attr == "record"]
     assert records and all(n.args for n in records)  # never on whatever stream is current
@@ -358,7 +363,7 @@ def test_claims_of_dead_or_reused_pids_are_dropped(tmp_path):
 _RACER = """
 import sys, time
 from pathlib import Path
-from blendrl.datasets.feed import DeviceClaims
+from blendrl.datasets.claims import DeviceClaims
 directory, go = Path(sys.argv[1]), Path(sys.argv[2])
 claims = DeviceClaims("gpu-race", lambda: (70 << 30, 80 << 30), directory)
 while not go.exists():
@@ -506,9 +511,9 @@ def test_forced_cuda_claims_before_any_work_and_counts_other_jobs(tmp_path, monk
     need = device_bytes_needed(m, 140)
     total = 16 * GIB
     claims_dir = tmp_path / "claims"
-    monkeypatch.setenv(feed_module.CLAIMS_DIR_ENV, str(claims_dir))
+    monkeypatch.setenv(claims_module.CLAIMS_DIR_ENV, str(claims_dir))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(feed_module, "gpu_key", lambda device: "gpu-test")
+    monkeypatch.setattr(claims_module, "gpu_key", lambda device: "gpu-test")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * GIB + need + 10, total))
 
     class Info:

@@ -6,7 +6,11 @@ offline runs (format in ``docs/FORMATS.md``).
 * :mod:`~blendrl.datasets.chunks` -- encoding, atomic writing, safe opening and indexing of a chunk;
 * :mod:`~blendrl.datasets.writer` / :mod:`~blendrl.datasets.reader` -- ``DatasetWriter``, ``DatasetReader``;
 * :mod:`~blendrl.datasets.verify` -- ``summarize``, ``verify``, the cheap file check;
-* :mod:`~blendrl.datasets.feed` -- minibatches on the training device (imports torch; not imported here).
+* :mod:`~blendrl.datasets.feed` -- minibatches on the training device (imports torch; not imported here);
+* :mod:`~blendrl.datasets.device_pool` -- a prefix kept on the training device (``DevicePool``);
+* :mod:`~blendrl.datasets.claims` -- GPU memory claims of the jobs sharing a GPU (``DeviceClaims``);
+* :mod:`~blendrl.datasets.cuda_sync` -- CUDA events on the training device only (``CudaSync``);
+  these three import torch too and are not imported here.
 
 ``dataset_utils.py`` is the entry point: its CLI and the names the scripts import.
 """

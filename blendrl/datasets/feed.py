@@ -5,23 +5,21 @@ Four feeds give the same minibatches for the same generator (the positions come 
 
 * :class:`DirectFeed` -- the reader samples in the training thread, the batch is copied to the
   device (CPU training);
-* :class:`DevicePool` -- the prefix's pools and tables are kept on the device (frames as uint8)
-  and stacks are gathered there: no host work per step but drawing the positions;
+* :class:`~blendrl.datasets.device_pool.DevicePool` -- the prefix's pools and tables are kept on
+  the device (frames as uint8) and stacks are gathered there: no host work per step but drawing
+  the positions;
 * :class:`PrefetchFeed` -- the host feed: the training thread draws each batch's positions in
   order, ``workers`` background threads gather batches ahead into (pinned) host buffers (numpy's
   gathers release the GIL), copied to the device without blocking, in order; the generator the
   caller holds is advanced only by the batches consumed, so a checkpoint and ``--resume`` see
   exactly the batches trained on, whatever the number of workers;
-* :class:`AutoFeed` -- ``--dataset_device auto`` on CUDA: per interval, a :class:`DevicePool`
-  while the prefix fits on the device with headroom, else the host feed.
+* :class:`AutoFeed` -- ``--dataset_device auto`` on CUDA: per interval, a device pool while the
+  prefix fits on the device with headroom, else the host feed.
 
-Jobs sharing a GPU claim the device memory they mean to hold (:class:`DeviceClaims`: a claims
-file per GPU under an ``fcntl`` lock; dead jobs' claims are dropped), so two jobs started
-together cannot both count on the same free memory.
-
-CUDA work happens on the training device only: every event is created and recorded on that
-device's current stream (the stream its copies run on) and waited for under that device
-(:class:`CudaSync`), so ``--device cuda:1`` never touches GPU 0.
+Jobs sharing a GPU claim the device memory they mean to hold
+(:class:`~blendrl.datasets.claims.DeviceClaims`), so two jobs started together cannot both count
+on the same free memory. CUDA work happens on the training device only
+(:class:`~blendrl.datasets.cuda_sync.CudaSync`).
 
 :func:`choose_dataset_device` decides between a device pool and host sampling for one prefix.
 """
@@ -29,36 +27,20 @@ device's current stream (the stream its copies run on) and waited for under that
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import os
 import queue
-import re
-import socket
-import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from blendrl.datasets.layout import DatasetError, Layout
-from blendrl.datasets.manifest import chunks_below, pool_bytes
+from blendrl.datasets.claims import Claim, DeviceClaims, headroom_bytes
+from blendrl.datasets.cuda_sync import CudaSync, sync_for
+from blendrl.datasets.device_pool import DevicePool, device_bytes_needed, torch_dtype
 from blendrl.datasets.reader import Batch, DatasetReader, empty_batch
 
 DATASET_DEVICES = ("auto", "cpu", "cuda")
-DEVICE_TABLE_BYTES = 8 * 2 + 8 + 4 * 4
-"""Device bytes per transition besides its pools: row and next-state indices (int64), action
-(int64), reward and three flags (float32); the frames encoding adds ``8 * S`` per state (the
-frame indices of its stack, int64)."""
-UPLOAD_BYTES = 64 << 20
-"""Size of the host staging buffer a chunk's pools are copied to the device through."""
 MAX_DEFAULT_WORKERS = 8
-CLAIMS_DIR_ENV = "BLENDRL_GPU_CLAIMS_DIR"
-"""Folder of the per-GPU claims files (default: ``/tmp/blendrl-gpu-claims-$UID``: one node's
-GPUs, one user's jobs; set it where a batch system gives each job its own ``/tmp``)."""
 
 
 class Feed(Protocol):
@@ -86,70 +68,7 @@ def default_feed_workers() -> int:
     return max(1, min(default_threads(True) - 1, MAX_DEFAULT_WORKERS))
 
 
-# --------------------------------------------------------------------------- CUDA, one device
-
-
-class CudaSync:
-    """How the feeds know that a non-blocking copy to ``device`` is done, touching that device
-    only: an event created under ``device`` and recorded on its current stream (where the copies
-    to it are queued; a bare ``torch.cuda.Event().record()`` records on the *current* device's
-    stream -- GPU 0's when training on ``cuda:1`` -- which neither orders after the copy nor
-    leaves GPU 0 alone), and waited for under ``device``.
-
-    ``stream_of``, ``new_event`` and ``guard`` are ``torch.cuda.current_stream``,
-    ``torch.cuda.Event`` and ``torch.cuda.device`` (tests give fakes).
-    """
-
-    def __init__(self, device: torch.device, stream_of: Callable[[Any], Any] | None = None,
-                 new_event: Callable[[], Any] | None = None, guard: Callable[[Any], Any] | None = None):
-        self.device = device
-        self.stream_of = stream_of or torch.cuda.current_stream
-        self.new_event = new_event or torch.cuda.Event
-        self.guard = guard or torch.cuda.device
-
-    def copies_done(self) -> Any:
-        """An event that completes once everything queued so far on the device's current stream
-        (the copies just issued) is done."""
-        with self.guard(self.device):
-            event = self.new_event()
-            event.record(self.stream_of(self.device))
-        return event
-
-    def wait(self, event: Any) -> None:
-        """Block this thread until ``event`` completed."""
-        with self.guard(self.device):
-            event.synchronize()
-
-    def scope(self) -> Any:
-        """``device`` as this thread's current CUDA device (a background thread's is GPU 0)."""
-        return self.guard(self.device)
-
-
-def _sync_for(device: torch.device) -> CudaSync | None:
-    """The training device's :class:`CudaSync` (an indexed device: a background thread's
-    "current device" is not the training thread's), None on CPU."""
-    if device.type != "cuda":
-        return None
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return CudaSync(device)
-
-
 # --------------------------------------------------------------------------- choosing
-
-
-def device_bytes_needed(manifest: dict[str, Any], limit: int) -> int:
-    """Device memory a :class:`DevicePool` of the first ``limit`` transitions takes."""
-    lay = Layout.from_manifest(manifest, "manifest")
-    pools = [lay.pools_of(e) for e in chunks_below(manifest, limit)]
-    frame_index = sum(p.n_states for p in pools) * lay.stack * 8 if lay.frames else 0
-    return pool_bytes(manifest, limit) + sum(p.count for p in pools) * DEVICE_TABLE_BYTES + frame_index
-
-
-def headroom_bytes(total: int) -> int:
-    """Device memory left free for the networks, optimisers and activations: 15% of the device,
-    at least 4 GiB."""
-    return max(4 << 30, int(0.15 * total))
 
 
 def _gib(n: int) -> str:
@@ -189,213 +108,6 @@ def choose_dataset_device(choice: str, device: torch.device, need: int,
         raise DatasetDeviceError(f"--dataset_device cuda: {shortfall_message(device, need, free, keep, held)}; "
                                  "use --dataset_device cpu or auto")
     return "cpu"
-
-
-# --------------------------------------------------------------------------- claims
-
-
-def default_claims_dir() -> Path:
-    """``$BLENDRL_GPU_CLAIMS_DIR``, else ``/tmp/blendrl-gpu-claims-$UID`` (not ``$TMPDIR``, which
-    a batch system may make per job: the jobs sharing a GPU must share the folder)."""
-    env = os.environ.get(CLAIMS_DIR_ENV)
-    return Path(env) if env else Path("/tmp") / f"blendrl-gpu-claims-{os.getuid()}"
-
-
-def gpu_key(device: torch.device) -> str:
-    """A file name for the physical GPU ``device`` is, the same whatever ``CUDA_VISIBLE_DEVICES``
-    a job has: its UUID (else this host and its PCI bus, else its index)."""
-    props = torch.cuda.get_device_properties(device)
-    ident = getattr(props, "uuid", None)
-    if ident is None:
-        bus = getattr(props, "pci_bus_id", None)
-        ident = f"{socket.gethostname()}-pci{bus}" if bus is not None else \
-            f"{socket.gethostname()}-cuda{torch.device(device).index or 0}"
-    return "gpu-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(ident))
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot; Linux), to tell a reused pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def process_alive(pid: int, start: str | None) -> bool:
-    """Whether ``pid`` is the process that made a claim (started at ``start``)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if start is not None:
-        now = _process_start(pid)
-        if now is not None and now != start:
-            return False  # the pid was reused
-    return True
-
-
-class Room(NamedTuple):
-    """A device's memory as one claim saw it (bytes)."""
-
-    free: int
-    total: int
-    keep: int
-    """headroom kept for this job's training (:func:`headroom_bytes`)"""
-    held: int
-    """claimed by live jobs (in practice the others: a job holds one claim at a time) and not
-    yet reflected in ``free``: the pools not allocated yet, and the jobs' headroom"""
-
-
-class Claim:
-    """One job's claim of device memory (``bytes`` for its data, ``reserve`` for its training)
-    in a :class:`DeviceClaims` file; :meth:`release` (idempotent) gives it back."""
-
-    def __init__(self, owner: "DeviceClaims | None", ident: str, nbytes: int, reserve: int, index: int = 0):
-        self.owner, self.ident, self.bytes, self.reserve, self.index = owner, ident, nbytes, reserve, index
-        self.released = False
-
-    def allocated(self) -> None:
-        """The claimed bytes are allocated now (other jobs see them in the free memory)."""
-        if self.owner is not None and not self.released:
-            self.owner._update(self.ident, allocated=True)
-
-    def release(self) -> None:
-        if self.owner is not None and not self.released:
-            self.owner._update(self.ident, remove=True)
-        self.released = True
-
-
-class DeviceClaims:
-    """Claims of one GPU's memory by the jobs sharing it: a JSON file per GPU in ``directory``,
-    read and rewritten under an ``fcntl`` lock, one entry per claim (pid, its start time, host,
-    bytes, reserve, allocated).
-
-    A new claim of ``need`` bytes is granted when ``need + keep + held <= free``: ``free`` the
-    device's free memory now, ``keep`` this job's headroom, ``held`` what other live jobs claimed
-    and ``free`` does not show yet (their pools until allocated, their headroom until released).
-    Claims of processes that are gone (or whose pid was reused) are dropped when the file is read.
-    ``free_total`` gives (free, total) bytes (``torch.cuda.mem_get_info`` of the device; tests
-    give a fake); ``pid`` and ``alive`` let tests play several jobs in one process.
-    """
-
-    def __init__(self, key: str, free_total: Callable[[], tuple[int, int]], directory: Path | None = None,
-                 pid: int | None = None, alive: Callable[[int, str | None], bool] = process_alive):
-        self.key = key
-        self.free_total = free_total
-        self.directory = Path(directory) if directory is not None else default_claims_dir()
-        self.pid = os.getpid() if pid is None else pid
-        self.alive = alive
-        self._start = _process_start(self.pid)
-        self._host = socket.gethostname()
-        self._n = 0
-        self._warned = False
-
-    @classmethod
-    def for_device(cls, device: torch.device, directory: Path | None = None) -> "DeviceClaims":
-        return cls(gpu_key(device), lambda: torch.cuda.mem_get_info(device), directory)
-
-    @property
-    def path(self) -> Path:
-        return self.directory / f"{self.key}.json"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, dict]]:
-        """The live claims, under the lock; written back (atomically) when the block ends."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.directory / f"{self.key}.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                claims = self._read()
-                before = dict(claims)
-                for ident, c in list(claims.items()):
-                    if c.get("host") == self._host and not self.alive(int(c["pid"]), c.get("start")):
-                        del claims[ident]
-                yield claims
-                if claims != before:
-                    tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(claims, indent=1, sort_keys=True))
-                    os.replace(tmp, self.path)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _read(self) -> dict[str, dict]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}  # written atomically: only a hand-edited file can be broken; start afresh
-        if not isinstance(data, dict):
-            return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("pid"), int)
-                and isinstance(v.get("bytes"), int) and isinstance(v.get("reserve"), int)}
-
-    @staticmethod
-    def _held(claims: dict[str, dict]) -> int:
-        """What the live claims hold that the free memory does not show (this job's own other
-        claims too: a job normally holds one at a time)."""
-        return sum((0 if c.get("allocated") else c["bytes"]) + c["reserve"] for c in claims.values())
-
-    def room(self) -> Room:
-        """The device's memory now, as a claim would see it."""
-        try:
-            with self._locked() as claims:
-                held = self._held(claims)
-        except OSError as e:
-            self._warn(e)
-            held = 0
-        free, total = self.free_total()
-        return Room(int(free), int(total), headroom_bytes(int(total)), held)
-
-    def claim(self, needs: Sequence[int]) -> tuple[Claim | None, Room]:
-        """Claim the first of ``needs`` (bytes) that fits next to the other jobs' claims; the
-        claim (its ``index`` in ``needs``) or None, and the room it saw."""
-        try:
-            with self._locked() as claims:
-                room = self._decide(claims, needs)
-                if room[0] is None:
-                    return None, room[1]
-                index, r = room
-                self._n += 1
-                ident = f"{self._host}:{self.pid}:{self._n}"
-                claims[ident] = {"pid": self.pid, "start": self._start, "host": self._host,
-                                 "bytes": int(needs[index]), "reserve": r.keep, "allocated": False,
-                                 "time": time.time()}
-                return Claim(self, ident, int(needs[index]), r.keep, index), r
-        except OSError as e:  # no claims folder: decide from the free memory alone
-            self._warn(e)
-            index, r = self._decide({}, needs)
-            return (None if index is None else Claim(None, "", int(needs[index]), r.keep, index)), r
-
-    def _decide(self, claims: dict[str, dict], needs: Sequence[int]) -> tuple[int | None, Room]:
-        free, total = self.free_total()
-        r = Room(int(free), int(total), headroom_bytes(int(total)), self._held(claims))
-        for i, need in enumerate(needs):
-            if need + r.keep + r.held <= r.free:
-                return i, r
-        return None, r
-
-    def _update(self, ident: str, allocated: bool = False, remove: bool = False) -> None:
-        try:
-            with self._locked() as claims:
-                if ident not in claims:
-                    return
-                if remove:
-                    del claims[ident]
-                elif allocated:
-                    claims[ident] = {**claims[ident], "allocated": True}
-        except OSError as e:
-            self._warn(e)
-
-    def _warn(self, e: OSError) -> None:
-        if not self._warned:
-            self._warned = True
-            print(f"warning: GPU memory claims unavailable ({e}); deciding from the free memory "
-                  f"alone (set {CLAIMS_DIR_ENV} to a writable folder)", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- making a feed
@@ -455,144 +167,6 @@ class DirectFeed:
         pass
 
 
-# --------------------------------------------------------------------------- on the device
-
-
-class _PinnedRing:
-    """A few pinned host buffers of positions, each reused only once the copy from it is done
-    (an event per buffer, :class:`CudaSync`: the host waits only when the device is that many
-    steps behind). Without a ``sync`` (CPU) the positions are handed over as they are."""
-
-    def __init__(self, size: int, device: torch.device, slots: int = 8, sync: CudaSync | None = None):
-        self.device = device
-        self.sync = sync
-        pin = device.type == "cuda"
-        self.buffers = [torch.empty(size, dtype=torch.int64, pin_memory=pin) for _ in range(slots)] if sync else []
-        self.events: list[Any] = [None] * slots
-        self.k = 0
-
-    def upload(self, positions: np.ndarray) -> torch.Tensor:
-        if self.sync is None:
-            return torch.from_numpy(positions.astype(np.int64)).to(self.device)
-        k = self.k
-        self.k = (k + 1) % len(self.buffers)
-        if self.events[k] is not None:
-            self.sync.wait(self.events[k])
-        buf = self.buffers[k][:positions.size]
-        buf.numpy()[:] = positions
-        out = buf.to(self.device, non_blocking=True)
-        self.events[k] = self.sync.copies_done()
-        return out
-
-
-class DevicePool:
-    """The pools and per-transition tables of the first ``capacity`` transitions' chunks on
-    ``device`` (allocated once; filled chunk by chunk as :meth:`set_limit` grows the prefix),
-    and minibatches gathered there: ``frames[frame_src[state]]`` for the stacks.
-    :attr:`capacity` is the transitions it can hold (those of the chunks below ``capacity``)."""
-
-    def __init__(self, reader: DatasetReader, device: torch.device, batch_size: int,
-                 rng: np.random.Generator, capacity: int, sync: CudaSync | None = None):
-        if not isinstance(reader, DatasetReader):
-            raise TypeError(f"a DevicePool needs a DatasetReader, got {type(reader).__name__}")
-        self.reader, self.device, self.batch_size, self.rng = reader, device, batch_size, rng
-        self.sync = sync if sync is not None else _sync_for(device)
-        with self.sync.scope() if self.sync is not None else contextlib.nullcontext():
-            self._allocate(capacity)
-
-    def _allocate(self, capacity: int) -> None:
-        lay, device = self.reader.layout, self.device
-        self.layout = lay
-        entries = chunks_below(self.reader.manifest, capacity)
-        pools = [lay.pools_of(e) for e in entries]
-        self.rows = sum(p.count for p in pools)
-        states = sum(p.n_states for p in pools)
-        self._state_base = np.cumsum([0] + [p.n_states for p in pools])
-        self._neural_base = np.cumsum([0] + [p.neural_rows for p in pools])
-        t = dict(device=device)
-        self.logic = torch.empty((states, *lay.logic_shape), dtype=torch.float32, **t)
-        self.neural = torch.empty((int(self._neural_base[-1]), *lay.neural_row_shape),
-                                  dtype=_torch_dtype(lay.neural_dtype), **t)
-        self.frame_src = torch.empty((states, lay.stack), dtype=torch.int64, **t) if lay.frames else None
-        self.row_state = torch.empty(self.rows, dtype=torch.int64, **t)
-        self.next_state = torch.empty(self.rows, dtype=torch.int64, **t)
-        self.action = torch.empty(self.rows, dtype=torch.int64, **t)
-        self.flags = {name: torch.empty(self.rows, dtype=torch.float32, **t)
-                      for name in ("reward", "terminated", "truncated", "life_lost")}
-        self.loaded = 0  # chunks on the device
-        self.capacity = self.rows
-        self._ring = _PinnedRing(self.batch_size, device, sync=self.sync)
-        self._staging = torch.empty(UPLOAD_BYTES, dtype=torch.uint8, pin_memory=device.type == "cuda")
-
-    def set_limit(self, limit: int) -> None:
-        if limit > self.capacity:
-            raise DatasetError(f"DevicePool: limit {limit} beyond its capacity of {self.capacity} transitions")
-        self.reader.extend(limit)
-        chunks = self.reader.chunks
-        while self.loaded < len(chunks):
-            self._load(self.loaded, chunks[self.loaded])
-            self.loaded += 1
-
-    def _load(self, i: int, chunk: Any) -> None:
-        """Copy one opened chunk's pools and tables to the device."""
-        e, sb, nb = chunk.entry, int(self._state_base[i]), int(self._neural_base[i])
-        p = chunk.pools
-        self._upload(self.logic[sb:sb + p.n_states], chunk.logic)
-        self._upload(self.neural[nb:nb + p.neural_rows], chunk.neural)
-        rows = slice(e["start"], e["start"] + e["count"])
-        tab = self.reader.tables(e["start"] + e["count"])
-        local = np.arange(p.count, dtype=np.int64)
-        self._upload(self.row_state[rows], sb + local)
-        self._upload(self.next_state[rows], sb + tab["next_local"][rows].astype(np.int64))
-        self._upload(self.action[rows], tab["action"][rows].astype(np.int64))
-        for name, dest in self.flags.items():
-            self._upload(dest[rows], tab[name][rows].astype(np.float32))
-        if self.frame_src is not None:
-            self._upload(self.frame_src[sb:sb + p.n_states], nb + self.reader.frame_sources(i).astype(np.int64))
-
-    def _upload(self, dest: torch.Tensor, src: np.ndarray) -> None:
-        """``dest[...] = src`` through the staging buffer, in pieces (``src`` may be a read-only map)."""
-        flat = dest.view(-1).view(torch.uint8)
-        raw = np.ascontiguousarray(src).reshape(-1).view(np.uint8)
-        assert flat.numel() == raw.size, (flat.numel(), raw.size)
-        host = self._staging.numpy()
-        for a in range(0, raw.size, UPLOAD_BYTES):
-            b = min(a + UPLOAD_BYTES, raw.size)
-            host[:b - a] = raw[a:b]
-            flat[a:b].copy_(self._staging[:b - a], non_blocking=True)
-            if self.device.type == "cuda":
-                torch.cuda.current_stream(self.device).synchronize()  # the staging buffer is reused
-
-    def next(self) -> Batch:
-        positions = self.reader.draw(self.batch_size, self.rng)
-        return self.gather(self._ring.upload(positions))
-
-    def gather(self, idx: torch.Tensor) -> Batch:
-        """The batch of the given positions (an int64 tensor on the device)."""
-        b = idx.numel()
-        states = torch.cat([self.row_state.index_select(0, idx), self.next_state.index_select(0, idx)])
-        logic = self.logic.index_select(0, states)
-        if self.frame_src is not None:
-            frames = self.frame_src.index_select(0, states).view(-1)
-            neural = self.neural.index_select(0, frames).view(2 * b, *self.layout.neural_shape)
-        else:
-            neural = self.neural.index_select(0, states)
-        f = {name: t.index_select(0, idx) for name, t in self.flags.items()}
-        return Batch(logic[:b], neural[:b], self.action.index_select(0, idx), f["reward"], logic[b:],
-                     neural[b:], f["terminated"], f["truncated"], f["life_lost"])
-
-    def close(self) -> None:
-        """Drop the device tensors (a closed pool cannot be used again)."""
-        for name in ("logic", "neural", "frame_src", "row_state", "next_state", "action", "_staging"):
-            setattr(self, name, None)
-        self.flags = {}
-        self._ring = None
-
-
-def _torch_dtype(dt: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.empty(0, dt)).dtype
-
-
 # --------------------------------------------------------------------------- the host feed
 
 
@@ -608,7 +182,7 @@ class _Slot:
         tensors: list[torch.Tensor] = []
 
         def alloc(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-            t = torch.empty(shape, dtype=_torch_dtype(dtype), pin_memory=pin)
+            t = torch.empty(shape, dtype=torch_dtype(dtype), pin_memory=pin)
             tensors.append(t)
             return t.numpy()
 
@@ -661,7 +235,7 @@ class PrefetchFeed:
         self.workers = default_feed_workers() if workers is None else int(workers)
         if self.workers < 1:
             raise ValueError(f"PrefetchFeed: workers must be >= 1, got {workers}")
-        self.sync = sync if sync is not None else _sync_for(device)
+        self.sync = sync if sync is not None else sync_for(device)
         self._handoff = self.sync is None and device.type == "cpu"
         held = 2 if self._handoff else 0
         self.depth = max(held + 1, depth if depth is not None else 2 * self.workers + held)
