@@ -2,6 +2,7 @@
 says what kind of wrong it is (``blendrl.contract`` defines the numbers).
 
 * 2 -- bad arguments (:class:`UsageError`): nothing was started;
+* 3 -- partial: a ``--follow`` run trained the marks its online run wrote before it stopped;
 * 65 -- a dataset fault (:class:`DatasetFault`): a file of the dataset is broken; nothing was
   trained on it or recorded from it;
 * 74 -- a write failed (disk full, a folder not writable): everything written before is intact;
@@ -23,6 +24,10 @@ from typing import Callable
 from blendrl.contract import EXIT_DATA_FAULT, EXIT_NO_SPACE
 
 EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+"""An offline run that followed its online run (``--follow``) trained every mark the online run
+wrote, but the online run stopped writing before its end: the run is partial (``run.json``
+``dataset_partial``); ``--resume`` goes on if the online run is resumed."""
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +46,17 @@ from blendrl.algos.iql import METRIC_KEYS, IQLConfig, IQLTrainer
 from blendrl.envs import ENV_NAMES, get_spec
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import result_entry
-from blendrl.exits import DatasetFault, guarded_main
+from blendrl.contract import EXIT_INTERRUPTED
+from blendrl.exits import EXIT_PARTIAL, DatasetFault, guarded_main
 from blendrl.algos.signal import LearnerSignal, SignalError
 from blendrl.lifecycle import RunLifecycle, resume_checkpoint, run_folder, say
 from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_fields
 from blendrl.checkpoints import RESUME_FREE, args_to_dict
 from blendrl.exits import RunError, UsageError
-from blendrl.loop_state import OfflineLoopState, interval_marks, state_from_checkpoint, state_items
+from blendrl.loop_state import OfflineLoopState, state_from_checkpoint, state_items
+from blendrl.offline_data import (DatasetInfo, MarkFollower, check_finished, data_limits,
+                                  dataset_path, dataset_source, default_reader, inspect_dataset,
+                                  verify_dataset, wait_for_dataset)
 from blendrl.machine import default_threads, resolve_device
 from blendrl.rng import rng_state, seed_everything, set_rng_state
 from blendrl.run_dir import RunDir, validate_run_id
@@ -83,6 +86,12 @@ class OfflineArgs(ProtocolFields):
     """passes over the interval's data prefix: interval k trains ceil(epochs * limit_k / batch_size) gradient steps"""
     intervals: Annotated[int, in_range("[1, inf)"), RESUME_FREE] = 10
     """number of evenly spaced data limits, used only when the dataset records no evaluation marks"""
+    follow: Annotated[bool, RESUME_FREE] = False
+    """start while the online run is still writing the dataset (or before it begins): train each interval as soon as its mark is durable (listed in the manifest, the chunks below it verified), waiting for the next; the results equal those of a run started after the online run ended"""
+    follow_timeout: Annotated[float, in_range("(0, inf)"), RESUME_FREE] = 86400.0
+    """--follow: seconds to wait for the dataset to appear (then exit 2) or for the next mark (then end with the marks present: exit 3, partial)"""
+    follow_poll: Annotated[float, in_range("(0, inf)"), RESUME_FREE] = 5.0
+    """--follow: seconds between looks at the dataset's manifest while waiting"""
     partial_dataset: bool = False
     """train on the marks present in a dataset its online run has not finished writing (still running, or stopped early); recorded in run.json (dataset_partial) and shown as partial in the report. Without it such a dataset is refused"""
     eval_episodes: Annotated[int, in_range("[1, inf)")] = 10
@@ -149,21 +158,6 @@ ReaderFactory = Callable[[Path, int], Any]
 by default a ``DatasetReader`` that CRC-checks the chunks it opens first."""
 
 
-class DatasetInfo(NamedTuple):
-    """What the offline run needs to know of its dataset before training (its manifest, read once)."""
-
-    path: Path
-    given: str
-    """the path as the user gave it (recorded in run.json)"""
-    env: str
-    count: int
-    marks: list[int]
-    metadata: dict
-    manifest: dict
-    finished: bool
-    """the online run that wrote it finished it (``writer_finished`` in the manifest)"""
-
-
 # --------------------------------------------------------------------------- argument checks
 
 def check_args(args: OfflineArgs, blend: BlendRLFields | None) -> None:
@@ -207,113 +201,11 @@ def iql_config(args: OfflineArgs, blend: BlendRLFields | None,
         raise UsageError(f"bad hyperparameter: {e}") from e
 
 
-def dataset_path(args: OfflineArgs) -> tuple[Path, str]:
-    """The dataset folder (resolved) and the path as given."""
-    given = args.dataset if args.dataset is not None else Path(args.dataset_dir) / args.dataset_run_id
-    return Path(given).resolve(), str(given)
-
-
-def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
-    """Read the manifest: a missing folder or one that is not a dataset is a UsageError; a
-    manifest that is unreadable or malformed is a DatasetFault; an environment that does not fit
-    is a UsageError."""
-    from blendrl.datasets import MANIFEST_NAME, DatasetError, Layout, read_manifest, writer_finished
-
-    path, given = dataset_path(args)
-    if not path.is_dir():
-        raise UsageError(f"dataset {path} does not exist (or is not a folder)")
-    if not (path / MANIFEST_NAME).is_file():
-        raise UsageError(f"{path} is not a dataset (no {MANIFEST_NAME})")
-    try:
-        manifest = read_manifest(path)
-        fields = Layout.from_manifest(manifest, path).manifest_fields()
-    except DatasetError as e:
-        raise DatasetFault(str(e)) from e
-    if manifest["count"] == 0:
-        raise UsageError(f"dataset {path} is empty (0 transitions)")
-    env = fields["env"]
-    if args.env is not None and args.env != env:
-        raise UsageError(f"--env {args.env} does not match the dataset {path}, which holds {env!r} "
-                         "transitions")
-    if env not in ENV_NAMES:
-        raise UsageError(f"dataset {path} holds transitions of {env!r}, not a known environment "
-                         f"({', '.join(ENV_NAMES)})")
-    spec = get_spec(env)
-    expected = {"logic_shape": list(spec.logic_shape), "neural_shape": list(spec.neural_shape),
-                "neural_dtype": np.dtype(spec.neural_dtype).name, "n_actions": spec.n_actions}
-    wrong = [f"{k} {fields[k]} (expected {v})" for k, v in expected.items() if fields[k] != v]
-    if wrong:
-        raise UsageError(f"dataset {path} does not fit environment {env}: " + "; ".join(wrong))
-    return DatasetInfo(path, given, env, int(manifest["count"]), [int(m) for m in manifest["marks"]],
-                       dict(manifest.get("metadata", {})), manifest, writer_finished(manifest))
-
-
-def check_finished(args: OfflineArgs, info: DatasetInfo) -> bool:
-    """Whether the run trains on an unfinished dataset (``--partial_dataset``); a dataset whose
-    online run has not finished writing it is a UsageError otherwise, and also with the flag
-    when it holds no evaluation mark yet."""
-    from blendrl.datasets import DatasetWriter
-
-    if info.finished:
-        return False
-    present = sum(1 for m in info.marks if m > 0)
-    planned = info.metadata.get("planned_marks")
-    marks = f"{present} of {planned} marks" if planned else f"{present} marks"
-    state = ("is still being written by its online run" if DatasetWriter.active(info.path) else
-             "was not finished by its online run (it stopped early; resume that run to complete it)")
-    if not args.partial_dataset:
-        raise UsageError(f"dataset {info.path} {state}: {marks} present ({info.count} transitions); "
-                         "wait for it to be finished, or pass --partial_dataset to train on the "
-                         "marks present (the run is then recorded as partial)")
-    if present == 0:
-        raise UsageError(f"dataset {info.path} {state} and holds no evaluation mark yet: nothing "
-                         "to train on")
-    print(f"warning: dataset {info.path} {state}; --partial_dataset: training on the {marks} "
-          "present (recorded as partial)", file=sys.stderr, flush=True)
-    return True
-
-
-def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: float,
-                   workers: int) -> None:
-    """Check, before any training, every chunk the run can train on (every chunk of a finished
-    dataset; those below the last data limit of an unfinished one): sizes, CRC-32 and finite
-    floats (:func:`blendrl.datasets.verify_chunks`, ``workers`` chunks at a time). A fault is a
-    DatasetFault naming the file."""
-    from blendrl.datasets import DatasetError, verify_chunks
-    from blendrl.datasets.manifest import chunks_below
-
-    entries = info.manifest["chunks"] if info.finished else chunks_below(info.manifest, limits[-1])
-    t0 = last = time.perf_counter()
-
-    def progress(done: int, total: int, nbytes: int) -> None:
-        nonlocal last
-        if time.perf_counter() - last >= every and done < total:
-            last = time.perf_counter()
-            print(f"[{run_id}] verifying the dataset: chunk {done}/{total} ({nbytes / 1e6:.0f} MB)",
-                  file=sys.stderr, flush=True)
-
-    try:
-        nbytes = verify_chunks(info.path, info.manifest, entries, progress, workers=workers)
-    except DatasetError as e:
-        raise DatasetFault(f"{e}; nothing was trained on it (`python dataset_utils.py verify "
-                           f"{info.path}` lists every problem)") from e
-    dt = time.perf_counter() - t0
-    print(f"[{run_id}] dataset verified: {len(entries)} chunks, {nbytes / 1e6:.1f} MB in {dt:.1f} s "
-          f"({nbytes / 1e6 / max(dt, 1e-9):.0f} MB/s)", file=sys.stderr, flush=True)
-
-
 def compile_networks(trainer: IQLTrainer, mode: str) -> None:
     """``--compile``: :meth:`IQLTrainer.compile` (the whole step's passes as one compiled graph,
     the actor's included, and the actor's networks for the evaluation; state-dict keys unchanged,
     so checkpoints are those of eager runs)."""
     trainer.compile(mode)
-
-
-def default_reader(path: Path, limit: int) -> Any:
-    """The first interval's reader: a ``DatasetReader`` (its chunks were verified before)."""
-    from blendrl.datasets import DatasetReader
-
-    return DatasetReader(path, limit)
 
 
 class DataPlacement(NamedTuple):
@@ -359,21 +251,9 @@ def choose_dataset_device(args: OfflineArgs, device: torch.device, info: Dataset
         raise UsageError(str(e)) from e
 
 
-def data_limits(info: DatasetInfo, intervals: int) -> list[int]:
-    """The dataset's marks (positive ones), or ``intervals`` evenly spaced limits if it has none."""
-    marks = [m for m in info.marks if m > 0]
-    return marks if marks else interval_marks(info.count, min(intervals, info.count))
-
-
 def grad_steps_for(limit: int, epochs: int, batch_size: int) -> int:
     """Gradient steps of an interval whose prefix holds ``limit`` transitions."""
     return math.ceil(epochs * limit / batch_size)
-
-
-def dataset_source(info: DatasetInfo) -> dict:
-    """run.json's ``dataset_source`` of an offline run (the online method from the manifest)."""
-    return {"role": "read", "path": info.given, "run_id": info.metadata.get("run_id", info.path.name),
-            "method": info.metadata.get("method")}
 
 
 # --------------------------------------------------------------------------- entry points
@@ -389,8 +269,11 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
     reader_factory = reader_factory or default_reader
     blend = blend_fields(method, args)
     check_args(args, blend)
+    if args.follow:
+        wait_for_dataset(dataset_path(args)[0], args.follow_timeout, args.follow_poll,
+                         args.run_id or "follow")
     info = inspect_dataset(args)
-    partial = check_finished(args, info)
+    partial = False if args.follow else check_finished(args, info)
     try:  # the learner's signal: unset flags take the dataset's online setting (blendrl.protocol)
         args, signal = resolve_signal_fields(args, get_spec(info.env), recorded=info.metadata)
     except SignalError as e:
@@ -401,12 +284,12 @@ def run_offline(args: OfflineArgs, method: str, reader_factory: ReaderFactory | 
         raise UsageError(f"--life_loss_terminal: dataset {info.path} does not record lost lives "
                          "(life_lost: format version 2, written by an online run of a game "
                          "with lives); pass --life_loss_terminal False")
-    limits = data_limits(info, args.intervals)
+    limits = data_limits(info, args.intervals) if info.finished or not args.follow else info.limits_so_far
     try:
         device = resolve_device(args.device)
     except RunError as e:
         raise UsageError(str(e)) from e
-    placement = choose_dataset_device(args, device, info, limits)
+    placement = choose_dataset_device(args, device, info, limits or [info.planned_transitions])
     try:
         run_id = args.run_id or (f"{method}_on_{info.path.name}_s{args.seed}_"
                                  f"{time.strftime('%Y%m%d-%H%M%S')}")
@@ -427,20 +310,24 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     ckpt = None
     if args.resume:
         ckpt, limits = _resume_checkpoint(run, args, method, info, limits, device)
-        if ckpt["interval"] >= len(limits):
+        if ckpt["interval"] >= len(limits) and not (args.follow and not info.finished):
             say(run_id, f"already complete ({len(ckpt.get('results', []))} of {len(limits)} "
                         "intervals evaluated): nothing to resume, nothing changed")
             return 0
-    verify_dataset(info, limits, run_id, args.progress_seconds, workers=default_threads(True))
-    start = ckpt["interval"] if ckpt is not None else 0
-    try:
-        first_reader = reader_factory(info.path, limits[start])
-    except DatasetError as e:
-        raise DatasetFault(str(e)) from e
+    workers = default_threads(True)
+    if limits:
+        verify_dataset(info, limits, run_id, args.progress_seconds, workers=workers)
+    follower = (MarkFollower(info, limits, args.follow_timeout, args.follow_poll, run_id,
+                             args.progress_seconds, workers) if args.follow else None)
     try:
         run.prepare(args.resume)
     except RunError as e:
         raise UsageError(str(e)) from e
+    start = ckpt["interval"] if ckpt is not None else 0
+    if follower is not None and start >= len(limits):  # nothing durable to train on yet
+        limits = follower.wait_next()
+        if limits is None:
+            return _nothing_followed(follower, run_id)
 
     spec = get_spec(info.env)
     torch.set_num_threads(args.threads or default_threads(spec.is_image))
@@ -448,8 +335,9 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     agent = build_agent(spec, blend, args.hidden).to(device)
     trainer = IQLTrainer.for_spec(agent, spec, iql_config(args, blend, signal), device, hidden=args.critic_hidden)
     compile_networks(trainer, args.compile)
-    loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device)
+    loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device, follower)
     try:
+        first_reader = reader_factory(info.path, limits[start])
         with loop.life.interrupt:
             if ckpt is not None:
                 loop.restore(ckpt)
@@ -465,6 +353,18 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
         loop.life.close()
 
 
+def _nothing_followed(follower: MarkFollower, run_id: str) -> int:
+    """``--follow`` ended before any mark: the online run finished without one, stopped, or a
+    signal came; nothing was trained or recorded."""
+    if follower.finished:
+        raise UsageError(f"--follow: the online run finished dataset {follower.path} without an "
+                         "evaluation mark; train on it without --follow (evenly spaced limits)")
+    if follower.stopped:
+        say(run_id, "--follow: no mark came; nothing trained")
+        return EXIT_PARTIAL
+    return EXIT_INTERRUPTED
+
+
 def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: DatasetInfo,
                        limits: list[int], device: torch.device) -> tuple[dict, list[int]]:
     """The latest checkpoint, checked against this invocation (UsageError on any mismatch), and
@@ -472,11 +372,13 @@ def _resume_checkpoint(run: RunDir, args: OfflineArgs, method: str, info: Datase
     started with while the dataset has grown since). Takes the run folder's lock first."""
     ckpt = resume_checkpoint(run, args, method, info.env, device)
     recorded = ckpt.get("limits")
-    grown = args.partial_dataset and isinstance(recorded, list) and recorded == limits[:len(recorded)]
+    grown = ((args.partial_dataset or args.follow) and isinstance(recorded, list)
+             and recorded == limits[:len(recorded)])
     if recorded != limits and not grown:
         raise UsageError(f"--resume: the dataset {info.path} gives data limits {limits}, the run was "
                          f"trained with {recorded}")
-    return ckpt, list(recorded)
+    # a following run goes on with every mark there is now; a partial one with its own
+    return ckpt, list(limits if args.follow else recorded)
 
 
 def main(args: OfflineArgs, method: str) -> int:
@@ -492,8 +394,9 @@ class OfflineLoop:
 
     def __init__(self, args: OfflineArgs, method: str, spec: EnvSpec, info: DatasetInfo,
                  limits: list[int], trainer: IQLTrainer, run: RunDir, device: torch.device,
-                 dataset_device: "str | DataPlacement" = "cpu"):
+                 dataset_device: "str | DataPlacement" = "cpu", follower: MarkFollower | None = None):
         self.args, self.method, self.spec, self.info = args, method, spec, info
+        self.follower, self.reader = follower, None
         self.limits, self.trainer, self.run_dir, self.device = limits, trainer, run, device
         self.placement = (dataset_device if isinstance(dataset_device, DataPlacement)
                           else DataPlacement(dataset_device))
@@ -532,10 +435,13 @@ class OfflineLoop:
         from blendrl.datasets.feed import make_feed
 
         feed = None
+        self.reader = reader
         if reader is not None:
             p = self.placement
+            capacity = self.limits[-1] if self.follower is None else \
+                max(self.limits[-1], self.info.planned_transitions)
             feed = make_feed(reader, self.device, p.where, self.args.batch_size, self.sampler,
-                             self.limits[-1], workers=getattr(self.args, "feed_workers", None),
+                             capacity, workers=getattr(self.args, "feed_workers", None),
                              limits=self.limits[self.state.interval:], claim=p.claim,
                              claims=p.claims, say=self._say)
         try:
@@ -546,7 +452,7 @@ class OfflineLoop:
 
     def _run(self, feed: Any) -> int:
         st, a, life = self.state, self.args, self.life
-        while st.interval < len(self.limits):
+        while st.interval < len(self.limits) or self._follow():
             k = st.interval
             limit = self.limits[k]
             if life.stop_requested:
@@ -566,8 +472,34 @@ class OfflineLoop:
             self.log_window(k, limit)
             self.evaluate_interval(k, limit)
             life.checkpoint()
+        if life.stop_requested:
+            return self._interrupted()
+        if self.follower is not None:
+            if self.follower.stopped:
+                return self._partial()
+            self.run_dir.record_partial(False)  # a resumed partial run that has caught up
         life.checkpoint(finished=True)
         return 0
+
+    def _follow(self) -> bool:
+        """``--follow``: wait for the next durable mark; True when there is one to train."""
+        if self.follower is None:
+            return False
+        limits = self.follower.wait_next(lambda: self.life.stop_requested)
+        if limits is None:
+            return False
+        self.limits = limits
+        self.reader.refresh()  # the chunks the online run has listed since
+        return True
+
+    def _partial(self) -> int:
+        """The online run stopped writing before its end: every mark it wrote is trained; the
+        run is recorded as partial (``run.json``) and ends with exit 3."""
+        self.life.checkpoint()
+        self.run_dir.record_partial(True)
+        self._say(f"partial: {len(self.limits)} of {self.info.metadata.get('planned_marks', '?')} "
+                  "marks trained (the online run stopped writing); --resume goes on once it writes again")
+        return EXIT_PARTIAL
 
     def _say(self, text: str) -> None:
         say(self.run_dir.run_id, text)

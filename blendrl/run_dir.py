@@ -150,6 +150,14 @@ class RunDir:
             "platform": platform_info(device), "created_at": now_iso(), **(extra or {}),
         })
 
+    def record_partial(self, partial: bool) -> None:
+        """Record in ``run.json`` whether the run trained on a dataset its online run did not
+        finish (``dataset_partial``: the report lists a partial run); rewritten only on a change."""
+        meta = self.read_run_json()
+        if meta.get("dataset_partial") != partial:
+            meta["dataset_partial"] = partial
+            atomic_write_json(self.run_json, meta)
+
     def read_run_json(self) -> dict:
         return read_json(self.run_json)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import mmap
 import pickle
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,6 +284,12 @@ def _read_checked(path: Path, entry: dict[str, Any], what: str) -> bytes:
     return data
 
 
+_HEADER_LOCK = threading.Lock()
+"""numpy reads a ``.npy`` header with ``ast.literal_eval``; CPython 3.11's AST constructor is not
+thread-safe (seen: ``SystemError: AST constructor recursion depth mismatch`` when chunks were
+verified side by side), so headers are parsed one at a time."""
+
+
 def _map_npy(path: Path, entry: dict[str, Any], shape: tuple[int, ...], dtype: np.dtype,
              check_crc: bool) -> np.ndarray:
     """A read-only array over a memory map of a sidecar ``.npy`` file, which must hold exactly
@@ -296,7 +303,8 @@ def _map_npy(path: Path, entry: dict[str, Any], shape: tuple[int, ...], dtype: n
             version = np.lib.format.read_magic(f)
             if version != (1, 0):
                 raise ValueError(f"npy format version {version}, expected (1, 0)")
-            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
+            with _HEADER_LOCK:  # numpy parses the header with ast, which is not thread-safe
+                got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(f)
         except Exception as e:  # noqa: BLE001 - whatever is wrong, it is not a pool file
             raise DatasetError(f"{path}: not a readable .npy pool ({type(e).__name__}: {e})") from e
         offset = f.tell()

@@ -81,19 +81,38 @@ class DatasetReader:
 
     def __init__(self, directory: str | os.PathLike, limit: int | None = None, verify: bool = False):
         self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
-        lay = Layout.from_manifest(self.manifest, self.directory)
-        self._layout = lay
-        self._life = has_life_lost(self.manifest)
-        entries = self.manifest["chunks"]
-        self._entries = entries
+        self._chunks: list[Chunk] = []
+        self._limit = 0
+        self._rng = np.random.default_rng()
+        self._verify = bool(verify)
+        self._index(read_manifest(self.directory))
         total = self.manifest["count"]
+        if limit is None:
+            limit = total
+        self._check_limit(limit)
+        self._open_until(int(limit))
+        self._limit = int(limit)
+
+    # ---- growing
+
+    _TABLES = ("_next_local", "_action", "_reward", "_terminated", "_truncated", "_life_lost")
+
+    def _index(self, manifest: dict[str, Any]) -> None:
+        """Take ``manifest`` as the dataset's: chunk starts, state numbering and the per-transition
+        tables for every listed transition (np.empty costs no memory until a chunk fills its part;
+        the rows of chunks already open are kept)."""
+        lay = Layout.from_manifest(manifest, self.directory)
+        entries, total = manifest["chunks"], manifest["count"]
         pools = [lay.pools_of(e) for e in entries]
+        old = {name: getattr(self, name) for name in self._TABLES} if self._chunks else {}
+        old_frames = self._frame_src if self._chunks else None
+        filled = int(self._starts[len(self._chunks)]) if self._chunks else 0
+        filled_states = int(self._state_base[len(self._chunks)]) if self._chunks else 0
+        self.manifest, self._layout, self._life, self._entries = manifest, lay, has_life_lost(manifest), entries
         self._starts = np.array([e["start"] for e in entries] + [total], np.int64)
         self._state_base = np.cumsum([0] + [p.n_states for p in pools]).astype(np.int64)
         biggest = max([p.n_states for p in pools] + [p.neural_rows for p in pools] + [0])
         self._index_dtype = np.dtype(np.int32 if biggest < 2**31 else np.int64)
-        # tables for every listed transition; np.empty costs no memory until a chunk fills its part
         self._next_local = np.empty(total, self._index_dtype)  # chunk-local state of the next state
         self._action = np.empty(total, lay.action_dtype)
         self._reward = np.empty(total, np.float64)
@@ -102,17 +121,23 @@ class DatasetReader:
         self._life_lost = np.empty(total, bool)
         self._frame_src = (np.empty((int(self._state_base[-1]), lay.stack), self._index_dtype)
                            if lay.frames else None)  # per state: chunk-local frame-pool rows
-        self._chunks: list[Chunk] = []
-        self._limit = 0
-        self._rng = np.random.default_rng()
-        self._verify = bool(verify)
-        if limit is None:
-            limit = total
-        self._check_limit(limit)
-        self._open_until(int(limit))
-        self._limit = int(limit)
+        for name, table in old.items():
+            getattr(self, name)[:filled] = table[:filled]
+        if old_frames is not None:
+            self._frame_src[:filled_states] = old_frames[:filled_states]
 
-    # ---- growing
+    def refresh(self) -> "DatasetReader":
+        """Read the manifest again (a dataset its online run is still writing has grown): the
+        chunks listed since can be opened by :meth:`extend`. The chunks already open must be
+        listed unchanged (a DatasetError otherwise: the dataset was rewritten below what was read)."""
+        manifest = read_manifest(self.directory)
+        opened = len(self._chunks)
+        if manifest["chunks"][:opened] != self._entries[:opened] or \
+                Layout.from_manifest(manifest, self.directory) != self._layout:
+            raise DatasetError(f"{self.directory}: the dataset was rewritten below the "
+                               f"{int(self._starts[opened])} transitions already read")
+        self._index(manifest)
+        return self
 
     def _check_limit(self, limit: Any) -> None:
         total = self.manifest["count"]
