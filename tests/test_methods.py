@@ -1,6 +1,6 @@
-"""The contract's method table is the one place a method is defined: every row's script exists,
-names its own method id, and has BlendRL Args exactly when the row says so; the launcher and the
-plots read their scripts, kinds, labels and BlendRL-ness from it."""
+"""The method table (blendrl/methods.py) is the one place a method is defined: every row's script
+exists, names its own method id, and has BlendRL Args exactly when the row says so; the launcher
+and the plots read their scripts, kinds, labels and BlendRL-ness from it."""
 
 from __future__ import annotations
 
@@ -48,16 +48,17 @@ def test_every_series_of_the_table_has_its_own_style():
     an offline row has one colour per online method."""
     from blendrl.plotting.series import FALLBACK_STYLE, style_of
 
+    for m in METHOD_TABLE:
+        assert len(m.colors) == (1 if m.kind == "online" else len(ONLINE_METHODS)), \
+            f"{m.id}: {len(m.colors)} colours (an offline row has one per online method)"
+        if m.kind == "online":
+            assert m.data_linestyle and m.data_linestyle != "-"
     pairs = [(m, None) for m in ONLINE_METHODS] + \
         [(m, s) for m in OFFLINE_METHODS for s in ONLINE_METHODS]
     styles = {pair: style_of(*pair) for pair in pairs}
     assert FALLBACK_STYLE not in styles.values()
     assert len({(st.color, st.linestyle) for st in styles.values()}) == len(pairs)
     assert len({st.color for st in styles.values()}) == len(pairs)
-    for m in METHOD_TABLE:
-        assert len(m.colors) == (1 if m.kind == "online" else len(ONLINE_METHODS)), m.id
-        if m.kind == "online":
-            assert m.data_linestyle and m.data_linestyle != "-"
     assert style_of("ppo", None).linestyle == "-"
     assert style_of("iql", "ppo") == style_of("iql", "ppo")
     assert style_of("iql", "ppo").linestyle == METHOD_INFO["ppo"].data_linestyle

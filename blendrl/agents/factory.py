@@ -65,8 +65,9 @@ def build_agent(spec: EnvSpec, blend: BlendRLFields | None, hidden: int = 64) ->
 
 
 def blend_fields(method: str, args: object) -> BlendRLFields | None:
-    """The BlendRL fields of ``args`` when ``method`` is a BlendRL method of the contract's method
-    table, else None; a BlendRL method given Args without them is a programming error."""
+    """The BlendRL fields of ``args`` when ``method`` is a BlendRL method of the method table
+    (:mod:`blendrl.methods`), else None; a BlendRL method given Args without them is a programming
+    error."""
     if not METHOD_INFO[method].blendrl:
         return None
     if not isinstance(args, BlendRLFields):

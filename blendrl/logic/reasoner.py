@@ -200,6 +200,25 @@ class _SoftmaxMixing(nn.Module):
         return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
 
+def _check_options(temperature: float, init_weight: float, soft_or: str, clause_weights: str) -> None:
+    """ValueError unless the reasoner's options are valid."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0.0 < init_weight < 1.0:
+        raise ValueError(f"init_weight must lie strictly between 0 and 1, got {init_weight}")
+    check_choice("soft_or", soft_or, SOFT_ORS)
+    check_choice("clause_weights", clause_weights, CLAUSE_WEIGHTS)
+
+
+def _inference_steps(joint: JointProgram, infer_steps: int | None) -> int:
+    """``infer_steps`` (default: the program's depth); ValueError where it is fewer."""
+    steps = joint.depth if infer_steps is None else int(infer_steps)
+    if steps < joint.depth:
+        raise ValueError(f"infer_steps={infer_steps} is fewer than the {joint.depth} steps this "
+                         "program needs (its helper predicates chain that deep)")
+    return steps
+
+
 class ForwardReasoner(nn.Module):
     """Forward chaining over one or several ground programs of a rule set, with learnable clause
     weights (one parameter per program, so that each can have its own learning rate).
@@ -218,24 +237,24 @@ class ForwardReasoner(nn.Module):
                  init_weight: float = DEFAULT_INIT_WEIGHT, presence_feature: int | None = None,
                  soft_or: str = "boltzmann", clause_weights: str = "sigmoid"):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if not 0.0 < init_weight < 1.0:
-            raise ValueError(f"init_weight must lie strictly between 0 and 1, got {init_weight}")
-        check_choice("soft_or", soft_or, SOFT_ORS)
-        check_choice("clause_weights", clause_weights, CLAUSE_WEIGHTS)
+        _check_options(temperature, init_weight, soft_or, clause_weights)
         joint = join_programs([programs] if isinstance(programs, GroundProgram) else list(programs))
-        steps = joint.depth if infer_steps is None else int(infer_steps)
-        if steps < joint.depth:
-            raise ValueError(f"infer_steps={infer_steps} is fewer than the {joint.depth} steps this "
-                             "program needs (its helper predicates chain that deep)")
+        steps = _inference_steps(joint, infer_steps)
         self.joint = joint
         self.programs = joint.parts
         self.temperature = float(temperature)
         self.infer_steps = steps
         self.soft_or_kind = soft_or
         self.clause_weighting = clause_weights
-        if clause_weights == "sigmoid":
+        self._init_weights(joint, init_weight)
+        self._init_valuation_calls(joint)
+        self._init_presence_gate(joint, presence_feature)
+        self._init_body_index(joint)
+        self._init_heads(joint, temperature)
+
+    def _init_weights(self, joint: JointProgram, init_weight: float) -> None:
+        """One parameter of clause weights per program (module docstring)."""
+        if self.clause_weighting == "sigmoid":
             raw = math.log(init_weight / (1 - init_weight))
             self.raw_weights = nn.ParameterList(
                 [nn.Parameter(torch.full((len(p.clauses),), raw)) for p in joint.parts])
@@ -243,7 +262,10 @@ class ForwardReasoner(nn.Module):
             self.raw_weights = nn.ParameterList(
                 [nn.Parameter(torch.randn(len({c.head.predicate for c in p.clauses}), len(p.clauses)))
                  for p in joint.parts])
-        # valuation calls: the rows of each argument position are gathered once per distinct slot list
+
+    def _init_valuation_calls(self, joint: JointProgram) -> None:
+        """The valuation functions to call and the rows of each argument position, gathered once
+        per distinct slot list; the constants (false, true) in front of the valuation atoms."""
         self._calls = [call.fn for call in joint.valuation_calls]
         gathers: dict[tuple[int, ...], int] = {}
         self._call_args = [[gathers.setdefault(slots, len(gathers)) for slots in call.arg_slots]
@@ -254,7 +276,10 @@ class ForwardReasoner(nn.Module):
             self.register_buffer(name, torch.tensor(slots, dtype=torch.long), persistent=False)
         self.register_buffer("_constants", torch.tensor([0.0, 1.0]), persistent=False)
         self.register_buffer("_one", torch.tensor(1.0), persistent=False)
-        self._init_presence_gate(joint, presence_feature)
+
+    def _init_body_index(self, joint: JointProgram) -> None:
+        """The literals of every grounding's body, as indices into the values of a step (the first
+        step's apart), and the clause of each grounding."""
         n_groundings = len(joint.body_index)
         width = len(joint.body_index[0])
         self._body_shape = (n_groundings, width)
@@ -275,14 +300,18 @@ class ForwardReasoner(nn.Module):
                                           dtype=torch.long), persistent=False)
         self.register_buffer("_clause_of_grounding",
                              torch.tensor(joint.clause_of_grounding, dtype=torch.long), persistent=False)
-        logsumexp = soft_or == "logsumexp"
+
+    def _init_heads(self, joint: JointProgram, temperature: float) -> None:
+        """How the weighted bodies are OR-ed into their heads: per derived atom over its
+        groundings (``sigmoid`` weights) or the reference's softmax mixing."""
+        logsumexp = self.soft_or_kind == "logsumexp"
         derived_segments, start = [], 0
         for program in joint.parts:
             derived_segments.append((start, start + program.n_derived))
             start += program.n_derived
-        if clause_weights == "sigmoid":
-            self._heads = SoftOrGroups(joint.head_groundings, temperature, n_columns=n_groundings,
-                                       kind=soft_or, segments=derived_segments)
+        if self.clause_weighting == "sigmoid":
+            self._heads = SoftOrGroups(joint.head_groundings, temperature, n_columns=len(joint.body_index),
+                                       kind=self.soft_or_kind, segments=derived_segments)
         else:
             self._mixing = _SoftmaxMixing(joint, temperature, logsumexp)
         self._negation = joint.has_negation

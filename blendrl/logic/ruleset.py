@@ -57,18 +57,18 @@ class EnvSpec(Protocol):
     def feature_index(self, feature: str) -> int: ...
 
 
-ACTION_PREDS_FILE = "preds.txt"
-VALUATION_PREDS_FILE = "neural_preds.txt"
-HELPER_PREDS_FILE = "helper_preds.txt"
-CONSTS_FILE = "consts.txt"
-ACTOR_CLAUSES_FILE = "clauses.txt"
-BLENDER_CLAUSES_FILE = "blender_clauses.txt"
+_ACTION_PREDS_FILE = "preds.txt"
+_VALUATION_PREDS_FILE = "neural_preds.txt"
+_HELPER_PREDS_FILE = "helper_preds.txt"
+_CONSTS_FILE = "consts.txt"
+_ACTOR_CLAUSES_FILE = "clauses.txt"
+_BLENDER_CLAUSES_FILE = "blender_clauses.txt"
 
 BLENDER_HEADS: tuple[str, str] = ("neural_agent", "logic_agent")
 """The blender's two head predicates (arity 0, built in): soft truth of "let the neural actor act"
 and "let the logic actor act"."""
 
-RULE_SET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*\Z")
+_RULE_SET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]*\Z")
 
 ValuationFn = Callable[..., torch.Tensor]
 
@@ -141,7 +141,7 @@ def rule_set_folder(env_dir: Path, rules: str) -> Path:
     ``rules`` is a *name* when it consists of letters, digits, ``_`` and ``-`` only; anything else
     (it contains a ``/``, starts with ``.``, ...) is a path.
     """
-    if RULE_SET_NAME_RE.match(rules):
+    if _RULE_SET_NAME_RE.match(rules):
         folder = env_dir / "rules" / rules
         if not folder.is_dir():
             available = sorted(p.name for p in (env_dir / "rules").iterdir() if p.is_dir()) \
@@ -171,9 +171,9 @@ def build_rule_set(folder: Path | str, spec: EnvSpec, valuations: Mapping[str, V
     if not folder.is_dir():
         raise RuleSetError("rule-set folder does not exist", folder)
     texts = {name: _read(folder, name, required)
-             for name, required in ((ACTION_PREDS_FILE, True), (VALUATION_PREDS_FILE, True),
-                                    (HELPER_PREDS_FILE, False), (CONSTS_FILE, False),
-                                    (ACTOR_CLAUSES_FILE, True), (BLENDER_CLAUSES_FILE, False))}
+             for name, required in ((_ACTION_PREDS_FILE, True), (_VALUATION_PREDS_FILE, True),
+                                    (_HELPER_PREDS_FILE, False), (_CONSTS_FILE, False),
+                                    (_ACTOR_CLAUSES_FILE, True), (_BLENDER_CLAUSES_FILE, False))}
 
     def preds(name: str) -> list[PredicateDecl]:
         entry = texts[name]
@@ -183,28 +183,28 @@ def build_rule_set(folder: Path | str, spec: EnvSpec, valuations: Mapping[str, V
         entry = texts[name]
         return parse_clauses(entry[0], entry[1]) if entry else []
 
-    actions, valuation_decls, helpers = preds(ACTION_PREDS_FILE), preds(VALUATION_PREDS_FILE), \
-        preds(HELPER_PREDS_FILE)
-    consts = parse_constants(*texts[CONSTS_FILE]) if texts[CONSTS_FILE] else []
-    actor_clauses, blender_clauses = clauses(ACTOR_CLAUSES_FILE), clauses(BLENDER_CLAUSES_FILE)
+    actions, valuation_decls, helpers = preds(_ACTION_PREDS_FILE), preds(_VALUATION_PREDS_FILE), \
+        preds(_HELPER_PREDS_FILE)
+    consts = parse_constants(*texts[_CONSTS_FILE]) if texts[_CONSTS_FILE] else []
+    actor_clauses, blender_clauses = clauses(_ACTOR_CLAUSES_FILE), clauses(_BLENDER_CLAUSES_FILE)
 
     decls, kinds = _check_declarations(actions, valuation_decls, helpers)
-    action_ids = _check_actions(actions, spec, folder / ACTION_PREDS_FILE)
+    action_ids = _check_actions(actions, spec, folder / _ACTION_PREDS_FILE)
     constants = _constants(spec, consts)
     _check_valuations(valuation_decls, valuations, spec)
     _check_program(actor_clauses, decls, kinds, constants, ("action", "helper"), "actor")
-    has_blender_file = texts[BLENDER_CLAUSES_FILE] is not None
+    has_blender_file = texts[_BLENDER_CLAUSES_FILE] is not None
     if has_blender_file:
         _check_program(blender_clauses, decls, kinds, constants, ("blender", "helper"), "blender")
     for decl in actions:
         if not any(c.head.predicate == decl.name for c in actor_clauses):
-            raise RuleSetError(f"action predicate {decl.name!r} has no clause in {ACTOR_CLAUSES_FILE} "
+            raise RuleSetError(f"action predicate {decl.name!r} has no clause in {_ACTOR_CLAUSES_FILE} "
                                "(it would always be false)", decl.source)
     if has_blender_file:
         for head in BLENDER_HEADS:
             if not any(c.head.predicate == head for c in blender_clauses):
                 raise RuleSetError(f"blender head {head!r} has no clause (it would always be false)",
-                                   folder / BLENDER_CLAUSES_FILE)
+                                   folder / _BLENDER_CLAUSES_FILE)
     for decl in helpers:
         if not any(c.head.predicate == decl.name for c in (*actor_clauses, *blender_clauses)):
             raise RuleSetError(f"helper predicate {decl.name!r} is defined by no clause", decl.source)
@@ -318,7 +318,7 @@ def _check_valuations(decls: Sequence[PredicateDecl], valuations: Mapping[str, V
     for name, fn in valuations.items():
         if name not in declared:
             raise RuleSetError(f"valuation function {name!r} is registered in VALUATIONS but declared "
-                               f"for no predicate of {VALUATION_PREDS_FILE}", _definition_source(fn))
+                               f"for no predicate of {_VALUATION_PREDS_FILE}", _definition_source(fn))
 
 
 def _probe_valuation(decl: PredicateDecl, fn: ValuationFn, spec: EnvSpec) -> None:
@@ -340,7 +340,7 @@ def _probe_valuation(decl: PredicateDecl, fn: ValuationFn, spec: EnvSpec) -> Non
                            f"value outside [0, 1] on an all-zero state", decl.source)
 
 
-BODY_KINDS = ("valuation", "helper")
+_BODY_KINDS = ("valuation", "helper")
 """Kinds of predicates a clause body may use."""
 
 
@@ -373,7 +373,7 @@ def _check_clause(clause: Clause, decls: Mapping[str, PredicateDecl], kinds: Map
         name = literal.predicate
         if name not in decls:
             raise RuleSetError(f"unknown predicate {name!r}", clause.source)
-        if kinds[name] not in BODY_KINDS:
+        if kinds[name] not in _BODY_KINDS:
             raise RuleSetError(f"{kinds[name]} predicate {name!r} cannot appear in a clause body "
                                "(bodies use valuation and helper predicates)", clause.source)
     variable_types: dict[str, str] = {}

@@ -25,7 +25,7 @@ from blendrl.file_io import load_training_log
 from blendrl.methods import METHOD_TABLE, METHODS
 
 METHOD_LABELS: dict[str, str] = {m.id: m.label for m in METHOD_TABLE}
-"""Display name of each method id (from the contract's method table)."""
+"""Display name of each method id (from the method table, blendrl.methods)."""
 
 BLENDRL_METHODS: frozenset[str] = frozenset(m.id for m in METHOD_TABLE if m.blendrl)
 """Methods whose policy blends a neural and a logic actor (they record logic weights)."""
@@ -175,7 +175,7 @@ def _read_json(path: Path, warnings: list[str]) -> tuple[bool, Any]:
 
 # --------------------------------------------------------------------------- the three files
 
-def parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation | None:
+def _parse_evaluation(entry: Any, where: str, warnings: list[str]) -> Evaluation | None:
     """One ``results.json`` entry, or None (with a warning naming ``where``) when unusable."""
     if not isinstance(entry, dict):
         warnings.append(f"{where}: not an object; skipped")
@@ -224,7 +224,7 @@ def _entry_numbers(indices: list[int]) -> str:
     return ", ".join(str(i + 1) for i in indices)
 
 
-def read_results(path: Path, warnings: list[str]) -> tuple[list[Evaluation], str | None]:
+def _read_results(path: Path, warnings: list[str]) -> tuple[list[Evaluation], str | None]:
     """``results.json``: each usable entry in file order, and what keeps it from being a valid
     result at every entry (None when nothing does; see :attr:`RunRecord.results_problem`)."""
     data, problem = load_json(path)
@@ -236,16 +236,11 @@ def read_results(path: Path, warnings: list[str]) -> tuple[list[Evaluation], str
     if not isinstance(data, list):
         warnings.append(f"{path}: expected a JSON list, found {type(data).__name__}; ignoring it")
         return [], f"results.json holds {_json_kind(data)}, not a list of evaluations"
-    parsed = [parse_evaluation(e, f"{path} entry {i}", warnings) for i, e in enumerate(data)]
+    parsed = [_parse_evaluation(e, f"{path} entry {i}", warnings) for i, e in enumerate(data)]
     bad = [i for i, e in enumerate(parsed) if e is None]
     why = (f"entr{'y' if len(bad) == 1 else 'ies'} {_entry_numbers(bad)} of {len(data)} of "
            "results.json unusable (see the warnings)") if bad else None
     return [e for e in parsed if e is not None], why
-
-
-def read_evaluations(path: Path, warnings: list[str]) -> list[Evaluation]:
-    """``results.json`` (missing -> no evaluation yet), each usable entry in file order."""
-    return read_results(path, warnings)[0]
 
 
 def _pairs(log: dict, x_key: str, y_keys: tuple[str, ...], where: str,
@@ -273,7 +268,7 @@ def _pairs(log: dict, x_key: str, y_keys: tuple[str, ...], where: str,
     return rows
 
 
-def parse_training_log(log: dict, where: str, warnings: list[str]) -> TrainingCurves:
+def _parse_training_log(log: dict, where: str, warnings: list[str]) -> TrainingCurves:
     """The episode and blend curves of a loaded training log (bad parts skipped with a warning)."""
     episodes = _pairs(log, "episode_end_steps", ("episode_returns",), where, warnings)
     blend_entries = log.get("blend", [])
@@ -296,7 +291,7 @@ def parse_training_log(log: dict, where: str, warnings: list[str]) -> TrainingCu
         logic_weight_std=tuple(r[2] for r in blend_rows))
 
 
-def read_training_curves(path: Path, warnings: list[str]) -> TrainingCurves | None:
+def _read_training_curves(path: Path, warnings: list[str]) -> TrainingCurves | None:
     """``training_log.pkl`` through the restricted loader; None when missing or unreadable."""
     if not path.is_file():
         return None
@@ -305,10 +300,10 @@ def read_training_curves(path: Path, warnings: list[str]) -> TrainingCurves | No
     except (OSError, ValueError) as e:  # FileFormatError is a ValueError
         warnings.append(f"{path}: unreadable training log ({e}); ignoring it")
         return None
-    return parse_training_log(log, str(path), warnings)
+    return _parse_training_log(log, str(path), warnings)
 
 
-def read_timing(path: Path, warnings: list[str]) -> dict[str, Any] | None:
+def _read_timing(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     ok, data = _read_json(path, warnings)
     if not ok:
         return None
@@ -365,9 +360,9 @@ def _run_from_json(folder: Path, meta: dict, warnings: list[str]) -> RunRecord |
 def _read_run_files(run: RunRecord, warnings: list[str]) -> None:
     """Fill ``run`` from the files of its folder beside ``run.json``."""
     folder = run.path
-    run.evaluations, run.results_problem = read_results(folder / RESULTS_JSON, warnings)
-    run.timing = read_timing(folder / TIMING_JSON, warnings)
-    run.curves = read_training_curves(folder / TRAINING_LOG, warnings)
+    run.evaluations, run.results_problem = _read_results(folder / RESULTS_JSON, warnings)
+    run.timing = _read_timing(folder / TIMING_JSON, warnings)
+    run.curves = _read_training_curves(folder / TRAINING_LOG, warnings)
 
 
 def _experiment_of(folder: Path, col: Collection) -> dict | None:

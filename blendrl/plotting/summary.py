@@ -49,7 +49,7 @@ from blendrl.plotting.stats import (IQM_MIN_SEEDS, STATISTICS, BootstrapSettings
 
 CI_OVER_SEEDS = "seeds"
 CI_OVER_EPISODES = "episodes"
-NO_CI = float("nan")
+_NO_CI = float("nan")
 MIN_EPISODES_FOR_VERDICT = 10
 """A one-seed paired difference over fewer evaluation episodes gets no above/below verdict."""
 TOO_FEW_EPISODES = "too few episodes"
@@ -185,10 +185,10 @@ def _seed_sort(seeds: Sequence[int | None]) -> tuple[int | None, ...]:
 
 
 def _bounds(iv: Interval | None) -> tuple[float, float]:
-    return (NO_CI, NO_CI) if iv is None else (iv.low, iv.high)
+    return (_NO_CI, _NO_CI) if iv is None else (iv.low, iv.high)
 
 
-def plan_marks(series: Series, batch: IntervalBatch) -> list[Callable[[], MarkEstimate]]:
+def _plan_marks(series: Series, batch: IntervalBatch) -> list[Callable[[], MarkEstimate]]:
     """The estimate of ``series`` at every mark any of its runs evaluated (module docstring), as
     functions to call once ``batch`` is complete."""
     per_run = [(r, latest_by_mark(r.evaluations)) for r in series.runs]
@@ -213,12 +213,7 @@ def plan_marks(series: Series, batch: IntervalBatch) -> list[Callable[[], MarkEs
     return out
 
 
-def estimate_marks(series: Series, settings: BootstrapSettings) -> list[MarkEstimate]:
-    """The estimate of ``series`` at every mark any of its runs evaluated (module docstring)."""
-    return [make() for make in plan_marks(series, IntervalBatch(settings))]
-
-
-def online_partner(run: RunRecord, runs: Sequence[RunRecord]) -> RunRecord | None:
+def _online_partner(run: RunRecord, runs: Sequence[RunRecord]) -> RunRecord | None:
     """The online run whose dataset ``run`` (offline) trained on, among ``runs``."""
     if run.source_run_id is not None:
         for r in runs:
@@ -230,8 +225,8 @@ def online_partner(run: RunRecord, runs: Sequence[RunRecord]) -> RunRecord | Non
     return same[0] if len(same) == 1 else None
 
 
-def plan_differences(pairs: Sequence[tuple[RunRecord, RunRecord]], key: str,
-                     batch: IntervalBatch) -> list[Callable[[], MarkDifference]]:
+def _plan_differences(pairs: Sequence[tuple[RunRecord, RunRecord]], key: str,
+                      batch: IntervalBatch) -> list[Callable[[], MarkDifference]]:
     """offline - online at every mark where at least one (offline, online) pair has both, as
     functions to call once ``batch`` is complete."""
     per_pair = [(off, latest_by_mark(off.evaluations), latest_by_mark(on.evaluations))
@@ -274,8 +269,8 @@ def _pair_of(run: RunRecord, partner: RunRecord | None, label: str) -> str | Non
     return f"{label}: {seed_name(run.seed)} ({run.run_id}) is not paired: {where}"
 
 
-def find_missing(series: Series, expected_seeds: set[int | None] | None,
-                 partners: dict[str, RunRecord | None] | None = None) -> list[str]:
+def _find_missing(series: Series, expected_seeds: set[int | None] | None,
+                  partners: dict[str, RunRecord | None] | None = None) -> list[str]:
     """The gaps of one series: seeds of the experiment without a run (``expected_seeds``; None
     when the planned runs are known otherwise), and per run the planned marks without a valid
     evaluation, or a broken or partial result, with why (:func:`blendrl.plotting.gaps.run_gap`)."""
@@ -314,7 +309,7 @@ def _plan_pairs(all_series: Sequence[Series], partners: dict[str, RunRecord | No
             online = [by_run[on.run_id] for _, on in pairs]
             planned.append((s, " / ".join(sorted({o.label for o in online})),
                             {o.key for o in online},
-                            plan_differences(pairs, f"difference|{s.key}", batch)))
+                            _plan_differences(pairs, f"difference|{s.key}", batch)))
     return planned
 
 
@@ -329,7 +324,7 @@ def _series_gaps(all_series: Sequence[Series], runs: Sequence[RunRecord],
     absent_keys = {a.key for a in absent or ()}
     out.missing += [a.line for a in absent or ()]
     for s in all_series:
-        lines = find_missing(s, None if absent is not None else seeds_by_env[s.env], partners)
+        lines = _find_missing(s, None if absent is not None else seeds_by_env[s.env], partners)
         out.missing += lines
         if lines or (s.method, s.source_method) in absent_keys:
             out.incomplete.add(s.key)
@@ -343,9 +338,9 @@ def summarize(runs: Sequence[RunRecord], settings: BootstrapSettings,
     out = ExperimentSummary(settings)
     batch = IntervalBatch(settings)
     all_series = group_series(runs)
-    partners: dict[str, RunRecord | None] = {r.run_id: online_partner(r, runs)
+    partners: dict[str, RunRecord | None] = {r.run_id: _online_partner(r, runs)
                                             for r in runs if r.kind == "offline"}
-    planned_series = [(s, plan_marks(s, batch)) for s in all_series]
+    planned_series = [(s, _plan_marks(s, batch)) for s in all_series]
     _series_gaps(all_series, runs, partners, absent, out)
     planned_pairs = _plan_pairs(all_series, partners, batch, out)
     out.series = [SeriesSummary(s, [make() for make in plan], s.key not in out.incomplete)
