@@ -227,12 +227,13 @@ def choose_dataset_device(args: OfflineArgs, device: torch.device, info: Dataset
                           limits: list[int]) -> DataPlacement:
     """``--dataset_device`` resolved for training on ``device`` (UsageError if it cannot be
     honoured): ``cpu`` samples on the host; a forced ``cuda`` claims the device memory of the
-    last interval's prefix now (:class:`~blendrl.datasets.feed.DeviceClaims`: the other jobs on
+    last interval's prefix now (:class:`~blendrl.datasets.claims.DeviceClaims`: the other jobs on
     the GPU count), or fails; ``auto`` on CUDA decides per interval
     (:class:`~blendrl.datasets.feed.AutoFeed`)."""
     from blendrl.datasets import DatasetError
-    from blendrl.datasets.feed import (DatasetDeviceError, DeviceClaims, choose_dataset_device as choose,
-                                       device_bytes_needed)
+    from blendrl.datasets.claims import DeviceClaims
+    from blendrl.datasets.device_pool import device_bytes_needed
+    from blendrl.datasets.feed import DatasetDeviceError, choose_dataset_device as choose
 
     choice = args.dataset_device
     try:

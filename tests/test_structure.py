@@ -50,12 +50,7 @@ DECLARATIVE_TABLES: dict[str, frozenset[str]] = {
 NOT_CHECKED = ("blendrl/launch/",)
 """Folders whose modules have their own structure test."""
 
-KNOWN_EXCEPTIONS = frozenset({
-    # until issue 30's follow-up: the training loops and their lifecycle are being changed now
-    "blendrl/offline.py",
-    "blendrl/online.py",
-    "blendrl/lifecycle.py",
-})
+KNOWN_EXCEPTIONS: frozenset[str] = frozenset()
 """Modules not checked yet, each named."""
 
 
