@@ -319,11 +319,13 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     if limits:
         verify_dataset(info, limits, run_id, args.progress_seconds, workers=workers)
     follower = (MarkFollower(info, limits, args.follow_timeout, args.follow_poll, run_id,
-                             args.progress_seconds, workers) if args.follow else None)
+                             args.progress_seconds, workers, run.path) if args.follow else None)
     try:
         run.prepare(args.resume)
     except RunError as e:
         raise UsageError(str(e)) from e
+    if follower is not None:  # a resumed follower: its online job runs again
+        (run.path / MarkFollower.ONLINE_ENDED).unlink(missing_ok=True)
     start = ckpt["interval"] if ckpt is not None else 0
     if follower is not None and start >= len(limits):  # nothing durable to train on yet
         limits = follower.wait_next()

@@ -193,10 +193,18 @@ class MarkFollower:
     further mark will come (the writer finished: ``finished``), when none came within ``timeout``
     seconds (``stopped``: the online run stopped writing; the run is then partial), or when
     ``should_stop()`` (a signal). While waiting it says what it waits for, every ``every`` s.
+
+    ``run_path``: the follower's run folder. While it waits, ``.waiting`` there holds what it waits
+    for (a launcher does not count a waiting job among those computing); ``.online_ended``, put
+    there by a launcher whose online job failed or was cancelled, ends the wait at once (partial)
+    instead of after ``timeout``.
     """
 
+    WAITING = ".waiting"
+    ONLINE_ENDED = ".online_ended"
+
     def __init__(self, info: DatasetInfo, limits: list[int], timeout: float, poll: float,
-                 run_id: str, every: float, workers: int):
+                 run_id: str, every: float, workers: int, run_path: Path | None = None):
         from blendrl.datasets.manifest import chunks_below
 
         self.path, self.metadata = info.path, info.metadata
@@ -205,6 +213,7 @@ class MarkFollower:
         self.verified = len(chunks_below(info.manifest, limits[-1])) if limits else 0
         self.finished = info.finished
         self.stopped = False
+        self.run_path = run_path
 
     def _read(self) -> dict:
         from blendrl.datasets import DatasetError, read_manifest
@@ -226,6 +235,25 @@ class MarkFollower:
         return f"waiting for mark {len(self.limits) + 1}{of}{online}"
 
     def wait_next(self, should_stop: Callable[[], bool] = lambda: False) -> list[int] | None:
+        try:
+            return self._wait(should_stop)
+        finally:
+            self._mark_waiting(None)
+
+    def _mark_waiting(self, line: str | None) -> None:
+        """``.waiting`` in the run folder while waiting (removed when not)."""
+        if self.run_path is None or not self.run_path.is_dir():
+            return
+        path = self.run_path / self.WAITING
+        if line is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(line + "\n")
+
+    def _online_ended(self) -> bool:
+        return self.run_path is not None and (self.run_path / self.ONLINE_ENDED).exists()
+
+    def _wait(self, should_stop: Callable[[], bool]) -> list[int] | None:
         deadline = last = time.monotonic()
         deadline += self.timeout
         said = False
@@ -245,13 +273,16 @@ class MarkFollower:
             if should_stop():
                 return None
             now = time.monotonic()
-            if now > deadline:
+            if now > deadline or self._online_ended():
                 self.stopped = True
-                say(self.run_id, f"--follow: no new mark for {self.timeout:g} s (--follow_timeout): "
-                                 f"the online run stopped writing; {len(self.limits)} marks trained")
+                why = ("its launcher says the online job ended without finishing" if now <= deadline
+                       else f"no new mark for {self.timeout:g} s (--follow_timeout)")
+                say(self.run_id, f"--follow: {why}; {len(self.limits)} marks trained")
                 return None
             if not said or now - last >= self.every:
-                say(self.run_id, self._waiting_line(m))
+                line = self._waiting_line(m)
+                say(self.run_id, line)
+                self._mark_waiting(line)
                 said, last = True, now
             time.sleep(self.poll)
 

@@ -134,3 +134,33 @@ def test_follow_on_a_dataset_that_never_appears_is_one_line_and_exit_2(tmp_path,
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "did not appear within 0.3 s (--follow_timeout)" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_launcher_ends_the_wait_of_a_follower_whose_online_job_failed(tmp_path, capsys):
+    import threading
+    import time
+
+    data = tmp_path / "ds"
+    w = _writer(data)
+    _write(w, range(0, 20), (40,))  # 1 of 4 marks; the online job then fails
+    w.close()
+    run = tmp_path / "runs" / "f"
+    seen: list[str] = []
+
+    def launcher() -> None:  # what the launcher does when the online job fails
+        deadline = time.monotonic() + 60
+        while not (run / ".waiting").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append((run / ".waiting").read_text())
+        (run / ".online_ended").write_text("")
+
+    t = threading.Thread(target=launcher)
+    t.start()
+    start = time.monotonic()
+    status = offline_main(_args(tmp_path, data, "f", follow=True, follow_timeout=600), "iql")
+    t.join()
+    assert status == EXIT_PARTIAL and time.monotonic() - start < 60  # not the 600 s timeout
+    assert seen and "waiting for mark 2 of 4" in seen[0]
+    assert not (run / ".waiting").exists()
+    assert "launcher says the online job ended without finishing" in capsys.readouterr().err
+    assert [r["data_limit"] for r in json.loads((run / "results.json").read_text())] == [40]
