@@ -26,12 +26,13 @@ from blendrl.exits import guarded_main
 from blendrl.cli_parse import cli as parse_cli
 from blendrl.envs import CLASSIC_ENVS, ENV_NAMES
 from blendrl.launch import cli
-from blendrl.launch.knobs import ConfigError, knob_fields, knobs_from_env
+from blendrl.launch.knob_values import ConfigError, knob_fields, knobs_from_env
+from blendrl.launch.request import LaunchRequest
 
 
 KnobArgs = dataclasses.make_dataclass("KnobArgs", knob_fields())
 """One flag per knob of run_full_cycle.sh (``NAME`` -> ``--name``), with its default and help,
-from the knob table (blendrl/launch/knobs.py)."""
+from the knob table (blendrl/launch/knobs.py, blendrl/launch/knob_values.py)."""
 
 
 @dataclass
@@ -64,11 +65,12 @@ def main() -> int:
     except ConfigError as e:
         return cli.refuse(cli.Console(), e.problems)
     args = parse_cli(Args, default=dataclasses.replace(Args(), **env_values))
+    request = LaunchRequest.of(args)
     root = Path(__file__).resolve().parent
     # a full disk or an unwritable logs folder: one line naming the path, exit 74
-    return guarded_main(lambda: cli.main(dataclasses.asdict(args), project_root=root,
-                                         cwd=Path.cwd(), python=sys.executable,
-                                         env_names=ENV_NAMES, vector_envs=CLASSIC_ENVS))
+    return guarded_main(lambda: cli.main(request, project_root=root, cwd=Path.cwd(),
+                                         python=sys.executable, env_names=ENV_NAMES,
+                                         vector_envs=CLASSIC_ENVS))
 
 
 if __name__ == "__main__":

@@ -23,21 +23,27 @@ import pytest
 import run_full_cycle
 from blendrl.envs import ENV_NAMES
 from blendrl.launch import cli, monitor, slurm, slurm_checks
-from blendrl.launch.config import ConfigError, SlurmOptions, build_config
-from blendrl.launch.knobs import KNOB_BY_VAR, knobs_from_env
+from blendrl.launch.config import SlurmOptions, build_config
+from blendrl.launch.knob_values import ConfigError, knobs_from_env
+from blendrl.launch.knobs import KNOB_BY_VAR
 from blendrl.launch.plan import build_plan
 from blendrl.launch.registry import Registry, new_job_entry
+from blendrl.launch.request import LaunchRequest
 from test_launch_support import (PY, ROOT, clean_env, read_trace, registry_of, run_cycle,
                                  write_fake_scripts)
 
 KINDS = ("online", "offline", "plot")
 
 
+def _request(**over) -> LaunchRequest:
+    """The request of run_full_cycle.py's defaults, with overrides (flag field names)."""
+    return LaunchRequest.of(dataclasses.replace(run_full_cycle.Args(), **over))
+
+
 def _config(tmp_path: Path, **over):
-    v = dataclasses.asdict(run_full_cycle.Args())
-    v.update({"work_dir": str(tmp_path / "work"), "scripts_dir": str(tmp_path / "scripts"), **over})
-    knobs = {k: x for k, x in v.items() if k not in cli.ACTION_FIELDS}
-    return build_config(knobs, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES, python=PY)
+    r = _request(**{"work_dir": str(tmp_path / "work"), "scripts_dir": str(tmp_path / "scripts"),
+                    **over})
+    return build_config(r, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES, python=PY)
 
 
 def _directives(opts: SlurmOptions, kind: str) -> list[str]:
@@ -107,11 +113,10 @@ def _dry_run(tmp_path: Path, local: bool, **knobs) -> str:
     old_path = os.environ["PATH"]
     os.environ["PATH"] = str(tmp_path)  # no sbatch: no request is tested
     try:
-        v = dataclasses.asdict(run_full_cycle.Args())
-        v.update(work_dir=str(tmp_path / "w"), scripts_dir=str(scripts), environment="seaquest",
-                 local=local, max_parallel=2, dry_run=True, online_methods=("ppo",),
-                 offline_methods=("iql",), offline_datasets=("ppo",), **knobs)
-        code = cli.main(v, project_root=ROOT, cwd=tmp_path, python=PY, env_names=ENV_NAMES,
+        r = _request(work_dir=str(tmp_path / "w"), scripts_dir=str(scripts), environment="seaquest",
+                     local=local, max_parallel=2, dry_run=True, online_methods=("ppo",),
+                     offline_methods=("iql",), offline_datasets=("ppo",), **knobs)
+        code = cli.main(r, project_root=ROOT, cwd=tmp_path, python=PY, env_names=ENV_NAMES,
                         vector_envs=("cartpole", "mountaincar"),
                         console=cli.Console(out=out, interactive=False), cores=8)
     finally:

@@ -18,15 +18,18 @@ import pytest
 
 from blendrl.envs import ENV_NAMES
 from blendrl.launch import cli, monitor, procs, slurm
-from blendrl.launch.config import (ConfigError, SlurmOptions, build_config, local_parallelism,
+from blendrl.launch.config import (SlurmOptions, build_config, local_parallelism,
                                    slurm_time_seconds)
-from blendrl.launch.knobs import KNOBS, knobs_from_env
+from blendrl.launch.knob_values import ConfigError, knobs_from_env
+from blendrl.launch.knobs import KNOBS
 from blendrl.launch.plan import AFTERANY, PLOT_JOB, build_plan
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                     Registry, RegistryError, finish_job, new_job_entry,
-                                     propagate_cancellations, ready_jobs)
+from blendrl.launch.registry import Registry, RegistryError, new_job_entry
+from blendrl.launch.request import LaunchRequest
 from blendrl.launch.resume import (ResumeError, command_key, knob_differences, plan_resume,
                                    recorded_knobs)
+from blendrl.launch.scheduling import propagate_cancellations, ready_jobs
+from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                   finish_job)
 
 import run_full_cycle
 from blendrl.methods import METHOD_INFO, METHOD_TABLE
@@ -34,18 +37,15 @@ from blendrl.methods import METHOD_INFO, METHOD_TABLE
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def values(**over) -> dict:
-    """The flag values of run_full_cycle.py's defaults, with overrides."""
-    v = dataclasses.asdict(run_full_cycle.Args())
-    v.update(over)
-    return v
+def request(**over) -> LaunchRequest:
+    """The request of run_full_cycle.py's defaults, with overrides (flag field names)."""
+    return LaunchRequest.of(dataclasses.replace(run_full_cycle.Args(), **over))
 
 
 def config(tmp_path: Path, **over):
-    v = values(**{"work_dir": str(tmp_path / "work"), "scripts_dir": str(tmp_path / "scripts"),
-                  **over})
-    knobs = {k: x for k, x in v.items() if k not in cli.ACTION_FIELDS}
-    return build_config(knobs, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES,
+    r = request(**{"work_dir": str(tmp_path / "work"), "scripts_dir": str(tmp_path / "scripts"),
+                   **over})
+    return build_config(r, project_root=ROOT, cwd=tmp_path, env_names=ENV_NAMES,
                         python="/usr/bin/python3")
 
 
@@ -144,14 +144,14 @@ def test_every_flag_the_plan_emits_parses_with_its_scripts_own_args(tmp_path):
 
 
 def test_managed_flags_are_the_knob_and_job_flags():
-    from blendrl.launch.config import MANAGED_OFFLINE_FLAGS, MANAGED_ONLINE_FLAGS
+    from blendrl.launch.flags import managed_flags
 
-    assert set(MANAGED_ONLINE_FLAGS) == {"env", "total_timesteps", "seed", "run_id", "exp_id",
-                                         "save_dataset", "dataset_dir", "runs_dir", "intervals",
-                                         "eval_episodes", "eval_policy", "threads", "resume"}
-    assert set(MANAGED_OFFLINE_FLAGS) == {"dataset_run_id", "dataset_dir", "env", "run_id",
-                                          "exp_id", "epochs", "intervals", "eval_episodes",
-                                          "eval_policy", "seed", "threads", "runs_dir", "resume"}
+    assert set(managed_flags("online")) == {"env", "total_timesteps", "seed", "run_id", "exp_id",
+                                            "save_dataset", "dataset_dir", "runs_dir", "intervals",
+                                            "eval_episodes", "eval_policy", "threads", "resume"}
+    assert set(managed_flags("offline")) == {"dataset_run_id", "dataset_dir", "env", "run_id",
+                                             "exp_id", "epochs", "intervals", "eval_episodes",
+                                             "eval_policy", "seed", "threads", "runs_dir", "resume"}
 
 
 def test_shell_script_ends_by_setting_up_the_venv_and_exec_python():
@@ -235,7 +235,7 @@ def test_the_environment_knob_names_every_environment():
 def test_every_flag_the_launcher_sets_is_managed(tmp_path):
     """Pass-through arguments may not set again any flag the plan sets itself: each flag of a
     planned command without pass-through arguments is a managed flag of its kind."""
-    from blendrl.launch.knobs import managed_flags
+    from blendrl.launch.flags import managed_flags
 
     cfg = config(tmp_path, experiment_id="m")
     for job in build_plan(cfg, threads=1, decide=lambda job, paths: True).training_jobs:
@@ -378,18 +378,19 @@ def test_interactive_decider_asks_until_it_gets_y_or_n(tmp_path):
     answers = iter(["maybe", "Y"])
     out = io.StringIO()
     console = cli.Console(out=out, interactive=True, ask=lambda prompt: next(answers))
-    decide = cli._decider(values(), console)
+    decide = cli._decider(request(), console)
     job = build_plan(config(tmp_path), 1, lambda j, p: False).jobs[0]
     assert decide(job, [Path("/x")]) is True
     assert "please answer y or n" in out.getvalue()
 
     def eof(prompt):
         raise EOFError
-    assert cli._decider(values(), cli.Console(out=out, interactive=True, ask=eof))(job, []) is False
+    asking = cli.Console(out=out, interactive=True, ask=eof)
+    assert cli._decider(request(), asking)(job, []) is False
     quiet = cli.Console(out=out, interactive=False, ask=lambda p: pytest.fail("must not ask"))
-    assert cli._decider(values(), quiet)(job, [Path("/x")]) is False
+    assert cli._decider(request(), quiet)(job, [Path("/x")]) is False
     assert "no terminal to ask" in out.getvalue()
-    assert cli._decider(values(overwrite=True), quiet)(job, [Path("/x")]) is True
+    assert cli._decider(request(overwrite=True), quiet)(job, [Path("/x")]) is True
 
 
 # --------------------------------------------------------------------------- the registry
@@ -612,8 +613,8 @@ def test_slurm_states_in_registry_words(state, reason, code, restarts, expected)
 
 def _main(tmp_path, **over):
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(values(work_dir=str(tmp_path / "work"), scripts_dir=str(tmp_path / "scripts"),
-                           **over), project_root=ROOT, cwd=tmp_path, python=sys.executable,
+    code = cli.main(request(work_dir=str(tmp_path / "work"), scripts_dir=str(tmp_path / "scripts"),
+                            **over), project_root=ROOT, cwd=tmp_path, python=sys.executable,
                     env_names=ENV_NAMES, console=cli.Console(out=out, err=err, interactive=False))
     return code, out.getvalue(), err.getvalue()
 
@@ -661,8 +662,8 @@ def test_threads_per_job(tmp_path, monkeypatch, env, local, expected):
                  "plot_results.py"):
         (tmp_path / "scripts" / name).write_text("")
     out = io.StringIO()
-    code = cli.main(values(work_dir=str(tmp_path / "w"), scripts_dir=str(tmp_path / "scripts"),
-                           environment=env, local=local, max_parallel=2, dry_run=True),
+    code = cli.main(request(work_dir=str(tmp_path / "w"), scripts_dir=str(tmp_path / "scripts"),
+                            environment=env, local=local, max_parallel=2, dry_run=True),
                     project_root=ROOT, cwd=tmp_path, python=sys.executable, env_names=ENV_NAMES,
                     vector_envs=("cartpole", "mountaincar"),
                     console=cli.Console(out=out, interactive=False), cores=8)

@@ -1,7 +1,12 @@
-"""What ``run_full_cycle.py`` does: validate, plan, settle existing runs (or, with ``--resume``,
-continue the experiment in its registry), then start the experiment locally (a detached runner)
-or on SLURM (dependent sbatch jobs); or show its status. Locally on a terminal it then follows
-the experiment to its end (``--detach``: return at once); with ``--wait`` it does so anywhere.
+"""What ``run_full_cycle.py`` does with its :class:`~blendrl.launch.request.LaunchRequest`
+(:func:`main`): show an experiment's status, or
+
+* :func:`plan`: validate, plan, settle existing runs (or, with ``--resume``, continue the
+  experiment in its registry), check the whole plan and say it;
+* :func:`start`: start the experiment locally (a detached runner) or on SLURM (dependent sbatch
+  jobs);
+* :func:`follow`: locally on a terminal, follow the experiment to its end (``--detach``: return
+  at once); with ``--wait`` anywhere.
 
 Before anything starts (and in ``--dry_run``) the whole plan is checked: the knobs (none set
 empty), every job's arguments by its own script (:mod:`blendrl.launch.plan_checks`) and, on
@@ -18,23 +23,25 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Callable
 
+from blendrl.file_io import now_iso
 from blendrl.launch import monitor, slurm
-from blendrl.launch.config import (JOB_KINDS, OFFLINE, ONLINE, ConfigError, LaunchConfig,
-                                   build_config, local_parallelism, validate_exp_id)
-from blendrl.launch.knobs import empty_problems
+from blendrl.launch.config import (JOB_KINDS, LaunchConfig, build_config, local_parallelism,
+                                   validate_exp_id)
+from blendrl.launch.knob_values import ConfigError, empty_problems
+from blendrl.launch.knobs import OFFLINE, ONLINE
 from blendrl.launch.local_runner import start_detached
 from blendrl.launch.plan import Job, Plan, build_plan
 from blendrl.launch.plan_checks import check_plan
-from blendrl.launch.registry import (CANCELLED, DONE, TERMINAL, Registry, RegistryError,
-                                     finish_job, new_job_entry, now_iso)
+from blendrl.launch.registry import Registry, RegistryError, new_job_entry
+from blendrl.launch.request import LaunchRequest
 from blendrl.launch.resume import (ResumeError, ResumePlan, knob_differences, plan_resume,
                                    recorded_knobs, remove_partial)
 from blendrl.launch.slurm_checks import request_problems
-
-ACTION_FIELDS = ("dry_run", "status", "wait", "overwrite", "skip_existing", "resume", "detach")
+from blendrl.launch.states import CANCELLED, DONE, TERMINAL, finish_job
 
 
 class Console:
@@ -63,17 +70,32 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _decider(values: dict, console: Console) -> Callable[[Job, list[Path]], bool]:
+@dataclass(frozen=True)
+class Host:
+    """Where the launcher runs and what it is given besides the request: the project's folder,
+    the caller's folder, the jobs' interpreter, the environments (and the vector-state ones),
+    the cores to share (None: this machine's) and the console."""
+
+    project_root: Path
+    cwd: Path
+    python: str
+    env_names: tuple[str, ...]
+    vector_envs: tuple[str, ...]
+    cores: int | None
+    console: Console
+
+
+def _decider(request: LaunchRequest, console: Console) -> Callable[[Job, list[Path]], bool]:
     """How to treat a job whose outputs exist: the flags, a question on a terminal, or skip."""
 
     def decide(job: Job, existing: list[Path]) -> bool:
         where = ", ".join(map(str, existing))
-        if values["overwrite"]:
+        if request.overwrite:
             return True
-        if values["skip_existing"]:
+        if request.skip_existing:
             console.say(f"skipping {job.name}: {where} exists (--skip_existing)")
             return False
-        if values["dry_run"]:
+        if request.dry_run:
             console.say(f"{job.name}: {where} exists (would ask; shown as skipped)")
             return False
         if not console.interactive:
@@ -103,19 +125,20 @@ def _check_scripts(cfg: LaunchConfig) -> list[str]:
     return [f"{p} does not exist (scripts_dir {cfg.scripts_dir})" for p in needed if not p.is_file()]
 
 
-def show_status(values: dict, project_root: Path, cwd: Path, console: Console) -> int:
-    exp = str(values["status"])
+def show_status(request: LaunchRequest, project_root: Path, cwd: Path, console: Console) -> int:
+    """``--status EXP`` (with ``--wait``: follow it): the state of each job of experiment EXP."""
+    exp = str(request.status)
     problem = validate_exp_id(exp)
     if problem:
         console.error(problem.replace("EXPERIMENT_ID", "--status"))
         return 2
-    work_dir = (cwd / values["work_dir"]).resolve() if values.get("work_dir") else project_root
+    work_dir = (cwd / request.work_dir).resolve() if request.work_dir else project_root
     registry = Registry.of(work_dir / "logs", exp)
     if not registry.exists():
         console.error(f"no experiment {exp!r}: {registry.path} does not exist")
         return 1
     try:
-        if values["wait"]:
+        if request.wait:
             return monitor.wait(registry, console.out)
         console.say(monitor.status_text(monitor.refresh(registry)))
     except (RegistryError, slurm.SlurmError) as e:
@@ -213,17 +236,6 @@ def _submit_slurm(registry: Registry, cfg: LaunchConfig, activate: Path | None,
     return True
 
 
-def _contradictions(values: dict) -> str | None:
-    pairs = [("overwrite", "skip_existing", "pick one"),
-             ("resume", "overwrite", "--resume keeps what is done and continues the rest"),
-             ("resume", "skip_existing", "--resume keeps what is done and continues the rest"),
-             ("detach", "wait", "--detach returns at once, --wait follows to the end")]
-    for a, b, why in pairs:
-        if values.get(a) and values.get(b):
-            return f"--{a} and --{b} contradict each other: {why}"
-    return None
-
-
 def _previous(registry: Registry, cfg: LaunchConfig, resume: bool,
               console: Console) -> tuple[dict | None, int]:
     """The experiment's registry as it stands (None if there is none or, without --resume, if it
@@ -288,20 +300,19 @@ def refuse(console: Console, problems: list[str]) -> int:
     return 2
 
 
-def _configure(values: dict[str, Any], project_root: Path, cwd: Path, python: str,
-               env_names: tuple[str, ...], console: Console) -> tuple[LaunchConfig | None, int]:
+def _configure(request: LaunchRequest, host: Host) -> tuple[LaunchConfig | None, int]:
     """The validated configuration, or (None, 2) after saying every problem of the knobs."""
-    knob_values = {k: v for k, v in values.items() if k not in ACTION_FIELDS}
-    problems = empty_problems(knob_values)
+    console = host.console
+    problems = empty_problems(request.knobs)
     if problems:
         return None, refuse(console, problems)
     try:
-        cfg = build_config(knob_values, project_root=project_root, cwd=cwd, env_names=env_names,
-                           python=python)
+        cfg = build_config(request, project_root=host.project_root, cwd=host.cwd,
+                           env_names=host.env_names, python=host.python)
     except ConfigError as e:
         return None, refuse(console, e.problems)
     missing = _check_scripts(cfg)
-    if missing and not values["dry_run"]:
+    if missing and not request.dry_run:
         return None, refuse(console, [f"training script missing: {m}" for m in missing])
     if missing:
         console.say("warning: training scripts missing:\n" + "\n".join(f"  - {m}" for m in missing))
@@ -309,7 +320,7 @@ def _configure(values: dict[str, Any], project_root: Path, cwd: Path, python: st
         if any(c.isspace() for c in str(cfg.work_dir)):
             return None, refuse(console, [f"cluster mode needs a work dir without spaces "
                                           f"(#SBATCH lines): {cfg.work_dir}"])
-        if not values["dry_run"] and not slurm.sbatch_available():
+        if not request.dry_run and not slurm.sbatch_available():
             return None, refuse(console, ["LOCAL=0 asks for SLURM, but sbatch/scontrol/scancel are "
                                           "not on PATH; run on the cluster's login node, or set "
                                           "LOCAL=1"])
@@ -360,67 +371,135 @@ def _plan_problems(cfg: LaunchConfig, threads: dict[str, int], activate: Path | 
     return problems
 
 
-def main(values: dict[str, Any], *, project_root: Path, cwd: Path, python: str,
+def main(request: LaunchRequest, *, project_root: Path, cwd: Path, python: str,
          env_names: tuple[str, ...], vector_envs: tuple[str, ...] = (),
          console: Console | None = None, cores: int | None = None) -> int:
-    """Run ``run_full_cycle.py`` with the flag values ``values`` (its ``Args`` as a dict).
+    """Run ``run_full_cycle.py`` as ``request`` (its ``Args``, typed) asks: show an experiment's
+    status, or :func:`plan` it, then (unless a dry run) :func:`start` it and :func:`follow` it.
 
     Each job's ``--threads``: 1 for the environments in ``vector_envs`` (small networks, where
     more threads only cost) and for the plot job; otherwise cores / jobs at once (local: jobs x
     threads never exceed the cores) or the CPUs its kind asks for (SLURM). Every problem of the
     knobs, of the jobs' arguments and (SLURM) of the requests is said before anything starts
     (exit 2)."""
-    console = console or Console()
-    problem = _contradictions(values)
+    host = Host(project_root, cwd, python, tuple(env_names), tuple(vector_envs), cores,
+                console or Console())
+    problem = request.contradiction()
     if problem:
-        console.error(problem)
+        host.console.error(problem)
         return 2
-    if values.get("status"):
-        return show_status(values, project_root, cwd, console)
-    resume = bool(values.get("resume"))
-    cfg, status = _configure(values, project_root, cwd, python, env_names, console)
-    if cfg is None:
+    if request.status:
+        return show_status(request, project_root, cwd, host.console)
+    launch, status = plan(request, host)
+    if launch is None:
         return status
-    registry = Registry(cfg.exp_logs_dir)
+    if request.dry_run:
+        return _dry_run(launch, host.console)
+    if not launch.to_run:
+        host.console.say("nothing to resume: every job is done" if launch.resume else
+                         "nothing to run: every job was skipped")
+        return 0
+    registry = start(launch, host)
+    if registry is None:
+        return 1
+    return follow(registry, launch, request, host.console)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A checked plan, ready to start (what :func:`plan` hands to :func:`start`)."""
+
+    cfg: LaunchConfig
+    entries: list[dict]
+    """the jobs of the experiment's new registry"""
+    remove: list[Path]
+    """what has to go first: overwritten runs, or (``--resume``) partial outputs"""
+    to_run: int
+    """how many jobs will run (training jobs; with ``--resume``, every job not kept)"""
+    parallel: int
+    """local mode: jobs at once (0: SLURM decides)"""
+    activate: Path | None
+    """the virtual environment a batch script activates"""
+    resume: bool
+    """it continues a stopped experiment"""
+
+
+def plan(request: LaunchRequest, host: Host) -> tuple[Launch | None, int]:
+    """Validate the request, check that the experiment may start now (or, with ``--resume``, be
+    continued), check the whole plan and say it: ``(launch, 0)``, or ``(None, exit status)``
+    after saying why not."""
+    console = host.console
+    cfg, status = _configure(request, host)
+    if cfg is None:
+        return None, status
     previous = None
-    if not values["dry_run"] or resume:
-        previous, status = _previous(registry, cfg, resume, console)
+    if not request.dry_run or request.resume:
+        previous, status = _previous(Registry(cfg.exp_logs_dir), cfg, request.resume, console)
         if status:
-            return status
-    parallel, threads, how = _threads(cfg, vector_envs, cores, console)
+            return None, status
+    parallel, threads, how = _threads(cfg, host.vector_envs, host.cores, console)
     if not cfg.local and cfg.slurm.unused_gpus():
         console.say(cfg.slurm.unused_gpus())
     continued = None
-    if resume:
+    if request.resume:
         assert previous is not None
         continued, status = _plan_resume(previous, cfg, threads, console)
         if continued is None:
-            return status
-    activate = _venv_activate(cfg, project_root)
-    problems = _plan_problems(cfg, threads, activate, project_root, console)
+            return None, status
+    activate = _venv_activate(cfg, host.project_root)
+    problems = _plan_problems(cfg, threads, activate, host.project_root, console)
     if problems:
-        return refuse(console, problems)
+        return None, refuse(console, problems)
     if continued is not None:
         console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); resuming the registry "
                     f"created {previous.get('created_at')}:")
         console.say(continued.describe())
         entries, remove, to_run = continued.entries, continued.remove, len(continued.to_run)
     else:
-        plan = build_plan(cfg, threads, _decider(values, console))
+        jobs = build_plan(cfg, threads, _decider(request, console))
         console.say(f"experiment {cfg.exp_id} on {cfg.env} ({how}); plan:")
-        console.say(plan.describe())
-        entries, remove, to_run = _registry_entries(cfg, plan), plan.remove, len(plan.training_jobs)
-    if values["dry_run"]:
-        if not cfg.local:
-            _print_sbatch_scripts(cfg, entries, activate, console)
-        console.say("dry run: nothing was started")
+        console.say(jobs.describe())
+        entries, remove, to_run = _registry_entries(cfg, jobs), jobs.remove, len(jobs.training_jobs)
+    return Launch(cfg, entries, remove, to_run, parallel, activate, request.resume), 0
+
+
+def _dry_run(launch: Launch, console: Console) -> int:
+    """The end of a dry run: on SLURM the batch scripts and how each would be submitted."""
+    if not launch.cfg.local:
+        _print_sbatch_scripts(launch.cfg, launch.entries, launch.activate, console)
+    console.say("dry run: nothing was started")
+    return 0
+
+
+def start(launch: Launch, host: Host) -> Registry | None:
+    """Remove what the plan replaces, create the experiment's registry, then start the local
+    runner or submit the jobs to SLURM: the registry, or None when a submission failed."""
+    cfg, console = launch.cfg, host.console
+    _remove(launch.remove, launch.resume, console)
+    extra = {"max_parallel": launch.parallel} if cfg.local else {}
+    registry, archived = _create_registry(cfg, launch.entries, extra)
+    if launch.resume and archived is not None:
+        with registry.update() as data:
+            data["resumed_from"] = archived.name
+    if cfg.local:
+        _start_local(registry, cfg, host.project_root, console)
+    elif not _submit_slurm(registry, cfg, launch.activate, console):
+        return None
+    console.say(f"status: run_full_cycle.py --status {cfg.exp_id}   stop: kill_experiments.sh "
+                f"{cfg.exp_id}   registry: {registry.path}")
+    return registry
+
+
+def follow(registry: Registry, launch: Launch, request: LaunchRequest, console: Console) -> int:
+    """Follow the started experiment to its end (exit 0 if every job is done) when ``--wait``
+    asks, or locally on a terminal unless ``--detach``; otherwise return at once (0)."""
+    following = request.wait or (launch.cfg.local and console.terminal and not request.detach)
+    if not following:
         return 0
-    if not to_run:
-        console.say("nothing to resume: every job is done" if resume else
-                    "nothing to run: every job was skipped")
-        return 0
-    _remove(remove, resume, console)
-    return _launch(cfg, entries, parallel, resume, activate, project_root, values, console)
+    if not request.wait:
+        console.say("following the experiment until it ends (Ctrl-C stops following, not the "
+                    "experiment; --detach returns at once)")
+    return monitor.wait(registry, console.out)
 
 
 def _remove(remove: list[Path], resume: bool, console: Console) -> None:
@@ -436,27 +515,3 @@ def _remove(remove: list[Path], resume: bool, console: Console) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-
-
-def _launch(cfg: LaunchConfig, entries: list[dict], parallel: int, resume: bool,
-            activate: Path | None, project_root: Path, values: dict[str, Any],
-            console: Console) -> int:
-    """Create the registry, start the runner or submit the jobs, and follow them if asked."""
-    extra = {"max_parallel": parallel} if cfg.local else {}
-    registry, archived = _create_registry(cfg, entries, extra)
-    if resume and archived is not None:
-        with registry.update() as data:
-            data["resumed_from"] = archived.name
-    if cfg.local:
-        _start_local(registry, cfg, project_root, console)
-    elif not _submit_slurm(registry, cfg, activate, console):
-        return 1
-    console.say(f"status: run_full_cycle.py --status {cfg.exp_id}   stop: kill_experiments.sh "
-                f"{cfg.exp_id}   registry: {registry.path}")
-    follow = values["wait"] or (cfg.local and console.terminal and not values.get("detach"))
-    if follow:
-        if not values["wait"]:
-            console.say("following the experiment until it ends (Ctrl-C stops following, not the "
-                        "experiment; --detach returns at once)")
-        return monitor.wait(registry, console.out)
-    return 0

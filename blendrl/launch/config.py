@@ -14,24 +14,20 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from blendrl.contract import EXP_ID_RE, MAX_EXP_ID_LEN
-from blendrl.methods import METHOD_TABLE, OFFLINE_METHODS, ONLINE_METHODS  # noqa: F401
-from blendrl.launch.knobs import (OFFLINE, ONLINE, RESOURCE_PARTS, ConfigError,  # noqa: F401
-                                  kind_knob, managed_flags, range_problems, shared_knob,
-                                  without_none)
+from blendrl.methods import METHOD_TABLE, OFFLINE_METHODS, ONLINE_METHODS
+from blendrl.launch import knobs
+from blendrl.launch.flags import managed_flags
+from blendrl.launch.knob_values import ConfigError, KnobValues, range_problems, without_none
+from blendrl.launch.knobs import (OFFLINE, ONLINE, PASS, RESOURCE_PARTS, kind_knob,
+                                  shared_knob)
+from blendrl.launch.request import LaunchRequest
 
 SCRIPTS: dict[str, str] = {m.id: m.script for m in METHOD_TABLE}
 """Each method's training script (from the contract's method table)."""
-PLOT_SCRIPT = "plot_results.py"
-
-SAFE_ID = EXP_ID_RE
-
-MANAGED_ONLINE_FLAGS = managed_flags(ONLINE)
-"""Flags the launcher sets itself on an online script: pass-through arguments may not set them."""
-MANAGED_OFFLINE_FLAGS = managed_flags(OFFLINE)
-"""The same for an offline script."""
+_PLOT_SCRIPT = "plot_results.py"
 
 
 # --------------------------------------------------------------------------- SLURM time limits
@@ -74,7 +70,7 @@ def gpu_count(text: str) -> tuple[str, int] | None:
     return (m[1] or "", int(m[2])) if m else None
 
 
-def no_gpu(text: str) -> bool:
+def _no_gpu(text: str) -> bool:
     """'' and a count of 0 (``0``, ``a100:0``) ask for no GPU."""
     parsed = gpu_count(text) if text else None
     return not text or (parsed is not None and parsed[1] == 0)
@@ -181,13 +177,13 @@ class SlurmOptions:
         cpus, cpus_from = part("cpus", getattr(self, f"{kind}_cpus"))
         mem, mem_from = part("mem", getattr(self, f"{kind}_mem"))
         gpus, gpus_from = part("gpus", getattr(self, f"{kind}_gpus"))
-        return Request(kind, int(cpus), str(mem), "" if no_gpu(str(gpus)) else str(gpus),
+        return Request(kind, int(cpus), str(mem), "" if _no_gpu(str(gpus)) else str(gpus),
                        cpus_from, mem_from, gpus_from)
 
     def unused_gpus(self) -> str | None:
         """A note when CLUSTER_GPUS asks for GPUs but no kind of job follows it."""
         followed = {self.request(kind).gpus_from for kind in JOB_KINDS}
-        if no_gpu(self.gpus) or shared_knob("gpus") in followed:
+        if _no_gpu(self.gpus) or shared_knob("gpus") in followed:
             return None
         return (f"note: CLUSTER_GPUS={self.gpus} reaches no job: the online and offline jobs ask "
                 f"for CLUSTER_ONLINE_GPUS={self.online_gpus or 0} and "
@@ -249,14 +245,14 @@ class LaunchConfig:
 
     @property
     def plot_script(self) -> Path:
-        return self.scripts_dir / PLOT_SCRIPT
+        return self.scripts_dir / _PLOT_SCRIPT
 
 
 def validate_exp_id(exp_id: str) -> str | None:
     """None if ``exp_id`` is a safe experiment id, else the problem."""
     if not exp_id:
         return "EXPERIMENT_ID is empty"
-    if len(exp_id) > MAX_EXP_ID_LEN or not SAFE_ID.match(exp_id):
+    if len(exp_id) > MAX_EXP_ID_LEN or not EXP_ID_RE.match(exp_id):
         return (f"EXPERIMENT_ID {exp_id!r} is not safe in paths and shells: use 1-{MAX_EXP_ID_LEN} "
                 "letters, digits, '.', '_' or '-', starting with a letter or digit")
     return None
@@ -288,22 +284,54 @@ def _split_extra(name: str, text: str, managed: tuple[str, ...], problems: list[
     return words
 
 
-def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
+def build_config(request: LaunchRequest, *, project_root: Path, cwd: Path,
                  env_names: tuple[str, ...], python: str) -> LaunchConfig:
-    """Validate the flag values (field names of ``run_full_cycle.py``'s ``Args``) and build the
-    configuration. Relative paths are taken relative to ``cwd``; ``work_dir``/``scripts_dir``
-    default to ``project_root``. Raises :class:`ConfigError` listing every problem."""
+    """Validate the knobs and folders of ``request`` and build the configuration. Relative paths
+    are taken relative to ``cwd``; ``work_dir``/``scripts_dir`` default to ``project_root``.
+    Raises :class:`ConfigError` listing every problem, in this order: what to run, the ranges of
+    single knobs, the seeds, the folders, the cluster's time limit and options, the pass-through
+    arguments, the cluster's names and resources."""
     problems: list[str] = []
-    v = dict(values)
-    exp_id = str(v["experiment_id"])
+    v = request.knobs
+    exp_id, env, online, offline, datasets = _what_to_run(v, env_names, problems)
+    problems += range_problems(v)
+    seeds = _seeds(tuple(int(s) for s in v.seeds), problems)
+    work_dir, scripts_dir, dataset_dir = _folders(request, project_root, cwd, problems)
+    margin, time_text = _time_limit(v, problems)
+    cluster_extra = _cluster_extra(str(v.cluster_extra), problems)
+    extra_args = _pass_through_args(v, problems)
+    problems += _name_problems(v)
+    problems += _resource_problems(v, cluster_extra)
+    if problems:
+        raise ConfigError(problems)
+    slurm = SlurmOptions(partition=str(v.cluster_partition), time=time_text,
+                         cpus=int(v.cluster_cpus), mem=str(v.cluster_mem),
+                         gpus=str(v.cluster_gpus), account=str(v.cluster_account),
+                         extra=cluster_extra, signal_margin=margin,
+                         **{f: getattr(v, f"cluster_{f}") for f in _KIND_FIELDS})
+    return LaunchConfig(
+        exp_id=exp_id, env=env, online_methods=online, online_steps=int(v.online_steps),
+        offline_methods=offline, offline_datasets=datasets,
+        offline_epochs=int(v.offline_epochs), intervals=int(v.intervals_count),
+        eval_episodes=int(v.eval_episodes), seeds=seeds, local=bool(v.local),
+        max_parallel=int(v.max_parallel), work_dir=work_dir, scripts_dir=scripts_dir,
+        dataset_dir=dataset_dir, python=python, slurm=slurm, eval_policy=str(v.eval_policy),
+        **extra_args)
+
+
+def _what_to_run(v: KnobValues, env_names: tuple[str, ...], problems: list[str]
+                 ) -> tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(experiment id, environment, online methods, offline methods, datasets)``; their
+    problems are appended to ``problems``."""
+    exp_id = str(v.experiment_id)
     if (p := validate_exp_id(exp_id)) is not None:
         problems.append(p)
-    env = str(v["environment"])
+    env = str(v.environment)
     if env not in env_names:
         problems.append(f"ENVIRONMENT: unknown environment {env!r}; valid: {', '.join(env_names)}")
-    online = without_none("ONLINE_METHODS", tuple(v["online_methods"]), problems)
-    offline = without_none("OFFLINE_METHODS", tuple(v["offline_methods"]), problems)
-    datasets = without_none("OFFLINE_DATASETS", tuple(v["offline_datasets"]), problems)
+    online = without_none("ONLINE_METHODS", tuple(v.online_methods), problems)
+    offline = without_none("OFFLINE_METHODS", tuple(v.offline_methods), problems)
+    datasets = without_none("OFFLINE_DATASETS", tuple(v.offline_datasets), problems)
     _check_methods("ONLINE_METHODS", online, ONLINE_METHODS, problems)
     _check_methods("OFFLINE_METHODS", offline, OFFLINE_METHODS, problems)
     _check_methods("OFFLINE_DATASETS", datasets, ONLINE_METHODS, problems)
@@ -312,32 +340,41 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
     if offline and not datasets:
         problems.append("OFFLINE_DATASETS is empty: the offline methods need the online data of "
                         f"at least one of {', '.join(ONLINE_METHODS)}")
-    problems += range_problems(v)
-    eval_policy = str(v.get("eval_policy", "sample"))
-    seeds = tuple(int(s) for s in v["seeds"])
+    return exp_id, env, online, offline, datasets
+
+
+def _seeds(seeds: tuple[int, ...], problems: list[str]) -> tuple[int, ...]:
     if not seeds:
         problems.append("SEEDS is empty: give at least one seed, e.g. SEEDS=\"0 1 2\"")
     if any(s < 0 for s in seeds):
         problems.append(f"SEEDS must be non-negative, got {' '.join(map(str, seeds))}")
     if len(set(seeds)) != len(seeds):
         problems.append(f"SEEDS lists a seed twice: {' '.join(map(str, seeds))}")
+    return seeds
 
+
+def _folders(request: LaunchRequest, project_root: Path, cwd: Path,
+             problems: list[str]) -> tuple[Path, Path, Path]:
+    """``(work dir, scripts dir, datasets folder)``, absolute."""
     def path_of(text: str, default: Path) -> Path:
         return default if not text else (cwd / os.path.expanduser(text)).resolve()
 
-    work_dir = path_of(str(v.get("work_dir", "")), project_root)
-    scripts_dir = path_of(str(v.get("scripts_dir", "")), project_root)
-    if bool(v["use_large_dataset_path"]):
-        if not str(v["large_dataset_path"]):
-            problems.append("USE_LARGE_DATASET_PATH=1 but LARGE_DATASET_PATH is empty")
-        dataset_dir = path_of(str(v["large_dataset_path"]), work_dir / "offline_dataset")
-    else:
-        dataset_dir = work_dir / "offline_dataset"
+    v = request.knobs
+    work_dir = path_of(str(request.work_dir), project_root)
+    scripts_dir = path_of(str(request.scripts_dir), project_root)
+    if not bool(v.use_large_dataset_path):
+        return work_dir, scripts_dir, work_dir / "offline_dataset"
+    if not str(v.large_dataset_path):
+        problems.append("USE_LARGE_DATASET_PATH=1 but LARGE_DATASET_PATH is empty")
+    return work_dir, scripts_dir, path_of(str(v.large_dataset_path), work_dir / "offline_dataset")
 
-    margin = int(v["cluster_signal_margin"])
+
+def _time_limit(v: KnobValues, problems: list[str]) -> tuple[int, str]:
+    """``(CLUSTER_SIGNAL_MARGIN, CLUSTER_TIME)``, checked against each other."""
+    margin = int(v.cluster_signal_margin)
     if margin < 0 or margin > 65535:
         problems.append(f"CLUSTER_SIGNAL_MARGIN must be 0..65535 seconds, got {margin}")
-    time_text = str(v["cluster_time"])
+    time_text = str(v.cluster_time)
     if time_text:
         try:
             limit = slurm_time_seconds(time_text)
@@ -348,43 +385,32 @@ def build_config(values: Mapping[str, Any], *, project_root: Path, cwd: Path,
                                 f"CLUSTER_TIME {time_text} ({limit} s)")
         except ValueError as e:
             problems.append(f"CLUSTER_TIME: {e}")
-    cluster_extra = _split_extra("CLUSTER_EXTRA", str(v["cluster_extra"]), (), problems)
-    for w in cluster_extra:
+    return margin, time_text
+
+
+def _cluster_extra(text: str, problems: list[str]) -> tuple[str, ...]:
+    """CLUSTER_EXTRA's sbatch options."""
+    words = _split_extra("CLUSTER_EXTRA", text, (), problems)
+    for w in words:
         if not w.startswith("-"):
             problems.append(f"CLUSTER_EXTRA: {w!r} is not an sbatch option (write --opt=value)")
-    online_extra = _split_extra("ONLINE_EXTRA_ARGS", str(v["online_extra_args"]),
-                                MANAGED_ONLINE_FLAGS, problems)
-    offline_extra = _split_extra("OFFLINE_EXTRA_ARGS", str(v["offline_extra_args"]),
-                                 MANAGED_OFFLINE_FLAGS, problems)
-    blend_online_extra = _split_extra("BLENDRL_ONLINE_EXTRA_ARGS",
-                                      str(v.get("blendrl_online_extra_args", "")),
-                                      MANAGED_ONLINE_FLAGS, problems)
-    blend_offline_extra = _split_extra("BLENDRL_OFFLINE_EXTRA_ARGS",
-                                       str(v.get("blendrl_offline_extra_args", "")),
-                                       MANAGED_OFFLINE_FLAGS, problems)
-    for name, text in (("CLUSTER_PARTITION", v["cluster_partition"]),
-                       ("CLUSTER_ACCOUNT", v["cluster_account"])):
-        if str(text) and not re.match(r"^[A-Za-z0-9._:,=+-]+$", str(text)):
-            problems.append(f"{name} {text!r} contains characters that are not valid there")
-    problems += _resource_problems(v, cluster_extra)
-    if problems:
-        raise ConfigError(problems)
-    return LaunchConfig(
-        exp_id=exp_id, env=env, online_methods=online, online_steps=int(v["online_steps"]),
-        offline_methods=offline, offline_datasets=datasets,
-        offline_epochs=int(v["offline_epochs"]), intervals=int(v["intervals_count"]),
-        eval_episodes=int(v["eval_episodes"]), seeds=seeds, local=bool(v["local"]),
-        max_parallel=int(v["max_parallel"]), work_dir=work_dir, scripts_dir=scripts_dir,
-        dataset_dir=dataset_dir, python=python,
-        slurm=SlurmOptions(partition=str(v["cluster_partition"]), time=time_text,
-                           cpus=int(v["cluster_cpus"]), mem=str(v["cluster_mem"]),
-                           gpus=str(v["cluster_gpus"]), account=str(v["cluster_account"]),
-                           extra=cluster_extra, signal_margin=margin,
-                           **{f: v.get(f"cluster_{f}", getattr(SlurmOptions, f))
-                              for f in _KIND_FIELDS}),
-        online_extra_args=online_extra, offline_extra_args=offline_extra, eval_policy=eval_policy,
-        blendrl_online_extra_args=blend_online_extra, blendrl_offline_extra_args=blend_offline_extra,
-    )
+    return words
+
+
+def _pass_through_args(v: KnobValues, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """The words of each pass-through knob (ONLINE_EXTRA_ARGS, ...), by its
+    :class:`LaunchConfig` field; none may set a flag its scripts get from the launcher."""
+    return {k.config: _split_extra(k.env_var, str(getattr(v, k.field)),
+                                   managed_flags(k.scripts[0]), problems)
+            for k in knobs.KNOBS if k.section == PASS}
+
+
+def _name_problems(v: KnobValues) -> list[str]:
+    """CLUSTER_PARTITION and CLUSTER_ACCOUNT: characters sbatch takes there."""
+    return [f"{name} {text!r} contains characters that are not valid there"
+            for name, text in (("CLUSTER_PARTITION", v.cluster_partition),
+                               ("CLUSTER_ACCOUNT", v.cluster_account))
+            if str(text) and not re.match(r"^[A-Za-z0-9._:,=+-]+$", str(text))]
 
 
 _KIND_FIELDS = ("online_cpus", "online_mem", "online_gpus", "offline_cpus", "offline_mem",
@@ -399,7 +425,7 @@ _EXTRA_RESOURCES = (
 )
 
 
-def _resource_problems(v: Mapping[str, Any], cluster_extra: tuple[str, ...]) -> list[str]:
+def _resource_problems(v: KnobValues, cluster_extra: tuple[str, ...]) -> list[str]:
     """The memory and GPU knobs' forms, and CLUSTER_EXTRA options that would ask every job for
     what the per-kind knobs ask each kind for."""
     problems = []
@@ -407,9 +433,10 @@ def _resource_problems(v: Mapping[str, Any], cluster_extra: tuple[str, ...]) -> 
         for part in ("mem", "gpus"):
             knob = kind_knob(kind, part)
             if knob is not None:
-                problems += _value_problem(knob, str(v.get(knob.lower()) or ""), part)
+                problems += _value_problem(knob, str(getattr(v, knob.lower()) or ""), part)
     for part in ("mem", "gpus"):
-        problems += _value_problem(shared_knob(part), str(v[shared_knob(part).lower()]), part)
+        problems += _value_problem(shared_knob(part), str(getattr(v, shared_knob(part).lower())),
+                                   part)
     for word in cluster_extra:
         for pattern, part, what in _EXTRA_RESOURCES:
             if pattern.match(word):

@@ -19,10 +19,11 @@ from typing import IO
 import tyro
 
 from blendrl.cli_parse import cli
+from blendrl.file_io import now_iso
 from blendrl.launch import monitor, procs, slurm
 from blendrl.launch.config import validate_exp_id
-from blendrl.launch.registry import (CANCELLED, RUNNING, TERMINAL, FILE_NAME, Registry,
-                                     RegistryError, finish_job, now_iso)
+from blendrl.launch.registry import FILE_NAME, Registry, RegistryError
+from blendrl.launch.states import CANCELLED, RUNNING, TERMINAL, finish_job
 
 
 @dataclass

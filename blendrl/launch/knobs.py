@@ -4,22 +4,19 @@ A knob is one setting of an experiment that the user edits at the top of ``run_f
 (``EXPERIMENT_ID``, ``SEEDS``, ...). Its row in :data:`KNOBS` says everything about it: the
 variable, its kind and default, the one line that documents it, the section of the shell script
 it sits in, the training-script flag it becomes (if any) and whether it changes what the runs
-compute. Everything else is derived from the table:
+compute. Everything else is derived from the table, when it is used (so a row added to the table
+reaches every piece):
 
 * the knob block of ``run_full_cycle.sh`` (:func:`sh_block`; a test checks the script holds it
   verbatim, ``python -m blendrl.launch.knobs`` prints it after a change of the table);
-* parsing the exported variables (:func:`knobs_from_env`);
-* the knob flags of ``run_full_cycle.py`` with their defaults and ``--help`` (:func:`knob_fields`;
-  a knob ``NAME`` is the flag ``--name``);
-* the flags the plan passes to the training scripts (:func:`script_flags`) and the flags the
-  pass-through arguments may therefore not set again (:func:`managed_flags`);
+* the values given to the knobs (:mod:`blendrl.launch.knob_values`): parsing the exported
+  variables, the knob flags of ``run_full_cycle.py`` with their defaults and ``--help`` (a knob
+  ``NAME`` is the flag ``--name``), their typed record, and the checks of each knob on its own
+  (set but empty, below its minimum, not one of its choices);
+* the flags the plan passes to the training scripts and the flags the pass-through arguments may
+  therefore not set again (:mod:`blendrl.launch.flags`);
 * the knobs recorded in an experiment's registry, which ``--resume`` may not change
-  (:func:`recorded_values`);
-* the simple range checks of ``build_config`` (:func:`range_problems`);
-* the refusal of a knob set but empty (:func:`empty_problems`): the shell script assigns a default
-  only to a knob that is not set (``${NAME=default}``), so ``EXPERIMENT_ID=`` reaches Python
-  empty and is refused instead of silently becoming the default; a list of methods that is meant
-  to be empty is written ``none``.
+  (:func:`blendrl.launch.resume.recorded_knobs`).
 
 Torch-free, like the rest of the launcher.
 """
@@ -28,52 +25,42 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from blendrl.methods import OFFLINE_METHODS, ONLINE_METHODS
 from blendrl.envs import ENV_NAMES  # the environment packages' names (no torch imported)
-from blendrl.cli_parse import parse_bool  # noqa: F401 (the BOOL kind; also the scripts' flags)
+from blendrl.cli_parse import parse_bool  # the BOOL kind (also the scripts' flags)
 
 ONLINE, OFFLINE = "online", "offline"
-BOTH = (ONLINE, OFFLINE)
-NONE = "none"
-"""How a list of methods that may be empty says so (an empty value is refused)."""
-
-
-class ConfigError(ValueError):
-    """One or more bad knobs; ``problems`` lists each one as a full sentence."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("\n".join(f"  - {p}" for p in self.problems))
+_BOTH = (ONLINE, OFFLINE)
 
 
 # --------------------------------------------------------------------------- kinds of value
 
-def parse_int(text: str) -> int:
+def _parse_int(text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
         raise ValueError(f"expected a whole number, got {text!r}") from None
 
 
-def parse_words(text: str) -> tuple[str, ...]:
+def _parse_words(text: str) -> tuple[str, ...]:
     """A list written with spaces and/or commas: ``"ppo blendrl_ppo"`` or ``"ppo,blendrl_ppo"``."""
     return tuple(w for w in re.split(r"[\s,]+", text.strip()) if w)
 
 
-def parse_ints(text: str) -> tuple[int, ...]:
-    return tuple(parse_int(w) for w in parse_words(text))
+def _parse_ints(text: str) -> tuple[int, ...]:
+    return tuple(_parse_int(w) for w in _parse_words(text))
 
 
-def parse_str(text: str) -> str:
+def _parse_str(text: str) -> str:
     return text.strip()
 
 
-def parse_opt_int(text: str) -> int | None:
+def _parse_opt_int(text: str) -> int | None:
     """A whole number, or '' (and ``None``, how the flag writes it) for no value of its own."""
     t = text.strip()
-    return None if t in ("", "None") else parse_int(t)
+    return None if t in ("", "None") else _parse_int(t)
 
 
 @dataclass(frozen=True)
@@ -86,12 +73,12 @@ class Kind:
     type: Any
 
 
-TEXT = Kind(parse_str, str, str)
-INT = Kind(parse_int, str, int)
+TEXT = Kind(_parse_str, str, str)
+INT = Kind(_parse_int, str, int)
 BOOL = Kind(parse_bool, lambda v: "1" if v else "0", bool)
-WORDS = Kind(parse_words, " ".join, tuple[str, ...])
-INTS = Kind(parse_ints, lambda v: " ".join(map(str, v)), tuple[int, ...])
-OPT_INT = Kind(parse_opt_int, lambda v: "" if v is None else str(v), int | None)
+WORDS = Kind(_parse_words, " ".join, tuple[str, ...])
+INTS = Kind(_parse_ints, lambda v: " ".join(map(str, v)), tuple[int, ...])
+OPT_INT = Kind(_parse_opt_int, lambda v: "" if v is None else str(v), int | None)
 """a whole number, or '' (None): the knob follows another one"""
 
 
@@ -111,7 +98,8 @@ class Knob:
     section: str
     """the heading of the part of ``run_full_cycle.sh`` it sits in"""
     config: str | None = None
-    """the :class:`~blendrl.launch.config.LaunchConfig` attribute holding its validated value"""
+    """the :class:`~blendrl.launch.config.LaunchConfig` attribute holding its validated value
+    (needed by a knob with a ``flag``, a pass-through knob and a ``recorded`` one)"""
     flag: str | None = None
     """the training scripts' flag it becomes (``--{flag} {value}``), for the kinds in ``scripts``"""
     scripts: tuple[str, ...] = ()
@@ -160,9 +148,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("EXPERIMENT_ID", TEXT, "default_cartpole",
          "name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -",
          EXPERIMENT,
-         config="exp_id", flag="exp_id", scripts=BOTH),
+         config="exp_id", flag="exp_id", scripts=_BOTH),
     Knob("ENVIRONMENT", TEXT, "cartpole", " | ".join(ENV_NAMES), EXPERIMENT,
-         config="env", flag="env", scripts=BOTH, recorded=True),
+         config="env", flag="env", scripts=_BOTH, recorded=True),
     Knob("ONLINE_METHODS", WORDS, ONLINE_METHODS,
          f"online methods ({', '.join(ONLINE_METHODS)}; none: no online run); each saves its "
          "dataset", EXPERIMENT, config="online_methods", recorded=True, none_ok=True),
@@ -178,15 +166,15 @@ KNOBS: tuple[Knob, ...] = (
     Knob("OFFLINE_EPOCHS", INT, 5, "offline epochs on each interval's dataset prefix", EXPERIMENT,
          config="offline_epochs", flag="epochs", scripts=(OFFLINE,), recorded=True, minimum=1),
     Knob("INTERVALS_COUNT", INT, 5, "evaluation points per run", EXPERIMENT,
-         config="intervals", flag="intervals", scripts=BOTH, recorded=True, minimum=1),
+         config="intervals", flag="intervals", scripts=_BOTH, recorded=True, minimum=1),
     Knob("EVAL_EPISODES", INT, 10, "episodes per evaluation", EXPERIMENT,
-         config="eval_episodes", flag="eval_episodes", scripts=BOTH, recorded=True, minimum=1),
+         config="eval_episodes", flag="eval_episodes", scripts=_BOTH, recorded=True, minimum=1),
     Knob("EVAL_POLICY", TEXT, "sample",
          "evaluation actions of every method: sample (from the policy) | greedy", EXPERIMENT,
-         config="eval_policy", flag="eval_policy", scripts=BOTH, recorded=True,
+         config="eval_policy", flag="eval_policy", scripts=_BOTH, recorded=True,
          choices=EVAL_POLICIES),
     Knob("SEEDS", INTS, (0,), 'one run of every method per seed, e.g. "0 1 2"', EXPERIMENT,
-         config="seeds", flag="seed", scripts=BOTH, per_seed=True, recorded=True),
+         config="seeds", flag="seed", scripts=_BOTH, per_seed=True, recorded=True),
     Knob("LOCAL", BOOL, True, "1: run on this machine; 0: submit to SLURM", WHERE, config="local",
          flag_note="as a flag: --local / --no-local"),
     Knob("MAX_PARALLEL", INT, 0,
@@ -274,135 +262,7 @@ def shared_knob(part: str) -> str:
     return f"CLUSTER_{part.upper()}"
 
 
-JOB_FLAGS: dict[str, tuple[str, ...]] = {
-    ONLINE: ("run_id", "save_dataset", "dataset_dir", "runs_dir", "threads", "resume"),
-    OFFLINE: ("dataset_run_id", "dataset_dir", "run_id", "runs_dir", "threads", "resume"),
-}
-"""The flags the launcher sets per job (not from a knob) on each kind of training script."""
-
-
-# --------------------------------------------------------------------------- derived
-
-def empty_problem(knob: Knob, given_as: str) -> str:
-    """The refusal of ``knob`` given empty (``given_as``: how, e.g. ``"EXPERIMENT_ID is set"``)."""
-    default = knob.kind.show(knob.default)
-    hint = f", {NONE} for no method" if knob.none_ok else ""
-    return (f"{given_as} but empty: give a value{hint}, or leave it unset for its default "
-            f"({default})")
-
-
-def knobs_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The knobs set in ``environ``, parsed, keyed by flag field name. Raises
-    :class:`ConfigError` naming each variable that does not parse or is set but empty (a knob
-    whose '' means something, such as ``CLUSTER_PARTITION``, excepted)."""
-    values: dict[str, Any] = {}
-    problems = []
-    for knob in KNOBS:
-        if knob.env_var not in environ:
-            continue
-        if not environ[knob.env_var].strip() and not knob.may_be_empty:
-            problems.append(empty_problem(knob, f"{knob.env_var} is set"))
-            continue
-        try:
-            values[knob.field] = knob.kind.parse(environ[knob.env_var])
-        except ValueError as e:
-            problems.append(f"{knob.env_var}: {e}")
-    if problems:
-        raise ConfigError(problems)
-    return values
-
-
-def empty_problems(values: Mapping[str, Any]) -> list[str]:
-    """One sentence per knob of ``values`` (flag values, keyed by field) given empty ('' or no
-    words) that may not be: ``--online_methods`` followed by no method, ``--experiment_id ''``."""
-    return [empty_problem(k, f"--{k.field} (the knob {k.env_var}) is given")
-            for k in KNOBS if k.field in values and values[k.field] in ("", ())
-            and not k.may_be_empty]
-
-
-def without_none(name: str, words: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
-    """The methods of a list knob ``name``: ``("none",)`` is no method; ``none`` beside methods is
-    a problem (appended to ``problems``)."""
-    if NONE not in words:
-        return words
-    if words != (NONE,):
-        problems.append(f"{name}: {NONE} means no method; it cannot be listed with others "
-                        f"({' '.join(words)})")
-    return ()
-
-
-def knob_of_flag(flag: str, kind: str) -> Knob | None:
-    """The knob that sets the training-script flag ``flag`` on a ``kind`` script, if any."""
-    return next((k for k in KNOBS if k.flag == flag and kind in k.scripts), None)
-
-
-def pass_through(kind: str, blendrl: bool) -> tuple[Knob, ...]:
-    """The pass-through knobs whose words a ``kind`` script gets (``blendrl``: of a BlendRL
-    method), in the order they are appended to its command."""
-    return tuple(k for k in KNOBS if k.section == PASS and kind in k.scripts
-                 and (blendrl or not k.blendrl_only))
-
-
-def knob_fields() -> list[tuple[str, Any, Any]]:
-    """``(field, annotated type, dataclasses.field)`` of every knob, in table order, for
-    ``dataclasses.make_dataclass``: the flags of ``run_full_cycle.py`` with their help."""
-    import dataclasses
-    from typing import Annotated
-
-    import tyro
-
-    return [(k.field, Annotated[k.kind.type, tyro.conf.arg(help=help_text(k))],
-             dataclasses.field(default=k.default)) for k in KNOBS]
-
-
-def help_text(knob: Knob) -> str:
-    """The ``--help`` of ``knob``'s flag: the variable, its doc and its flag note."""
-    return f"{knob.env_var}: {knob.doc}" + (f"; {knob.flag_note}" if knob.flag_note else "")
-
-
-def managed_flags(kind: str) -> tuple[str, ...]:
-    """The training-script flags the launcher sets itself on a ``kind`` script: those of the
-    knobs and those of each job. Pass-through arguments may not set them again."""
-    return tuple(k.flag for k in KNOBS if k.flag and kind in k.scripts) + JOB_FLAGS[kind]
-
-
-def script_flags(kind: str, config: Any, seed: int) -> list[str]:
-    """The knob flags of a ``kind`` training-script job with seed ``seed``, from the validated
-    configuration ``config``: ``["--env", "cartpole", "--seed", "0", ...]`` in table order."""
-    words: list[str] = []
-    for k in KNOBS:
-        if k.flag and kind in k.scripts:
-            value = seed if k.per_seed else getattr(config, k.config)
-            words += [f"--{k.flag}", str(value)]
-    return words
-
-
-def _json(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def recorded_values(config: Any) -> dict[str, Any]:
-    """The recorded knobs of ``config`` (validated), keyed by variable, as JSON values."""
-    return {k.env_var: _json(getattr(config, k.config)) for k in KNOBS if k.recorded}
-
-
-def range_problems(values: Mapping[str, Any]) -> list[str]:
-    """One sentence per knob of ``values`` (keyed by field) below its minimum or outside its
-    choices."""
-    problems = []
-    for k in KNOBS:
-        if k.field not in values:
-            continue
-        v = values[k.field]
-        if k.minimum is not None and v is not None and int(v) < k.minimum:
-            what = "a positive whole number" if k.minimum == 1 else f"a whole number >= {k.minimum}"
-            problems.append(f"{k.env_var} must be {what}, got {v}")
-        if k.choices and str(v) not in k.choices:
-            problems.append(f"{k.env_var} {v!r} is not one of {', '.join(k.choices)}")
-    return problems
-
-
-COMMENT_COLUMN = 45
+_COMMENT_COLUMN = 45
 
 
 def sh_block() -> str:
@@ -419,7 +279,7 @@ def sh_block() -> str:
             section = k.section
             lines.append(f"# {'-' * 64} {section}")
         assign = f': "${{{k.env_var}={k.kind.show(k.default)}}}"'
-        lines.append(f"{assign.ljust(COMMENT_COLUMN - 1)} # {k.doc}")
+        lines.append(f"{assign.ljust(_COMMENT_COLUMN - 1)} # {k.doc}")
     lines.append("")
     names = [k.env_var for k in KNOBS]
     export, line = [], "export"

@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import IO
 
 from blendrl.exits import guarded_main
+from blendrl.file_io import now_iso
 from blendrl.launch import procs
 from blendrl.launch.outcomes import describe_exit
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                     Registry, finish_job, now_iso, propagate_cancellations,
-                                     ready_jobs)
+from blendrl.launch.registry import Registry
+from blendrl.launch.scheduling import propagate_cancellations, ready_jobs
+from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                   finish_job)
 
 EXIT_INTERRUPTED = 75
 RUNNER_LOG = "runner.log"

@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 from typing import IO
 
+from blendrl.file_io import now_iso
 from blendrl.launch import procs, slurm
 from blendrl.launch.outcomes import EXPLAINED, blocked_jobs, describe_exit
 from blendrl.launch.slurm_checks import pending_line, pending_reason
-from blendrl.launch.registry import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                     TERMINAL, UNFINISHED, Registry, all_finished, counts,
-                                     finish_job, now_iso)
+from blendrl.launch.registry import Registry
+from blendrl.launch.scheduling import all_finished, counts
+from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
+                                   TERMINAL, UNFINISHED, finish_job)
 
 
 def refresh(registry: Registry) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 
 from blendrl.contract import EXIT_DATA_FAULT, EXIT_INTERRUPTED, EXIT_NO_SPACE
-from blendrl.launch.registry import DONE
+from blendrl.launch.states import DONE
 
 EXIT_USAGE = 2
 """A training script's status for arguments it refuses."""

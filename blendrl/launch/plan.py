@@ -7,8 +7,8 @@ Run ids are deterministic and path-safe (the experiment id is validated, the res
   (trained on the dataset of the online run with the same experiment, environment and seed);
 * the job name is the run id; the final plotting job is called ``plots``.
 
-A training job's command is the knob flags of :func:`blendrl.launch.knobs.script_flags`, the
-job's own flags (:data:`blendrl.launch.knobs.JOB_FLAGS`) and the pass-through arguments. A job's
+A training job's command is the knob flags of :func:`blendrl.launch.flags.script_flags`, the
+job's own flags (:data:`blendrl.launch.flags.JOB_FLAGS`) and the pass-through arguments. A job's
 command is data (a list of arguments), so the runner and the SLURM backend run whatever
 the plan says; tests give them stand-in commands.
 """
@@ -22,7 +22,8 @@ from typing import Callable, Mapping
 from blendrl.contract import DATASET_MANIFEST
 from blendrl.methods import METHOD_INFO
 from blendrl.launch.config import LaunchConfig
-from blendrl.launch.knobs import OFFLINE, ONLINE, Knob, pass_through, script_flags
+from blendrl.launch.flags import pass_through, script_flags
+from blendrl.launch.knobs import OFFLINE, ONLINE, Knob
 
 PLOT_JOB = "plots"
 AFTEROK = "afterok"
@@ -89,11 +90,11 @@ class Plan:
         return "\n".join(lines) if lines else "  (nothing)"
 
 
-def online_run_id(exp_id: str, method: str, env: str, seed: int) -> str:
+def _online_run_id(exp_id: str, method: str, env: str, seed: int) -> str:
     return f"{exp_id}_{method}_{env}_s{seed}"
 
 
-def offline_run_id(exp_id: str, method: str, source: str, env: str, seed: int) -> str:
+def _offline_run_id(exp_id: str, method: str, source: str, env: str, seed: int) -> str:
     return f"{exp_id}_{method}_on_{source}_{env}_s{seed}"
 
 
@@ -116,7 +117,7 @@ def _extra_words(cfg: LaunchConfig, kind: str, method: str) -> list[str]:
     return [w for _, words in extra_args(cfg, kind, method) for w in words]
 
 
-def threads_of(threads: int | Mapping[str, int], kind: str) -> int:
+def _threads_of(threads: int | Mapping[str, int], kind: str) -> int:
     """The ``--threads`` of a ``kind`` job: one number for every kind, or one per kind."""
     return int(threads) if isinstance(threads, int) else int(threads.get(kind, 1))
 
@@ -125,8 +126,8 @@ def _request(cfg: LaunchConfig, kind: str) -> dict | None:
     return None if cfg.local else cfg.slurm.request(kind).to_dict()
 
 
-def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
-    run_id = online_run_id(cfg.exp_id, method, cfg.env, seed)
+def _online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
+    run_id = _online_run_id(cfg.exp_id, method, cfg.env, seed)
     cmd = [cfg.python, str(cfg.script(method)), *script_flags(ONLINE, cfg, seed),
            "--run_id", run_id, "--save_dataset",
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
@@ -137,9 +138,9 @@ def online_job(cfg: LaunchConfig, method: str, seed: int, threads: int) -> Job:
                resumable=True, threads=threads, request=_request(cfg, ONLINE))
 
 
-def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads: int) -> Job:
-    run_id = offline_run_id(cfg.exp_id, method, source, cfg.env, seed)
-    source_id = online_run_id(cfg.exp_id, source, cfg.env, seed)
+def _offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads: int) -> Job:
+    run_id = _offline_run_id(cfg.exp_id, method, source, cfg.env, seed)
+    source_id = _online_run_id(cfg.exp_id, source, cfg.env, seed)
     cmd = [cfg.python, str(cfg.script(method)), *script_flags(OFFLINE, cfg, seed),
            "--dataset_run_id", source_id,
            "--dataset_dir", _arg_path(cfg.dataset_dir, cfg.work_dir),
@@ -150,7 +151,7 @@ def offline_job(cfg: LaunchConfig, method: str, source: str, seed: int, threads:
                resumable=True, threads=threads, request=_request(cfg, OFFLINE))
 
 
-def plot_job(cfg: LaunchConfig, after: list[str]) -> Job:
+def _plot_job(cfg: LaunchConfig, after: list[str]) -> Job:
     cmd = [cfg.python, str(cfg.plot_script), cfg.exp_id,
            "--runs_dir", _arg_path(cfg.runs_dir, cfg.work_dir),
            "--output_dir", _arg_path(cfg.plots_dir, cfg.work_dir)]
@@ -170,16 +171,16 @@ def existing_outputs(job: Job) -> list[Path]:
     return [p for p in paths if _non_empty(p)]
 
 
-def dataset_on_disk(dataset_dir: Path) -> bool:
+def _dataset_on_disk(dataset_dir: Path) -> bool:
     """A dataset exists once its manifest has been written."""
     return (dataset_dir / DATASET_MANIFEST).is_file()
 
 
-Decide = Callable[[Job, list[Path]], bool]
+_Decide = Callable[[Job, list[Path]], bool]
 """Asked for each job whose outputs exist: True to overwrite them, False to skip the job."""
 
 
-def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: Decide) -> Plan:
+def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: _Decide) -> Plan:
     """The jobs of ``cfg``: online jobs per method and seed, offline jobs per method, dataset
     source and seed, and a final plotting job when anything is to run. ``threads``: each
     training job's ``--threads``, one number or one per kind (``{"online": 4, "offline": 8}``);
@@ -193,7 +194,7 @@ def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: Deci
     planned_online: dict[str, Job] = {}
     for method in cfg.online_methods:
         for seed in cfg.seeds:
-            job = online_job(cfg, method, seed, threads_of(threads, ONLINE))
+            job = _online_job(cfg, method, seed, _threads_of(threads, ONLINE))
             existing = existing_outputs(job)
             if existing and not decide(job, existing):
                 plan.skipped.append((job.name, "exists (" + ", ".join(map(str, existing)) + ")"))
@@ -204,11 +205,11 @@ def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: Deci
     for method in cfg.offline_methods:
         for source in cfg.offline_datasets:
             for seed in cfg.seeds:
-                job = offline_job(cfg, method, source, seed, threads_of(threads, OFFLINE))
-                source_id = online_run_id(cfg.exp_id, source, cfg.env, seed)
+                job = _offline_job(cfg, method, source, seed, _threads_of(threads, OFFLINE))
+                source_id = _online_run_id(cfg.exp_id, source, cfg.env, seed)
                 if source_id in planned_online:
                     job.depends_on = [source_id]
-                elif not dataset_on_disk(Path(job.dataset_dir)):
+                elif not _dataset_on_disk(Path(job.dataset_dir)):
                     plan.skipped.append((job.name, f"its dataset {job.dataset_dir} neither exists "
                                                    f"nor is produced by this plan (add {source} to "
                                                    "ONLINE_METHODS)"))
@@ -220,5 +221,5 @@ def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: Deci
                 plan.remove.extend(existing)
                 plan.jobs.append(job)
     if plan.jobs:
-        plan.jobs.append(plot_job(cfg, [j.name for j in plan.jobs]))
+        plan.jobs.append(_plot_job(cfg, [j.name for j in plan.jobs]))
     return plan

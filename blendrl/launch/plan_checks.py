@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from blendrl.launch.config import LaunchConfig
-from blendrl.launch.knobs import ONLINE, knob_of_flag
+from blendrl.launch.flags import knob_of_flag
+from blendrl.launch.knobs import ONLINE
 from blendrl.launch.plan import Job, extra_args
 from blendrl.launch.script_args import CheckError, Verdict, check_jobs, requests_of
 

@@ -28,6 +28,9 @@ attempt, as ``scontrol show job`` reported it when the job was last seen; ``slur
 ``Reason`` then (why a pending job waits: ``Priority``, ``PartitionConfig``, ...). ``resume``
 (set by ``--resume``) says how the job continues: ``"checkpoint"`` (its command ends with
 ``--resume``), ``"clean"`` (started afresh) or ``"kept"`` (done before, not run again).
+
+A job's states and the record of its end are :mod:`blendrl.launch.states`; which jobs may start
+now, :mod:`blendrl.launch.scheduling`.
 """
 
 from __future__ import annotations
@@ -40,21 +43,10 @@ from pathlib import Path
 from typing import Iterator
 
 from blendrl.file_io import atomic_write_json, now_iso
+from blendrl.launch.states import PENDING
 
-FORMAT_VERSION = 1
+_FORMAT_VERSION = 1
 FILE_NAME = "registry.json"
-
-PENDING = "pending"
-RUNNING = "running"
-DONE = "done"
-INTERRUPTED = "interrupted"
-"""Ended with exit 75 after writing a checkpoint (SIGTERM/SIGUSR1): ``--resume`` continues it."""
-FAILED = "failed"
-CANCELLED = "cancelled"
-STATES = (PENDING, RUNNING, DONE, INTERRUPTED, FAILED, CANCELLED)
-TERMINAL = frozenset({DONE, INTERRUPTED, FAILED, CANCELLED})
-UNFINISHED = frozenset({INTERRUPTED, FAILED, CANCELLED})
-"""Ended without finishing: what ``run_full_cycle.py --resume`` continues."""
 
 
 class RegistryError(RuntimeError):
@@ -94,8 +86,8 @@ class Registry:
             raise RegistryError(f"no job registry at {self.path}") from None
         except (OSError, json.JSONDecodeError) as e:
             raise RegistryError(f"cannot read the job registry {self.path}: {e}") from e
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-            raise RegistryError(f"{self.path} is not a job registry of format {FORMAT_VERSION}")
+        if not isinstance(data, dict) or data.get("format_version") != _FORMAT_VERSION:
+            raise RegistryError(f"{self.path} is not a job registry of format {_FORMAT_VERSION}")
         return data
 
     def read(self) -> dict:
@@ -119,7 +111,7 @@ class Registry:
                     n += 1
                     archived = self.dir / f"registry.{stamp}.{n}.json"
                 os.replace(self.path, archived)
-            data = {"format_version": FORMAT_VERSION, "created_at": now_iso(), **data}
+            data = {"format_version": _FORMAT_VERSION, "created_at": now_iso(), **data}
             data["updated_at"] = now_iso()
             atomic_write_json(self.path, data)
         return archived
@@ -143,70 +135,3 @@ def new_job_entry(job: dict, log: Path) -> dict:
             "pid": None, "pgid": None, "start_time": None, "slurm_id": None,
             "submitted_at": None, "started_at": None, "ended_at": None, "restarts": 0,
             "slurm_times": None}
-
-
-def job_map(data: dict) -> dict[str, dict]:
-    return {j["name"]: j for j in data["jobs"]}
-
-
-def finish_job(job: dict, state: str, exit_code: int | None, reason: str | None) -> None:
-    """Record the end of a job; a job already cancelled stays cancelled (its exit code is kept)."""
-    if job["state"] == CANCELLED:
-        if exit_code is not None and job.get("exit_code") is None:
-            job["exit_code"] = exit_code
-        return
-    job["state"] = state
-    job["exit_code"] = exit_code
-    job["reason"] = reason
-    job["ended_at"] = job.get("ended_at") or now_iso()
-
-
-def propagate_cancellations(data: dict) -> list[str]:
-    """Cancel every pending ``afterok`` job with a dependency that ended without finishing
-    (failed, interrupted or cancelled), transitively; returns the names cancelled now."""
-    jobs = job_map(data)
-    cancelled: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        for job in data["jobs"]:
-            if job["state"] != PENDING or job.get("dependency", "afterok") != "afterok":
-                continue
-            bad = [d for d in job["depends_on"] if jobs[d]["state"] in UNFINISHED]
-            if bad:
-                up = jobs[bad[0]]
-                finish_job(job, CANCELLED, None,
-                           f"upstream {up['name']} {up['state']}"
-                           + (f" (exit {up['exit_code']})" if up.get("exit_code") is not None else ""))
-                cancelled.append(job["name"])
-                changed = True
-    return cancelled
-
-
-def ready_jobs(data: dict) -> list[dict]:
-    """Pending jobs whose dependencies allow them to start now, in registry order."""
-    jobs = job_map(data)
-    ready = []
-    for job in data["jobs"]:
-        if job["state"] != PENDING:
-            continue
-        deps = [jobs[d]["state"] for d in job["depends_on"]]
-        if job.get("dependency", "afterok") == "afterany":
-            ok = all(s in TERMINAL for s in deps)
-        else:
-            ok = all(s == DONE for s in deps)
-        if ok:
-            ready.append(job)
-    return ready
-
-
-def counts(data: dict) -> dict[str, int]:
-    """How many jobs are in each state."""
-    c = {s: 0 for s in STATES}
-    for job in data["jobs"]:
-        c[job["state"]] = c.get(job["state"], 0) + 1
-    return c
-
-
-def all_finished(data: dict) -> bool:
-    return all(j["state"] in TERMINAL for j in data["jobs"])

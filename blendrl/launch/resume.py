@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from blendrl.contract import DATASET_MANIFEST, RUN_JSON, latest_checkpoint
+from blendrl.launch import knobs
 from blendrl.launch.config import LaunchConfig
-from blendrl.launch.knobs import recorded_values
 from blendrl.launch.plan import Job, Plan, existing_outputs
-from blendrl.launch.registry import DONE, new_job_entry
+from blendrl.launch.registry import new_job_entry
+from blendrl.launch.states import DONE
 
 DATASETS_KNOB = "USE_LARGE_DATASET_PATH/LARGE_DATASET_PATH (datasets folder)"
 
@@ -50,12 +51,17 @@ def _inside(path: Path, folder: Path) -> str:
         return str(path)
 
 
+def _json(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def recorded_knobs(cfg: LaunchConfig) -> dict[str, Any]:
     """The knobs of ``cfg`` that decide which runs there are and what they compute (those marked
     ``recorded`` in the knob table, and the datasets folder), keyed by their variable names, as
     JSON values (stored in the registry). Where and how the jobs run (LOCAL, MAX_PARALLEL,
     CLUSTER_*) is not among them: it may change on ``--resume``."""
-    return {**recorded_values(cfg), DATASETS_KNOB: _inside(cfg.dataset_dir, cfg.work_dir)}
+    recorded = {k.env_var: _json(getattr(cfg, k.config)) for k in knobs.KNOBS if k.recorded}
+    return {**recorded, DATASETS_KNOB: _inside(cfg.dataset_dir, cfg.work_dir)}
 
 
 def _show(value: Any) -> str:
@@ -144,6 +150,31 @@ def plan_resume(old: dict, plan: Plan, cfg: LaunchConfig) -> ResumePlan:
     full plan of the current knobs (every job, nothing skipped). Raises :class:`ResumeError`
     when the registry's jobs are not those of the plan or a partial output is not the job's."""
     planned = {j.name: j for j in plan.jobs}
+    _check_same_jobs(old, planned)
+    names = [j["name"] for j in old["jobs"]]
+    by_name = {j["name"]: j for j in old["jobs"]}
+    rerun_training = any(j["state"] != DONE for j in old["jobs"] if j["kind"] != "plot")
+    result = ResumePlan(entries=[])
+    problems: list[str] = []
+    for name in names:
+        prev, job = by_name[name], planned[name]
+        if prev["state"] == DONE and (job.kind != "plot" or not rerun_training):
+            entry = dict(prev)
+            entry.update(resume="kept", reason="done before --resume (kept)")
+            result.entries.append(entry)
+            result.lines.append(f"  kept     {name} (done)")
+        else:
+            _run_again(job, prev, names, by_name, cfg, result, problems)
+    if problems:
+        raise ResumeError(problems)
+    for path in result.remove:
+        result.lines.append(f"  remove   {path} (partial, without a checkpoint)")
+    return result
+
+
+def _check_same_jobs(old: dict, planned: dict[str, Job]) -> None:
+    """:class:`ResumeError` unless every job of the registry is a job of the plan (and, in a
+    registry without recorded knobs, has the same command)."""
     names = [j["name"] for j in old["jobs"]]
     unknown = [n for n in names if n not in planned]
     if unknown:
@@ -155,52 +186,39 @@ def plan_resume(old: dict, plan: Plan, cfg: LaunchConfig) -> ResumePlan:
         if changed:
             raise ResumeError([f"job {n}: the command differs from the one it was started with "
                                "(set the knobs back)" for n in changed])
-    by_name = {j["name"]: j for j in old["jobs"]}
-    rerun_training = any(j["state"] != DONE for j in old["jobs"] if j["kind"] != "plot")
-    result = ResumePlan(entries=[])
-    problems: list[str] = []
-    for name in names:
-        prev, job = by_name[name], planned[name]
-        keep = prev["state"] == DONE and (job.kind != "plot" or not rerun_training)
-        if keep:
-            entry = dict(prev)
-            entry.update(resume="kept", reason="done before --resume (kept)")
-            result.entries.append(entry)
-            result.lines.append(f"  kept     {name} (done)")
-            continue
-        job.depends_on = [d for d in job.depends_on if d in by_name]
-        if job.kind == "plot":
-            job.depends_on = [n for n in names if n != name]
-        checkpoint = latest_checkpoint(job.run_dir) if job.run_dir else None
-        partial: list[Path] = []
-        if job.resumable and checkpoint is not None and checkpoint.is_file():
-            job.command = [*job.command, "--resume"]
-            how, what = "checkpoint", f"continue from {checkpoint}"
-        else:
-            partial = existing_outputs(job)
-            for path in partial:
-                problem = _owner_problem(path, job, cfg.exp_id)
-                if problem:
-                    problems.append(problem)
-            how = "clean" if partial else "start"
-            what = ("start afresh (no checkpoint; its partial outputs are removed first)" if partial
-                    else "start")
-        dep = (f" [{job.dependency}: "
-               + ", ".join(d + (" (done)" if by_name[d]["state"] == DONE else "")
-                           for d in job.depends_on) + "]"
-               if job.depends_on and job.kind != "plot" else "")
-        if job.kind == "plot":
-            dep = " [once the jobs above have ended]"
-        result.lines.append(f"  {job.kind:<8} {name}: {what}{dep} (was {_was(prev)})")
-        entry = new_job_entry(job.to_dict(), cfg.exp_logs_dir / f"{name}.log")
-        entry.update(resume=how, previous_state=prev["state"])
-        result.entries.append(entry)
-        result.remove.extend(partial)
-    if problems:
-        raise ResumeError(problems)
-    for path in result.remove:
-        result.lines.append(f"  remove   {path} (partial, without a checkpoint)")
-    return result
+
+
+def _run_again(job: Job, prev: dict, names: list[str], by_name: dict[str, dict],
+               cfg: LaunchConfig, result: ResumePlan, problems: list[str]) -> None:
+    """Add ``job`` (``prev`` in the registry, whose jobs are ``names``, ``by_name``) to ``result``
+    to run again: from its checkpoint, or afresh once its partial outputs are removed (a partial
+    output that is not the job's own is a problem)."""
+    name = job.name
+    job.depends_on = [d for d in job.depends_on if d in by_name]
+    if job.kind == "plot":
+        job.depends_on = [n for n in names if n != name]
+    checkpoint = latest_checkpoint(job.run_dir) if job.run_dir else None
+    partial: list[Path] = []
+    if job.resumable and checkpoint is not None and checkpoint.is_file():
+        job.command = [*job.command, "--resume"]
+        how, what = "checkpoint", f"continue from {checkpoint}"
+    else:
+        partial = existing_outputs(job)
+        problems += filter(None, (_owner_problem(path, job, cfg.exp_id) for path in partial))
+        how = "clean" if partial else "start"
+        what = ("start afresh (no checkpoint; its partial outputs are removed first)" if partial
+                else "start")
+    dep = (f" [{job.dependency}: "
+           + ", ".join(d + (" (done)" if by_name[d]["state"] == DONE else "")
+                       for d in job.depends_on) + "]"
+           if job.depends_on and job.kind != "plot" else "")
+    if job.kind == "plot":
+        dep = " [once the jobs above have ended]"
+    result.lines.append(f"  {job.kind:<8} {name}: {what}{dep} (was {_was(prev)})")
+    entry = new_job_entry(job.to_dict(), cfg.exp_logs_dir / f"{name}.log")
+    entry.update(resume=how, previous_state=prev["state"])
+    result.entries.append(entry)
+    result.remove.extend(partial)
 
 
 def remove_partial(paths: list[Path]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from blendrl.contract import latest_checkpoint
 from blendrl.launch.config import SlurmOptions
 from blendrl.launch.outcomes import EXPLAINED, describe_exit
-from blendrl.launch.registry import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
+from blendrl.launch.states import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 
 EXIT_INTERRUPTED = 75
 
@@ -86,13 +86,26 @@ def directives(job: dict, exp_id: str, work_dir: Path, log: Path, opts: SlurmOpt
 
 def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: SlurmOptions,
                   venv_activate: Path | None) -> str:
-    """The batch script of ``job`` (a registry entry or ``Job.to_dict()``)."""
+    """The batch script of ``job`` (a registry entry or ``Job.to_dict()``): its ``#SBATCH``
+    options and environment, the ``--resume`` of a requeued attempt, the job run in the
+    background with the signals passed on to it, and the requeue of a job that checkpointed."""
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH {d}" for d in directives(job, exp_id, work_dir, log, opts)]
+    lines += _environment(job, exp_id, work_dir, opts, venv_activate)
+    lines += _resume_when_requeued(job)
+    lines += _run_passing_signals_on(job)
+    lines += _requeue_when_interrupted(job)
+    lines.append('exit "$rc"')
+    return "\n".join(lines) + "\n"
+
+
+def _environment(job: dict, exp_id: str, work_dir: Path, opts: SlurmOptions,
+                 venv_activate: Path | None) -> list[str]:
+    """The job's folder, interpreter, GPUs and threads, and the line that starts its log."""
     q = shlex.quote
     request = opts.request(job["kind"])
     threads = int(job.get("threads") or request.cpus)
-    lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH {d}" for d in directives(job, exp_id, work_dir, log, opts)]
-    lines += [
+    lines = [
         f"# {job['kind']} job {job['name']} of experiment {exp_id}, written by run_full_cycle.py.",
         f"cd {q(str(work_dir))} || exit 1",
     ]
@@ -102,21 +115,32 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
         # asked for no GPU: it uses none, also where SLURM does not hide the node's GPUs from it
         # (no ConstrainDevices) and --device auto would otherwise take one given to another job
         lines.append("export CUDA_VISIBLE_DEVICES=  # it asked for no GPU: it uses none")
-    lines += [
+    return lines + [
         f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} PYTHONUNBUFFERED=1",
         "restart=${SLURM_RESTART_COUNT:-0}",
         f'echo "=== {job["name"]}: job ${{SLURM_JOB_ID:-?}} attempt $((restart + 1)) '
         'on $(hostname) at $(date -Is)"',
         "resume=()",
     ]
-    if job.get("resumable") and job.get("run_dir") and "--resume" not in job["command"]:
-        ckpt = q(str(latest_checkpoint(job["run_dir"])))
-        lines += [
-            f'if [ "$restart" -gt 0 ] && [ -f {ckpt} ]; then',
-            '    resume=(--resume); echo "=== requeued: continuing with --resume"',
-            "fi",
-        ]
-    lines += [
+
+
+def _resume_when_requeued(job: dict) -> list[str]:
+    """A requeued attempt of a resumable job continues with ``--resume`` from its checkpoint
+    (unless its command has it already)."""
+    if not (job.get("resumable") and job.get("run_dir") and "--resume" not in job["command"]):
+        return []
+    ckpt = shlex.quote(str(latest_checkpoint(job["run_dir"])))
+    return [
+        f'if [ "$restart" -gt 0 ] && [ -f {ckpt} ]; then',
+        '    resume=(--resume); echo "=== requeued: continuing with --resume"',
+        "fi",
+    ]
+
+
+def _run_passing_signals_on(job: dict) -> list[str]:
+    """The job in the background, USR1 (time limit near) and TERM passed on to it, and its exit
+    status in ``$rc``."""
+    return [
         'child=""; signalled=0',
         "on_usr1() {",
         "    signalled=1",
@@ -143,16 +167,19 @@ def render_script(job: dict, *, exp_id: str, work_dir: Path, log: Path, opts: Sl
         'wait "$child"; rc=$?',
         f'echo "=== {job["name"]} ended at $(date -Is) with exit status $rc"',
     ]
-    if job.get("resumable"):
-        lines += [
-            f'if [ "$signalled" = 1 ] && [ "$rc" = {EXIT_INTERRUPTED} ]; then',
-            '    echo "=== checkpoint written: requeueing job $SLURM_JOB_ID under the same id"',
-            '    scontrol requeue "$SLURM_JOB_ID" && exit 0',
-            '    echo "=== scontrol requeue failed"',
-            "fi",
-        ]
-    lines.append('exit "$rc"')
-    return "\n".join(lines) + "\n"
+
+
+def _requeue_when_interrupted(job: dict) -> list[str]:
+    """A resumable job that checkpointed on the time limit's signal is requeued under its id."""
+    if not job.get("resumable"):
+        return []
+    return [
+        f'if [ "$signalled" = 1 ] && [ "$rc" = {EXIT_INTERRUPTED} ]; then',
+        '    echo "=== checkpoint written: requeueing job $SLURM_JOB_ID under the same id"',
+        '    scontrol requeue "$SLURM_JOB_ID" && exit 0',
+        '    echo "=== scontrol requeue failed"',
+        "fi",
+    ]
 
 
 def submit_command(script: Path, dep_ids: list[str], dependency: str) -> list[str]:

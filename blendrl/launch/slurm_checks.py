@@ -31,7 +31,7 @@ from blendrl.launch import slurm
 from blendrl.launch.config import (JOB_KINDS, LaunchConfig, Request, SlurmOptions, gpu_count,
                                    slurm_time_seconds)
 from blendrl.launch.knobs import RESOURCE_PARTS, kind_knob, shared_knob
-from blendrl.launch.registry import PENDING
+from blendrl.launch.states import PENDING
 
 _NOT_A_REQUEST = ("--job-name=", "--output=", "--error=", "--chdir=", "--open-mode=")
 _MEM_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}
