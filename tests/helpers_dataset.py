@@ -217,3 +217,26 @@ if __name__ == "__main__":
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     run_writer(tyro.cli(WriterProcessArgs))
+
+
+def cartpole_offline_dataset(path: Path, marks: list[int], steps: int, chunk_size: int,
+                             reward_is_position: bool = False) -> Path:
+    """A finished cartpole-shaped dataset (2 envs, finite states: finite losses) with evaluation
+    ``marks``, for offline runs; ``reward_is_position``: each reward is its transition's index."""
+    from blendrl.datasets import DatasetWriter
+
+    n = 2
+    stream = make_stream("classic", n, steps, seed=30)
+    for t, st in enumerate(stream):
+        if reward_is_position:
+            st["reward"] = np.arange(t * n, (t + 1) * n, dtype=np.float64)
+        for k in ("logic", "neural", "next_logic", "next_neural"):
+            st[k] = np.nan_to_num(st[k], nan=0.5, posinf=1.0, neginf=-1.0)
+    with DatasetWriter(path, chunk_size=chunk_size, metadata={"method": "ppo", "run_id": "src", "seed": 0},
+                       **{**writer_kwargs("classic", n), "env": "cartpole"}) as w:
+        for t, st in enumerate(stream):
+            w.add(*(st[k] for k in FIELDS))
+            if (t + 1) * n in marks:
+                w.mark((t + 1) * n)
+        w.finish()
+    return path

@@ -1107,20 +1107,8 @@ def test_device_bytes_needed_counts_pools_and_tables(tmp_path):
 
 def _offline_dataset(path: Path, marks: list[int], steps: int, chunk_size: int) -> Path:
     """A cartpole-shaped dataset (2 envs) whose reward is the transition's position."""
-    n = 2
-    s = make_stream("classic", n, steps, seed=30)
-    for t, st in enumerate(s):
-        st["reward"] = np.arange(t * n, (t + 1) * n, dtype=np.float64)
-        for k in ("logic", "neural", "next_logic", "next_neural"):  # finite states: finite losses
-            st[k] = np.nan_to_num(st[k], nan=0.5, posinf=1.0, neginf=-1.0)
-    with DatasetWriter(path, chunk_size=chunk_size, metadata={"method": "ppo", "run_id": "src", "seed": 0},
-                       **{**writer_kwargs("classic", n), "env": "cartpole"}) as w:
-        for t, st in enumerate(s):
-            w.add(*(st[k] for k in FIELDS))
-            if (t + 1) * n in marks:
-                w.mark((t + 1) * n)
-        w.finish()
-    return path
+    from helpers_dataset import cartpole_offline_dataset
+    return cartpole_offline_dataset(path, marks, steps, chunk_size, reward_is_position=True)
 
 
 def _offline_args(tmp_path: Path, data: Path, **kw):

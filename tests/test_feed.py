@@ -543,20 +543,8 @@ def test_forced_cuda_claims_before_any_work_and_counts_other_jobs(tmp_path, monk
 
 def _cartpole_dataset(path: Path, marks: list[int], steps: int, chunk_size: int) -> Path:
     """A cartpole-shaped dataset (2 envs, finite states) with evaluation marks."""
-    from helpers_dataset import FIELDS
-    n = 2
-    s = make_stream("classic", n, steps, seed=30)
-    for st in s:
-        for k in ("logic", "neural", "next_logic", "next_neural"):
-            st[k] = np.nan_to_num(st[k], nan=0.5, posinf=1.0, neginf=-1.0)
-    with DatasetWriter(path, chunk_size=chunk_size, metadata={"method": "ppo", "run_id": "src", "seed": 0},
-                       **{**writer_kwargs("classic", n), "env": "cartpole"}) as w:
-        for t, st in enumerate(s):
-            w.add(*(st[k] for k in FIELDS))
-            if (t + 1) * n in marks:
-                w.mark((t + 1) * n)
-        w.finish()
-    return path
+    from helpers_dataset import cartpole_offline_dataset
+    return cartpole_offline_dataset(path, marks, steps, chunk_size)
 
 
 def _tensors(obj) -> list:
