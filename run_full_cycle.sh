@@ -35,6 +35,7 @@ set -euo pipefail
 # ---------------------------------------------------------------- where and how
 : "${LOCAL=1}"                               # 1: run on this machine; 0: submit to SLURM
 : "${MAX_PARALLEL=0}"                        # local jobs at once (0: one per core; threads = cores / jobs)
+: "${OFFLINE_START=after}"                   # offline jobs start after (their online job exited 0) | follow (with it: --follow, each interval once saved)
 : "${USE_LARGE_DATASET_PATH=0}"              # 1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/
 : "${LARGE_DATASET_PATH=}"                   # datasets folder for USE_LARGE_DATASET_PATH=1 (e.g. /scratch/$USER/datasets)
 
@@ -66,11 +67,11 @@ set -euo pipefail
 
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
     OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL \
-    USE_LARGE_DATASET_PATH LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME CLUSTER_CPUS \
-    CLUSTER_MEM CLUSTER_GPUS CLUSTER_ONLINE_CPUS CLUSTER_ONLINE_MEM CLUSTER_ONLINE_GPUS \
-    CLUSTER_OFFLINE_CPUS CLUSTER_OFFLINE_MEM CLUSTER_OFFLINE_GPUS CLUSTER_PLOT_MEM \
-    CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS OFFLINE_EXTRA_ARGS \
-    BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS RESUME
+    OFFLINE_START USE_LARGE_DATASET_PATH LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME \
+    CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS CLUSTER_ONLINE_CPUS CLUSTER_ONLINE_MEM \
+    CLUSTER_ONLINE_GPUS CLUSTER_OFFLINE_CPUS CLUSTER_OFFLINE_MEM CLUSTER_OFFLINE_GPUS \
+    CLUSTER_PLOT_MEM CLUSTER_ACCOUNT CLUSTER_EXTRA CLUSTER_SIGNAL_MARGIN ONLINE_EXTRA_ARGS \
+    OFFLINE_EXTRA_ARGS BLENDRL_ONLINE_EXTRA_ARGS BLENDRL_OFFLINE_EXTRA_ARGS RESUME
 
 # The project folder (outputs go there unless --work_dir says otherwise); relative paths given in
 # knobs or flags are taken from the current folder.

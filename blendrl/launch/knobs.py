@@ -144,6 +144,10 @@ EVAL_POLICIES = ("sample", "greedy")
 """EVAL_POLICY values (the training scripts' --eval_policy, blendrl.evaluation.EVAL_POLICIES;
 kept here so the launcher stays torch-free; a test checks the two agree)."""
 
+OFFLINE_STARTS = ("after", "follow")
+"""OFFLINE_START values: an offline job starts once its online job exited 0 (``after``), or
+together with it and follows its dataset (``follow``: the offline scripts' ``--follow``)."""
+
 KNOBS: tuple[Knob, ...] = (
     Knob("EXPERIMENT_ID", TEXT, "default_cartpole",
          "name of the experiment (run ids, logs/EXP/, plots/EXP/): letters, digits, . _ -",
@@ -180,6 +184,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("MAX_PARALLEL", INT, 0,
          "local jobs at once (0: one per core; threads = cores / jobs)", WHERE,
          config="max_parallel", minimum=0),
+    Knob("OFFLINE_START", TEXT, "after",
+         "offline jobs start after (their online job exited 0) | follow (with it: --follow, "
+         "each interval once saved)", WHERE,
+         config="offline_start", choices=OFFLINE_STARTS),
     Knob("USE_LARGE_DATASET_PATH", BOOL, False,
          "1: keep datasets under LARGE_DATASET_PATH, not offline_dataset/", WHERE),
     Knob("LARGE_DATASET_PATH", TEXT, "",

@@ -5,14 +5,18 @@
 
 * starts each job as its own process group (cwd = the experiment's work dir), its output
   appended to the job's log, ``OMP_NUM_THREADS`` set to the job's ``threads``;
-* runs at most ``max_parallel`` jobs at once;
+* runs at most ``max_parallel`` computing jobs at once: a follower (``OFFLINE_START=follow``)
+  whose run folder holds ``.waiting`` (it waits for its online run's next mark) does not count;
 * records a job's exit: 0 ``done``, 75 ``interrupted`` (it checkpointed on SIGTERM/SIGUSR1;
   ``run_full_cycle.py --resume`` continues it), anything else ``failed``, with the status in
   words (:func:`~blendrl.launch.outcomes.describe_exit`: 2 arguments refused, 65 dataset
   broken, 74 no space);
 * starts an ``afterok`` job only when all its dependencies exited 0, and records the dependents
   of a job that failed or was interrupted as cancelled (they never start); an ``afterany`` job
-  (the plots) starts when all its dependencies have ended;
+  (the plots) starts when all its dependencies have ended; an ``after`` job (a follower) starts
+  once its dependency has started, and when that ends unfinished (failed, interrupted,
+  cancelled) gets ``.online_ended`` in its run folder (if it exists), which ends its wait at once:
+  exit 3, recorded ``partial``;
 * on SIGTERM/SIGINT (``kill_experiments.sh``), or when the registry says ``kill_requested``,
   stops launching, terminates its running jobs' process groups (SIGTERM, then SIGKILL after a
   grace period), records them and the pending jobs as cancelled, and exits.
@@ -34,13 +38,12 @@ from typing import IO
 from blendrl.exits import guarded_main
 from blendrl.file_io import now_iso
 from blendrl.launch import procs
-from blendrl.launch.outcomes import describe_exit
+from blendrl.launch.outcomes import describe_exit, end_state
 from blendrl.launch.registry import Registry
-from blendrl.launch.scheduling import propagate_cancellations, ready_jobs
-from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                   finish_job)
+from blendrl.launch.scheduling import (FOLLOW_END, computing, end_followers,
+                                       propagate_cancellations, ready_jobs)
+from blendrl.launch.states import CANCELLED, DONE, FAILED, PENDING, RUNNING, finish_job
 
-EXIT_INTERRUPTED = 75
 RUNNER_LOG = "runner.log"
 
 
@@ -83,7 +86,9 @@ class LocalRunner:
                 if data.get("kill_requested"):
                     continue
                 propagate_cancellations(data)
-                free = max_parallel - len(self.procs)
+                for name in end_followers(data):
+                    self.log(f"{name}: its online job ended unfinished: {FOLLOW_END} written")
+                free = max_parallel - computing(data, self.procs)
                 for job in ready_jobs(data)[:max(0, free)]:
                     self._launch(job, data)
                 pending = any(j["state"] == PENDING for j in data["jobs"])
@@ -136,8 +141,7 @@ class LocalRunner:
             for name, code in ended.items():
                 del self.procs[name]
                 job = jobs[name]
-                words = describe_exit(code)
-                state = DONE if code == 0 else INTERRUPTED if code == EXIT_INTERRUPTED else FAILED
+                state, words = end_state(code, job)
                 finish_job(job, state, code, None if code == 0 else words)
                 self._append_log(job, f"=== {name} ended {now_iso()}: {words}\n")
                 self.log(f"{name}: {job['state']} ({words})")

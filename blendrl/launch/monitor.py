@@ -23,8 +23,8 @@ from blendrl.launch.outcomes import EXPLAINED, blocked_jobs, describe_exit
 from blendrl.launch.slurm_checks import pending_line, pending_reason
 from blendrl.launch.registry import Registry
 from blendrl.launch.scheduling import all_finished, counts
-from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING,
-                                   TERMINAL, UNFINISHED, finish_job)
+from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PARTIAL, PENDING,
+                                   RUNNING, TERMINAL, UNFINISHED, finish_job)
 
 
 def refresh(registry: Registry) -> dict:
@@ -44,7 +44,7 @@ def refresh(registry: Registry) -> dict:
             if info is None:
                 answers[job["name"]] = (FAILED, None, "no longer known to SLURM: final state unknown", 0)
             else:
-                answers[job["name"]] = slurm.job_state(info)
+                answers[job["name"]] = slurm.job_state(info, "--follow" in job["command"])
                 why = info.get("Reason")
                 reasons[job["name"]] = None if why in (None, "", "None") else why
                 times[job["name"]] = {"start": info.get("StartTime"), "end": info.get("EndTime"),
@@ -136,16 +136,17 @@ def status_text(data: dict) -> str:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
     lines += [f"  {line}" for line in filter(None, map(pending_line, data["jobs"]))]
     c = counts(data)
-    lines.append(f"  {len(data['jobs'])} jobs: " + ", ".join(f"{c[s]} {s}" for s in
-                                                            (DONE, RUNNING, PENDING, INTERRUPTED,
-                                                             FAILED, CANCELLED)))
+    lines.append(f"  {len(data['jobs'])} jobs: " + ", ".join(
+        f"{c[s]} {s}" for s in (DONE, RUNNING, PENDING, INTERRUPTED, PARTIAL, FAILED, CANCELLED)
+        if s != PARTIAL or c[s]))  # partial (a follower's end) only where there is one
     return "\n".join(line.rstrip() for line in lines)
 
 
 def progress_line(data: dict, elapsed: float) -> str:
     c = counts(data)
     return (f"[{elapsed:6.0f} s] {c[DONE]}/{len(data['jobs'])} done, {c[RUNNING]} running, "
-            f"{c[PENDING]} pending, {c[INTERRUPTED]} interrupted, {c[FAILED]} failed, "
+            f"{c[PENDING]} pending, {c[INTERRUPTED]} interrupted, "
+            + (f"{c[PARTIAL]} partial, " if c[PARTIAL] else "") + f"{c[FAILED]} failed, "
             f"{c[CANCELLED]} cancelled")
 
 

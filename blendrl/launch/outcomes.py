@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 
 from blendrl.contract import EXIT_DATA_FAULT, EXIT_INTERRUPTED, EXIT_NO_SPACE
-from blendrl.launch.states import DONE
+from blendrl.launch.states import DONE, FAILED, INTERRUPTED, PARTIAL
 
 EXIT_USAGE = 2
 """A training script's status for arguments it refuses."""
@@ -27,6 +27,21 @@ EXPLAINED: dict[int, str] = {
                       "run_full_cycle.sh --resume",
 }
 """The statuses with a meaning of their own, in words."""
+
+EXIT_PARTIAL = 3
+"""A follower's (``--follow``) status when its online run stopped writing: it trained the marks
+there were (partial)."""
+PARTIAL_WORDS = ("exit 3: its online run stopped writing, it trained the marks there were; "
+                 "run_full_cycle.sh --resume continues it with its online job")
+
+
+def end_state(code: int, job: dict) -> tuple[str, str]:
+    """``(state, words)`` of a job that exited with ``code``: done, interrupted, partial (a
+    follower's exit 3) or failed."""
+    if code == EXIT_PARTIAL and "--follow" in job.get("command", ()):
+        return PARTIAL, PARTIAL_WORDS
+    state = DONE if code == 0 else INTERRUPTED if code == EXIT_INTERRUPTED else FAILED
+    return state, describe_exit(code)
 
 NOT_RETRYABLE = frozenset({EXIT_USAGE, EXIT_DATA_FAULT})
 """Statuses that ``--resume`` alone would only repeat."""
@@ -47,7 +62,8 @@ def describe_exit(code: int) -> str:
 
 def blocked_jobs(jobs: list[dict]) -> set[str]:
     """The jobs of a registry that ``--resume`` alone cannot finish: those that ended with a
-    status in :data:`NOT_RETRYABLE`, and the ``afterok`` jobs that wait on them."""
+    status in :data:`NOT_RETRYABLE`, and the ``afterok`` jobs (and followers, ``after``) that
+    wait on them."""
     blocked = {j["name"] for j in jobs if j.get("exit_code") in NOT_RETRYABLE
                and j["state"] != DONE}
     grew = True
@@ -55,7 +71,7 @@ def blocked_jobs(jobs: list[dict]) -> set[str]:
         grew = False
         for j in jobs:
             if (j["name"] not in blocked and j["state"] != DONE
-                    and j.get("dependency", "afterok") == "afterok"
+                    and j.get("dependency", "afterok") in ("afterok", "after")
                     and blocked & set(j.get("depends_on") or ())):
                 blocked.add(j["name"])
                 grew = True

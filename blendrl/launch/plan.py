@@ -24,6 +24,7 @@ from blendrl.methods import METHOD_INFO
 from blendrl.launch.config import LaunchConfig
 from blendrl.launch.flags import pass_through, script_flags
 from blendrl.launch.knobs import OFFLINE, ONLINE, Knob
+from blendrl.launch.scheduling import AFTER
 
 PLOT_JOB = "plots"
 AFTEROK = "afterok"
@@ -41,7 +42,8 @@ class Job:
     depends_on: list[str] = field(default_factory=list)
     dependency: str = AFTEROK
     """``afterok``: start only when every dependency exited 0 (and never if one failed);
-    ``afterany``: start when every dependency has ended, however."""
+    ``afterany``: start when every dependency has ended, however; ``after`` (an offline job with
+    ``OFFLINE_START=follow``): start once its online job has started, with ``--follow``."""
     method: str | None = None
     seed: int | None = None
     run_id: str | None = None
@@ -186,7 +188,8 @@ def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: _Dec
     training job's ``--threads``, one number or one per kind (``{"online": 4, "offline": 8}``);
     the plot job has one.
 
-    An offline job depends on the online job producing its dataset when that job is in the plan;
+    An offline job depends on the online job producing its dataset when that job is in the plan
+    (``afterok``; with ``OFFLINE_START=follow``, ``after`` and ``--follow``: it starts with it);
     runs without dependency when the dataset is on disk; is skipped (with the reason) otherwise.
     Jobs whose outputs exist are overwritten or skipped as ``decide`` says; overwriting an online
     run also replaces its dataset (both are listed in ``Plan.remove``)."""
@@ -209,6 +212,9 @@ def build_plan(cfg: LaunchConfig, threads: int | Mapping[str, int], decide: _Dec
                 source_id = _online_run_id(cfg.exp_id, source, cfg.env, seed)
                 if source_id in planned_online:
                     job.depends_on = [source_id]
+                    if cfg.offline_start == "follow":
+                        job.dependency = AFTER
+                        job.command.append("--follow")
                 elif not _dataset_on_disk(Path(job.dataset_dir)):
                     plan.skipped.append((job.name, f"its dataset {job.dataset_dir} neither exists "
                                                    f"nor is produced by this plan (add {source} to "

@@ -1,11 +1,23 @@
 """Scheduling the jobs of a registry (its data as :meth:`~blendrl.launch.registry.Registry.read`
 returns it): which may start now, which are cancelled because a job they wait on ended without
-finishing, how many are in each state, and whether all have ended."""
+finishing, how many are in each state, and whether all have ended; and, for the followers
+(``after`` jobs, ``OFFLINE_START=follow``), which count among the computing jobs and which are
+told that their online job ended unfinished."""
 
 from __future__ import annotations
 
-from blendrl.launch.states import (CANCELLED, DONE, PENDING, STATES, TERMINAL, UNFINISHED,
-                                   finish_job)
+from pathlib import Path
+from typing import Iterable
+
+from blendrl.launch.states import (CANCELLED, DONE, PENDING, RUNNING, STATES, TERMINAL,
+                                   UNFINISHED, finish_job)
+
+AFTER = "after"
+"""A follower's dependency: it starts once its online job has started (SLURM's ``after``)."""
+FOLLOW_WAITING = ".waiting"
+"""In a follower's run folder while it waits for its online run's next mark (not computing)."""
+FOLLOW_END = ".online_ended"
+"""Put in a follower's run folder when its online job ended unfinished: its wait ends at once."""
 
 
 def _job_map(data: dict) -> dict[str, dict]:
@@ -13,15 +25,18 @@ def _job_map(data: dict) -> dict[str, dict]:
 
 
 def propagate_cancellations(data: dict) -> list[str]:
-    """Cancel every pending ``afterok`` job with a dependency that ended without finishing
-    (failed, interrupted or cancelled), transitively; returns the names cancelled now."""
+    """Cancel every pending ``afterok`` or ``after`` job with a dependency that ended without
+    finishing (failed, interrupted, partial or cancelled), transitively; returns the names
+    cancelled now. (A follower not started yet when its online job failed would wait for nothing:
+    ``--resume`` runs both again.)"""
     jobs = _job_map(data)
     cancelled: list[str] = []
     changed = True
     while changed:
         changed = False
         for job in data["jobs"]:
-            if job["state"] != PENDING or job.get("dependency", "afterok") != "afterok":
+            if (job["state"] != PENDING
+                    or job.get("dependency", "afterok") not in ("afterok", AFTER)):
                 continue
             bad = [d for d in job["depends_on"] if jobs[d]["state"] in UNFINISHED]
             if bad:
@@ -44,6 +59,8 @@ def ready_jobs(data: dict) -> list[dict]:
         deps = [jobs[d]["state"] for d in job["depends_on"]]
         if job.get("dependency", "afterok") == "afterany":
             ok = all(s in TERMINAL for s in deps)
+        elif job.get("dependency") == AFTER:
+            ok = all(s == RUNNING or s == DONE for s in deps)
         else:
             ok = all(s == DONE for s in deps)
         if ok:
@@ -61,3 +78,36 @@ def counts(data: dict) -> dict[str, int]:
 
 def all_finished(data: dict) -> bool:
     return all(j["state"] in TERMINAL for j in data["jobs"])
+
+
+def computing(data: dict, running: Iterable[str]) -> int:
+    """How many of the ``running`` jobs (names) compute: all but the followers whose run folder
+    holds ``.waiting`` (waiting for their online run's next mark)."""
+    jobs = _job_map(data)
+
+    def waits(job: dict) -> bool:
+        return ("--follow" in job.get("command", ()) and bool(job.get("run_dir"))
+                and (Path(job["run_dir"]) / FOLLOW_WAITING).exists())
+
+    return sum(1 for name in running if not waits(jobs[name]))
+
+
+def end_followers(data: dict) -> list[str]:
+    """Put ``.online_ended`` in the run folder of each running follower whose online job ended
+    unfinished, where that folder exists (never creating it) and it is not there yet; returns the
+    names of the followers told now."""
+    jobs = _job_map(data)
+    told = []
+    for job in data["jobs"]:
+        if job["state"] != RUNNING or job.get("dependency") != AFTER or not job.get("run_dir"):
+            continue
+        if not any(jobs[d]["state"] in UNFINISHED for d in job["depends_on"]):
+            continue
+        run_dir = Path(job["run_dir"])
+        if run_dir.is_dir() and not (run_dir / FOLLOW_END).exists():
+            try:
+                (run_dir / FOLLOW_END).write_text("its online job ended unfinished\n")
+            except OSError:
+                continue
+            told.append(job["name"])
+    return told

@@ -1,5 +1,6 @@
 """The SLURM backend: one batch script per job, ``sbatch --parsable`` submission with
-``afterok``/``afterany`` dependencies, job states from ``scontrol show job -o``, ``scancel``.
+``afterok``/``afterany``/``after`` dependencies, job states from ``scontrol show job -o``,
+``scancel``.
 
 Each job asks for what its kind needs (:meth:`~blendrl.launch.config.SlurmOptions.request`): an
 online job the CPUs of its environments and no GPU unless CLUSTER_ONLINE_GPUS says, an offline
@@ -30,8 +31,8 @@ from pathlib import Path
 
 from blendrl.contract import latest_checkpoint
 from blendrl.launch.config import SlurmOptions
-from blendrl.launch.outcomes import EXPLAINED, describe_exit
-from blendrl.launch.states import CANCELLED, DONE, FAILED, INTERRUPTED, PENDING, RUNNING
+from blendrl.launch.outcomes import EXIT_PARTIAL, EXPLAINED, describe_exit
+from blendrl.launch.states import CANCELLED, DONE, FAILED, INTERRUPTED, PARTIAL, PENDING, RUNNING
 
 EXIT_INTERRUPTED = 75
 
@@ -222,9 +223,10 @@ def job_info(slurm_id: str) -> dict[str, str] | None:
                      f"{res.stderr.strip()}")
 
 
-def job_state(info: dict[str, str]) -> tuple[str, int | None, str | None, int]:
+def job_state(info: dict[str, str], follower: bool = False
+              ) -> tuple[str, int | None, str | None, int]:
     """``(state, exit code, reason, restarts)`` of a ``job_info`` dict in registry words. The exit
-    code is negative when a signal ended the job."""
+    code is negative when a signal ended the job; a ``follower``'s exit 3 is ``partial``."""
     slurm_state = info.get("JobState", "")
     if slurm_state in _PENDING_STATES:
         state = PENDING
@@ -245,6 +247,8 @@ def job_state(info: dict[str, str]) -> tuple[str, int | None, str | None, int]:
             code = -int(sig) if int(sig) else int(rc)
     if state == FAILED and code == EXIT_INTERRUPTED:
         state = INTERRUPTED  # checkpointed and stopped (a signal the script did not requeue)
+    if state == FAILED and code == EXIT_PARTIAL and follower:
+        state = PARTIAL  # a follower whose online run stopped writing
     why = info.get("Reason")
     why = None if why in (None, "", "None") else why
     reason = None if state in (RUNNING, DONE) else slurm_state + (f" ({why})" if why else "")

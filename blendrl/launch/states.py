@@ -1,7 +1,8 @@
 """The states of a job of the registry, and the record of a job's end.
 
 A job is ``pending`` until it starts, ``running`` while it runs, and ends ``done`` (exit 0),
-``interrupted`` (exit 75 after a checkpoint), ``failed`` or ``cancelled``.
+``interrupted`` (exit 75 after a checkpoint), ``partial`` (a follower, ``--follow``, whose
+online run stopped writing: exit 3), ``failed`` or ``cancelled``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ INTERRUPTED = "interrupted"
 """Ended with exit 75 after writing a checkpoint (SIGTERM/SIGUSR1): ``--resume`` continues it."""
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATES = (PENDING, RUNNING, DONE, INTERRUPTED, FAILED, CANCELLED)
-TERMINAL = frozenset({DONE, INTERRUPTED, FAILED, CANCELLED})
-UNFINISHED = frozenset({INTERRUPTED, FAILED, CANCELLED})
+PARTIAL = "partial"
+"""A follower (``--follow``) that ended with exit 3: it trained the marks its online run wrote
+before it stopped (``dataset_partial`` in its run.json); ``--resume`` continues it."""
+STATES = (PENDING, RUNNING, DONE, INTERRUPTED, PARTIAL, FAILED, CANCELLED)
+TERMINAL = frozenset({DONE, INTERRUPTED, PARTIAL, FAILED, CANCELLED})
+UNFINISHED = frozenset({INTERRUPTED, PARTIAL, FAILED, CANCELLED})
 """Ended without finishing: what ``run_full_cycle.py --resume`` continues."""
 
 
