@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from blendrl.launch.scheduling import (AFTER, FOLLOW_END, FOLLOW_WAITING, computing, end_followers,
                                        propagate_cancellations, ready_jobs)
 from test_launch_slurm import TINY as SLURM_TINY, cluster  # noqa: F401 (the cluster fixture)
-from test_launch_support import clean_env, real_scripts_missing, registry_of, run_cycle, wait_for
+from test_launch_support import (ROOT, clean_env, real_scripts_missing, registry_of, run_cycle,
+                                 wait_for)
 
 missing = real_scripts_missing()
 needs_scripts = pytest.mark.skipif(bool(missing), reason=f"scripts not written yet: {missing}")
@@ -217,3 +219,31 @@ def test_on_a_real_slurm_cluster_a_follower_runs_after_its_online_job_started(cl
     assert "--follow" in off["command"]
     on_res = _results(work, on["name"])
     assert [r["data_limit"] for r in _results(work, off["name"])] == [r["data_limit"] for r in on_res]
+
+
+@needs_scripts
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_on_slurm_a_follower_of_a_cancelled_online_job_ends_partial_when_followed(cluster, tmp_path):
+    work = tmp_path / "work"
+    env = clean_env(EXPERIMENT_ID="fp", OFFLINE_START="follow",
+                    **{**SLURM_TINY, "ONLINE_STEPS": "4000000", "INTERVALS_COUNT": "200",
+                       "CLUSTER_TIME": "30"})
+    res = run_cycle(["--work_dir", str(work)], env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    off_run = work / "out" / "runs" / "fp_iql_on_ppo_cartpole_s0"
+    on = registry_of(work, "fp")["jobs"][0]
+    try:
+        wait_for(lambda: (off_run / "results.json").exists()
+                 and len(json.loads((off_run / "results.json").read_text())) >= 1, 300,
+                 "the follower's first interval")
+        subprocess.run(["scancel", on["slurm_id"]], check=True, timeout=60)
+        res = run_cycle(["--work_dir", str(work), "--status", "fp", "--wait"], env=env,
+                        timeout=300)
+    finally:
+        subprocess.run([str(ROOT / "kill_experiments.sh"), "fp", "--logs_dir",
+                        str(work / "logs")], capture_output=True, timeout=200)
+    jobs = {j["name"]: j for j in registry_of(work, "fp")["jobs"]}
+    assert jobs[on["name"]]["state"] == "cancelled", res.stdout
+    assert (jobs[off_run.name]["state"], jobs[off_run.name]["exit_code"]) == ("partial", 3)
+    assert (off_run / FOLLOW_END).is_file()

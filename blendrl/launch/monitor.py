@@ -22,13 +22,15 @@ from blendrl.launch import procs, slurm
 from blendrl.launch.outcomes import EXPLAINED, blocked_jobs, describe_exit
 from blendrl.launch.slurm_checks import pending_line, pending_reason
 from blendrl.launch.registry import Registry
-from blendrl.launch.scheduling import all_finished, counts
+from blendrl.launch.scheduling import all_finished, counts, end_followers
 from blendrl.launch.states import (CANCELLED, DONE, FAILED, INTERRUPTED, PARTIAL, PENDING,
                                    RUNNING, TERMINAL, UNFINISHED, finish_job)
 
 
 def refresh(registry: Registry) -> dict:
-    """The registry, with cluster jobs' states brought up to date from SLURM."""
+    """The registry, with cluster jobs' states brought up to date from SLURM (and
+    ``.online_ended`` put in the run folder of a running follower whose online job ended
+    unfinished, as the local runner does)."""
     data = registry.read()
     if data.get("mode") != "slurm":
         return data
@@ -67,6 +69,7 @@ def refresh(registry: Registry) -> dict:
                 job["state"] = state
                 job["reason"] = reason
             job["slurm_reason"] = reasons.get(job["name"])
+        end_followers(d)  # a follower whose online job ended unfinished: .online_ended
     return d
 
 
