@@ -215,16 +215,19 @@ def test_on_a_real_slurm_cluster_a_follower_runs_after_its_online_job_started(cl
     assert res.returncode == 0, res.stdout + res.stderr
     on, off, plots = registry_of(work, "fs")["jobs"]
     assert [j["state"] for j in (on, off, plots)] == ["done"] * 3
-    assert off["submit_command"][:3] == ["sbatch", "--parsable", f"--dependency=after:{on['slurm_id']}"]
+    assert off["submit_command"][:3] == ["sbatch", "--parsable",
+                                         f"--dependency=after:{on['slurm_id']}"]
     assert "--follow" in off["command"]
     on_res = _results(work, on["name"])
-    assert [r["data_limit"] for r in _results(work, off["name"])] == [r["data_limit"] for r in on_res]
+    off_res = _results(work, off["name"])
+    assert [r["data_limit"] for r in off_res] == [r["data_limit"] for r in on_res]
 
 
 @needs_scripts
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_on_slurm_a_follower_of_a_cancelled_online_job_ends_partial_when_followed(cluster, tmp_path):
+def test_on_slurm_a_follower_of_a_cancelled_online_job_ends_partial_when_followed(cluster,
+                                                                                  tmp_path):
     work = tmp_path / "work"
     env = clean_env(EXPERIMENT_ID="fp", OFFLINE_START="follow",
                     **{**SLURM_TINY, "ONLINE_STEPS": "4000000", "INTERVALS_COUNT": "200",
