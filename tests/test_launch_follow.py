@@ -250,3 +250,19 @@ def test_on_slurm_a_follower_of_a_cancelled_online_job_ends_partial_when_followe
     assert jobs[on["name"]]["state"] == "cancelled", res.stdout
     assert (jobs[off_run.name]["state"], jobs[off_run.name]["exit_code"]) == ("partial", 3)
     assert (off_run / FOLLOW_END).is_file()
+
+
+def test_a_ready_follower_starts_without_a_free_slot_and_other_jobs_wait_for_one():
+    from blendrl.launch.scheduling import to_start
+
+    def job(name, state, deps=(), dependency="afterok", command=()):
+        return {"name": name, "state": state, "depends_on": list(deps), "dependency": dependency,
+                "command": list(command), "run_dir": ""}
+
+    data = {"jobs": [job("on1", "running"), job("on2", "running"),
+                     job("f1", "pending", ["on1"], "after", ["--follow"]),
+                     job("off2", "pending", ["on2"], "afterok"),
+                     job("plots", "pending", ["on1", "on2"], "afterany")]}
+    assert [j["name"] for j in to_start(data, ["on1", "on2"], max_parallel=2)] == ["f1"]
+    data["jobs"][1]["state"] = "done"  # a slot frees: the afterok job may start
+    assert [j["name"] for j in to_start(data, ["on1"], max_parallel=2)] == ["f1", "off2"]

@@ -5,8 +5,10 @@
 
 * starts each job as its own process group (cwd = the experiment's work dir), its output
   appended to the job's log, ``OMP_NUM_THREADS`` set to the job's ``threads``;
-* runs at most ``max_parallel`` computing jobs at once: a follower (``OFFLINE_START=follow``)
-  whose run folder holds ``.waiting`` (it waits for its online run's next mark) does not count;
+* starts other jobs only while fewer than ``max_parallel`` compute: a follower
+  (``OFFLINE_START=follow``) whose run folder holds ``.waiting`` (it waits for its online run's
+  next mark) does not count, and a follower starts as soon as its online job runs, slot or not
+  (it begins by waiting; once it trains beside the online job, both compete for the cores);
 * records a job's exit: 0 ``done``, 75 ``interrupted`` (it checkpointed on SIGTERM/SIGUSR1;
   ``run_full_cycle.py --resume`` continues it), anything else ``failed``, with the status in
   words (:func:`~blendrl.launch.outcomes.describe_exit`: 2 arguments refused, 65 dataset
@@ -40,8 +42,8 @@ from blendrl.file_io import now_iso
 from blendrl.launch import procs
 from blendrl.launch.outcomes import describe_exit, end_state
 from blendrl.launch.registry import Registry
-from blendrl.launch.scheduling import (FOLLOW_END, computing, end_followers,
-                                       propagate_cancellations, ready_jobs)
+from blendrl.launch.scheduling import (FOLLOW_END, end_followers, propagate_cancellations,
+                                       to_start)
 from blendrl.launch.states import CANCELLED, DONE, FAILED, PENDING, RUNNING, finish_job
 
 RUNNER_LOG = "runner.log"
@@ -88,8 +90,7 @@ class LocalRunner:
                 propagate_cancellations(data)
                 for name in end_followers(data):
                     self.log(f"{name}: its online job ended unfinished: {FOLLOW_END} written")
-                free = max_parallel - computing(data, self.procs)
-                for job in ready_jobs(data)[:max(0, free)]:
+                for job in to_start(data, self.procs, max_parallel):
                     self._launch(job, data)
                 pending = any(j["state"] == PENDING for j in data["jobs"])
             if not self.procs and not pending:

@@ -68,6 +68,17 @@ def ready_jobs(data: dict) -> list[dict]:
     return ready
 
 
+def to_start(data: dict, running: Iterable[str], max_parallel: int) -> list[dict]:
+    """The ready jobs to start now: every ready follower (``after``: it begins by waiting for its
+    online run's next mark, so it takes no slot; once it trains it counts as computing), then the
+    other ready jobs as far as the slots left by the computing ones allow."""
+    ready = ready_jobs(data)
+    followers = [j for j in ready if j.get("dependency") == AFTER]
+    others = [j for j in ready if j.get("dependency") != AFTER]
+    free = max_parallel - computing(data, running)
+    return followers + others[:max(0, free)]
+
+
 def counts(data: dict) -> dict[str, int]:
     """How many jobs are in each state."""
     c = {s: 0 for s in STATES}
