@@ -152,10 +152,10 @@ class BlendRLOfflineArgs(OfflineArgs, BlendRLFields):
 
 
 
-ReaderFactory = Callable[[Path, int], Any]
-"""``(dataset path, limit) -> reader`` with ``manifest``, ``sample(batch_size, rng)`` and
-``extend(limit)``, made once for the first interval to train and extended for each later one;
-by default a ``DatasetReader`` that CRC-checks the chunks it opens first."""
+ReaderFactory = Callable[[Path, int, dict], Any]
+"""``(dataset path, limit, manifest) -> reader`` with ``manifest``, ``sample(batch_size, rng)`` and
+``extend(limit)``, made once for the first interval to train (on the manifest the job has already
+read) and extended for each later one; by default a ``DatasetReader`` (:func:`default_reader`)."""
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -340,7 +340,8 @@ def _train(args: OfflineArgs, method: str, blend: BlendRLFields | None, signal: 
     compile_networks(trainer, args.compile)
     loop = OfflineLoop(args, method, spec, info, limits, trainer, run, device, dataset_device, follower)
     try:
-        first_reader = reader_factory(info.path, limits[start])
+        manifest = follower.manifest if follower is not None else info.manifest
+        first_reader = reader_factory(info.path, limits[start], manifest)
         with loop.life.interrupt:
             if ckpt is not None:
                 loop.restore(ckpt)

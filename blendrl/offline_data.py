@@ -145,11 +145,12 @@ def verify_dataset(info: DatasetInfo, limits: list[int], run_id: str, every: flo
           f"({nbytes / 1e6 / max(dt, 1e-9):.0f} MB/s)", file=sys.stderr, flush=True)
 
 
-def default_reader(path: Path, limit: int) -> Any:
-    """The first interval's reader: a ``DatasetReader`` (its chunks were verified before)."""
+def default_reader(path: Path, limit: int, manifest: dict) -> Any:
+    """The first interval's reader: a ``DatasetReader`` on the manifest the job has read (the
+    dataset is opened once; its chunks were verified before)."""
     from blendrl.datasets import DatasetReader
 
-    return DatasetReader(path, limit)
+    return DatasetReader(path, limit, manifest=manifest)
 
 
 def data_limits(info: DatasetInfo, intervals: int) -> list[int]:

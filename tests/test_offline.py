@@ -91,7 +91,7 @@ class RecordingReader:
 
 
 def recorder(log: list, kill_at: tuple[int, int] | None = None, signum: int = signal.SIGTERM):
-    return lambda path, limit: RecordingReader(log, path, limit, kill_at, signum)
+    return lambda path, limit, manifest: RecordingReader(log, path, limit, kill_at, signum)
 
 
 def make_args(tmp_path: Path, dataset: Path, cls=OfflineArgs, **kw) -> OfflineArgs:

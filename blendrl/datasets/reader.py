@@ -76,16 +76,19 @@ class DatasetReader:
     the chunks it adds. With ``verify`` every chunk it opens, at construction and in
     :meth:`extend`, is checked whole before its rows can be sampled: the CRC-32 of its pools
     (which reads them) and that its floats are finite. Without it, pickles are still CRC-checked
-    and pool sizes checked (the pools' contents are not read until sampled).
+    and pool sizes checked (the pools' contents are not read until sampled). ``manifest``: the
+    dataset's manifest as :func:`read_manifest` has already read and checked it (otherwise it is
+    read here).
     """
 
-    def __init__(self, directory: str | os.PathLike, limit: int | None = None, verify: bool = False):
+    def __init__(self, directory: str | os.PathLike, limit: int | None = None, verify: bool = False,
+                 manifest: dict[str, Any] | None = None):
         self.directory = Path(directory)
         self._chunks: list[Chunk] = []
         self._limit = 0
         self._rng = np.random.default_rng()
         self._verify = bool(verify)
-        self._index(read_manifest(self.directory))
+        self._index(manifest if manifest is not None else read_manifest(self.directory))
         total = self.manifest["count"]
         if limit is None:
             limit = total
