@@ -113,12 +113,12 @@ def test_follow_runs_offline_with_online_and_computes_what_after_computes(tmp_pa
         assert len(after) == 4 and after == follow, run_id
 
 
-@needs_scripts
-@pytest.mark.slow
-def test_a_follower_of_an_online_job_that_dies_ends_partial_with_the_marks_there_were(tmp_path):
+def _stop_online_once_followed(tmp_path: Path, steps: str, intervals: str, signum: int):
+    """A follow experiment whose online job gets ``signum`` once the follower has trained its first
+    interval; returns once the runner has ended: the work folder, the env, the follower's run folder."""
     work = tmp_path / "work"
     env = clean_env(EXPERIMENT_ID="fo", OFFLINE_START="follow",
-                    **{**TINY, "ONLINE_STEPS": "4000000", "INTERVALS_COUNT": "200"})
+                    **{**TINY, "ONLINE_STEPS": steps, "INTERVALS_COUNT": intervals})
     res = run_cycle(["--work_dir", str(work)], env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     off_run = work / "out" / "runs" / OFFLINE
@@ -126,12 +126,19 @@ def test_a_follower_of_an_online_job_that_dies_ends_partial_with_the_marks_there
         wait_for(lambda: (off_run / "results.json").exists()
                  and len(json.loads((off_run / "results.json").read_text())) >= 1, 300,
                  "the follower's first interval")
-        online = registry_of(work, "fo")["jobs"][0]
-        os.killpg(online["pgid"], signal.SIGKILL)  # the online job dies mid-run
+        os.killpg(registry_of(work, "fo")["jobs"][0]["pgid"], signum)
         wait_for(lambda: registry_of(work, "fo")["runner"]["state"] == "done", 300,
                  "the runner to end")
     finally:
         run_cycle(["--work_dir", str(work), "--status", "fo"], env=env)
+    return work, env, off_run
+
+
+@needs_scripts
+@pytest.mark.slow
+def test_a_follower_of_an_online_job_that_dies_ends_partial_with_the_marks_there_were(tmp_path):
+    work, env, off_run = _stop_online_once_followed(tmp_path, "4000000", "200",
+                                                    signal.SIGKILL)  # the online job dies mid-run
     jobs = {j["name"]: j for j in registry_of(work, "fo")["jobs"]}
     assert (jobs[ONLINE]["state"], jobs[ONLINE]["exit_code"]) == ("failed", -signal.SIGKILL)
     assert (jobs[OFFLINE]["state"], jobs[OFFLINE]["exit_code"]) == ("partial", 3)
@@ -147,21 +154,8 @@ def test_a_follower_of_an_online_job_that_dies_ends_partial_with_the_marks_there
 @needs_scripts
 @pytest.mark.slow
 def test_an_interrupted_online_job_leaves_its_follower_partial_and_resume_finishes_both(tmp_path):
-    work = tmp_path / "work"
-    env = clean_env(EXPERIMENT_ID="fo", OFFLINE_START="follow",
-                    **{**TINY, "ONLINE_STEPS": "163840", "INTERVALS_COUNT": "8"})
-    res = run_cycle(["--work_dir", str(work)], env=env)
-    assert res.returncode == 0, res.stdout + res.stderr
-    off_run = work / "out" / "runs" / OFFLINE
-    try:
-        wait_for(lambda: (off_run / "results.json").exists()
-                 and len(json.loads((off_run / "results.json").read_text())) >= 1, 300,
-                 "the follower's first interval")
-        os.killpg(registry_of(work, "fo")["jobs"][0]["pgid"], signal.SIGTERM)  # checkpoints, 75
-        wait_for(lambda: registry_of(work, "fo")["runner"]["state"] == "done", 300,
-                 "the runner to end")
-    finally:
-        run_cycle(["--work_dir", str(work), "--status", "fo"], env=env)
+    work, env, off_run = _stop_online_once_followed(tmp_path, "163840", "8",
+                                                    signal.SIGTERM)  # it checkpoints, exit 75
     jobs = {j["name"]: j for j in registry_of(work, "fo")["jobs"]}
     assert [jobs[n]["state"] for n in (ONLINE, OFFLINE)] == ["interrupted", "partial"]
     trained = len(_results(work, OFFLINE))
