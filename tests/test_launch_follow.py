@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -188,8 +187,10 @@ def test_the_plan_of_follow_gives_each_offline_job_follow_and_the_after_dependen
     assert f"offline  {OFFLINE}  [after: {ONLINE}]" in res.stdout
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here")
-def test_on_slurm_a_follower_is_submitted_after_its_online_job_with_follow(tmp_path):
+@pytest.mark.slurm
+def test_on_slurm_a_follower_is_submitted_after_its_online_job_with_follow(cluster, tmp_path):
+    # --dry_run still asks the controller (sbatch --test-only), so it needs a running cluster,
+    # not just sbatch on the PATH
     env = clean_env(EXPERIMENT_ID="fo", OFFLINE_START="follow", LOCAL="0", CLUSTER_CPUS="1",
                     CLUSTER_MEM="1G", **{k: v for k, v in TINY.items() if k != "LOCAL"})
     res = run_cycle(["--work_dir", str(tmp_path), "--dry_run"], env=env)
