@@ -10,9 +10,11 @@ their guarantees (atomic, crash-safe, exactly resumable, code-free loading) are 
 ``docs/FORMATS.md``.
 
 CLI
-    ``python dataset_utils.py inspect DIR`` and ``python dataset_utils.py verify DIR``.
+    ``python dataset_utils.py inspect DIR``, ``python dataset_utils.py verify DIR`` and
+    ``python dataset_utils.py export-minari DIR --dataset-id NAMESPACE/NAME-vN`` (docs/MINARI.md).
     Exit status: 0 fine; 1 the dataset is broken (the message names the file and the problem);
-    2 bad argument (``DIR`` missing or not a dataset).
+    2 bad argument (``DIR`` missing or not a dataset; for ``export-minari`` also a bad or existing
+    Minari id, an unfinished dataset without ``--partial-dataset``, minari not installed).
 """
 
 from __future__ import annotations
@@ -54,11 +56,52 @@ class VerifyArgs:
     """also check that every float (rewards, float states) is finite, as an offline run does before training (--no-values: the files only)"""
 
 
+@dataclass
+class ExportMinariArgs:
+    """Write a dataset as a Minari dataset into Minari's dataset folder (MINARI_DATASETS_PATH, else
+    ~/.minari/datasets): the episodes of each environment copy with raw rewards and the agent's
+    observations; logic states, lost lives, the learner signal, the original order, marks and
+    the manifest's essentials in infos and metadata (docs/MINARI.md)."""
+
+    directory: tyro.conf.Positional[Path]
+    """the dataset folder (holds manifest.json)"""
+    dataset_id: str
+    """the Minari id to write: NAMESPACE/NAME-vN (the namespace optional)"""
+    overwrite: bool = False
+    """replace a Minari dataset of that id (deleted before the export; without it an existing id is refused)"""
+    partial_dataset: bool = False
+    """export a dataset its online run did not finish (writer_finished false in its manifest): what it holds, recorded as such in the Minari metadata. Without it such a dataset is refused"""
+
+
+def _export_minari(args: ExportMinariArgs) -> int:
+    """The ``export-minari`` subcommand (the folder checked to be a dataset)."""
+    from blendrl.exits import UsageError
+
+    try:
+        from blendrl.interop.minari_export import export_minari
+
+        s = export_minari(args.directory, args.dataset_id, overwrite=args.overwrite,
+                          partial=args.partial_dataset)
+    except ImportError as e:
+        print(f"error: export-minari needs the minari package ({e})", file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"OK: {s['steps']} transitions in {s['episodes']} episode(s) ({s['cut_episodes']} cut) "
+          f"-> Minari dataset {s['dataset_id']} at {s['path']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The CLI; returns the exit status (0 fine, 1 broken dataset, 2 bad argument)."""
     args = one_line_errors(tyro.extras.subcommand_cli_from_dict,
-                           {"inspect": InspectArgs, "verify": VerifyArgs}, args=argv,
-                           description="Inspect or verify an offline dataset.")
+                           {"inspect": InspectArgs, "verify": VerifyArgs,
+                            "export-minari": ExportMinariArgs}, args=argv,
+                           description="Inspect, verify or export an offline dataset.")
     d = Path(args.directory)
     if not d.is_dir():
         print(f"error: {d} is not a folder", file=sys.stderr)
@@ -66,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (d / MANIFEST_NAME).is_file():
         print(f"error: {d} is not a dataset (no {MANIFEST_NAME})", file=sys.stderr)
         return 2
+    if isinstance(args, ExportMinariArgs):
+        return _export_minari(args)
     try:
         if isinstance(args, InspectArgs):
             s = summarize(d)
