@@ -50,9 +50,28 @@ class DatasetInfo(NamedTuple):
         return int(self.metadata.get("planned_transitions") or max(self.count, 1))
 
 
+def check_dataset_choice(args: OfflineArgs) -> None:
+    """Exactly one of ``--dataset``, ``--dataset_run_id`` and ``--minari_dataset`` (a complete
+    Minari dataset is not followed); a UsageError otherwise."""
+    minari_id = getattr(args, "minari_dataset", None)
+    if sum(x is not None for x in (args.dataset, args.dataset_run_id, minari_id)) != 1:
+        raise UsageError("give exactly one of --dataset DIR, --dataset_run_id ID and "
+                         "--minari_dataset ID")
+    if minari_id is not None and args.follow:
+        raise UsageError("--follow waits for a dataset being written; a Minari dataset "
+                         "(--minari_dataset) is complete: drop --follow")
+
+
 def dataset_path(args: OfflineArgs) -> tuple[Path, str]:
-    """The dataset folder (resolved) and the path as given."""
-    given = args.dataset if args.dataset is not None else Path(args.dataset_dir) / args.dataset_run_id
+    """The dataset folder (resolved) and the path as given (``--minari_dataset``: the folder it
+    is converted into, :func:`blendrl.interop.minari_import.cache_folder`)."""
+    minari_id = getattr(args, "minari_dataset", None)
+    if minari_id is not None:
+        from blendrl.interop.minari_import import cache_folder
+
+        given = cache_folder(args.dataset_dir, minari_id)
+    else:
+        given = args.dataset if args.dataset is not None else Path(args.dataset_dir) / args.dataset_run_id
     return Path(given).resolve(), str(given)
 
 
@@ -62,6 +81,10 @@ def inspect_dataset(args: OfflineArgs) -> DatasetInfo:
     is a UsageError."""
     from blendrl.datasets import MANIFEST_NAME, DatasetError, Layout, read_manifest, writer_finished
 
+    if getattr(args, "minari_dataset", None) is not None:  # checked, converted once (or reused)
+        from blendrl.interop.minari_import import import_minari
+
+        import_minari(args.minari_dataset, args.dataset_dir, args.env)
     path, given = dataset_path(args)
     if not path.is_dir():
         raise UsageError(f"dataset {path} does not exist (or is not a folder)")

@@ -105,3 +105,202 @@ def test_cartpole_export_reads_back_step_for_step(tmp_path):
     meta = ds.storage.metadata["blendrl"]
     assert meta["complete"] and meta["source_manifest"]["marks"] == [60, 160, 240]
     assert meta["chunks"] == [50, 26, 50, 50, 50, 14] and meta["cut_episodes"] == NUM_ENVS
+
+
+def write_frames(path: Path, env: str = "kangaroo", kind: str = "atari", steps: int = 30,
+                 num_envs: int = 3, finish: bool = True) -> Path:
+    """An Atari-shaped dataset: frame stacks, lost lives, glitches (a next state that is not the
+    copy's following state), a short chunk."""
+    meta = {"method": "blendrl_ppo", "run_id": "atari_src", "seed": 5}
+    stream = make_stream(kind, num_envs, steps, seed=4, glitch=0.15, life_lost=True)
+    with DatasetWriter(path, chunk_size=24, metadata=meta,
+                       **{**writer_kwargs(kind, num_envs), "env": env}) as w:
+        for t, st in enumerate(stream):
+            w.add(**st)
+            if t == 10:
+                w.mark((t + 1) * num_envs)
+        if finish:
+            w.finish()
+    return path
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    """Two project datasets hold the same transitions, bit for bit, in the same chunks and marks."""
+    ra, rb = DatasetReader(a), DatasetReader(b)
+    assert len(ra) == len(rb) and ra.marks == rb.marks and ra.num_envs == rb.num_envs
+    assert [e["count"] for e in ra.manifest["chunks"]] == [e["count"] for e in rb.manifest["chunks"]]
+    assert ra.has_life_lost == rb.has_life_lost
+    ba, bb = ra.get(np.arange(len(ra))), rb.get(np.arange(len(rb)))
+    for name, x, y in zip(ba._fields, ba, bb):
+        assert_bits_equal(x, y, name)
+
+
+def test_atari_shaped_export_keeps_stacks_lives_and_cuts_at_glitches(tmp_path):
+    src = write_frames(tmp_path / "ds")
+    assert cli(["export-minari", str(src), "--dataset-id", "kangaroo-frames-v1"]) == 0
+    ds = minari.load_dataset("kangaroo-frames-v1")
+    assert ds.observation_space.shape == (4, 84, 84) and ds.env_spec is None
+    r = DatasetReader(src)
+    b = r.get(np.arange(len(r)))
+    seen = np.zeros(len(r), bool)
+    cuts = 0
+    for ep in ds.iterate_episodes():
+        rows = ep.infos["transition_index"][1:]
+        seen[rows] = True
+        assert_bits_equal(ep.observations[:-1], b.neural_state[rows], "stacks")
+        assert_bits_equal(ep.observations[1:], b.next_neural_state[rows], "next stacks")
+        assert (ep.infos["life_lost"][1:] == b.life_lost[rows]).all()
+        assert (ep.infos["learner_reward"][1:] == np.sign(b.reward[rows])).all()  # Atari: sign
+        assert (ep.infos["learner_no_bootstrap"][1:] == (b.terminated | b.life_lost)[rows]).all()
+        cuts += int(ep.infos["cut"].sum())
+    assert seen.all() and cuts == ds.storage.metadata["blendrl"]["cut_episodes"] > 3  # glitches
+    # imported back (no training: Atari evaluation is slow), the very dataset
+    from blendrl.interop.minari_import import import_minari
+
+    back = import_minari("kangaroo-frames-v1", tmp_path / "cache", None)
+    assert_same_dataset(src, back)
+    assert DatasetReader(back).metadata["run_id"] == "atari_src"
+
+
+def offline_args(tmp_path: Path, run_id: str, **kw) -> OfflineArgs:
+    base = dict(run_id=run_id, runs_dir=tmp_path / "runs", dataset_dir=tmp_path / "cache",
+                epochs=1, batch_size=16, eval_episodes=2, eval_envs=1, threads=1, device="cpu",
+                hidden=8, critic_hidden=16, log_every=5, progress_seconds=1000.0)
+    base.update(kw)
+    return OfflineArgs(**base)
+
+
+def results_without_timing(tmp_path: Path, run_id: str) -> list[dict]:
+    out = json.loads((tmp_path / "runs" / run_id / "results.json").read_text())
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in out]
+
+
+def test_round_trip_trains_to_the_same_results(tmp_path):
+    src = write_cartpole(tmp_path / "ds")
+    assert cli(["export-minari", str(src), "--dataset-id", "rt/cartpole-v0"]) == 0
+    assert offline_main(offline_args(tmp_path, "orig", dataset=src), "iql") == 0
+    assert offline_main(offline_args(tmp_path, "back", minari_dataset="rt/cartpole-v0"), "iql") == 0
+    back = tmp_path / "cache" / "minari-rt_cartpole-v0"
+    assert_same_dataset(src, back)
+    assert [r["data_limit"] for r in results_without_timing(tmp_path, "orig")] == [60, 160, 240]
+    assert results_without_timing(tmp_path, "orig") == results_without_timing(tmp_path, "back")
+    run = json.loads((tmp_path / "runs" / "back" / "run.json").read_text())
+    assert run["dataset_source"]["run_id"] == "src" and run["args"]["minari_dataset"] == "rt/cartpole-v0"
+    stamp = (back / "manifest.json").stat().st_mtime_ns
+    assert offline_main(offline_args(tmp_path, "again", minari_dataset="rt/cartpole-v0"), "iql") == 0
+    assert (back / "manifest.json").stat().st_mtime_ns == stamp  # converted once, reused
+
+
+def collect_cartpole(dataset_id: str, episodes: int = 4, seed: int = 0) -> None:
+    """A Minari dataset written by minari's own DataCollector: random CartPole-v1 policy."""
+    import gymnasium as gym
+
+    env = minari.DataCollector(gym.make("CartPole-v1"))
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    done = 0
+    while done < episodes:
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            done += 1
+            env.reset()
+    with pytest.warns(UserWarning):
+        env.create_dataset(dataset_id=dataset_id, algorithm_name="random")
+    env.close()
+
+
+def test_import_of_a_data_collector_dataset_and_a_real_run(tmp_path):
+    collect_cartpole("cp/random-v0")
+    ds = minari.load_dataset("cp/random-v0")
+    assert offline_main(offline_args(tmp_path, "dc", minari_dataset="cp/random-v0", intervals=2),
+                        "iql") == 0
+    results = results_without_timing(tmp_path, "dc")
+    from blendrl.loop_state import interval_marks
+
+    assert [r["data_limit"] for r in results] == interval_marks(ds.total_steps, 2)
+    assert all(r["episodes"] == 2 for r in results)
+    r = DatasetReader(tmp_path / "cache" / "minari-cp_random-v0")
+    assert r.num_envs == 1 and r.env == "cartpole" and r.marks == []
+    b, at = r.get(np.arange(len(r))), 0
+    for ep in ds.iterate_episodes():
+        rows = np.arange(at, at + len(ep))
+        at += len(ep)
+        assert_bits_equal(b.neural_state[rows], ep.observations[:-1], "obs")
+        assert_bits_equal(b.next_neural_state[rows], ep.observations[1:], "next obs")
+        assert_bits_equal(b.logic_state[rows], ep.observations[:-1].reshape(-1, 2, 2), "logic")
+        assert (b.action[rows] == ep.actions).all() and (b.reward[rows] == ep.rewards).all()
+        assert (b.terminated[rows] == ep.terminations).all() and (b.truncated[rows] == ep.truncations).all()
+    assert at == len(r)
+
+
+def test_export_refuses_bad_input_before_any_work(tmp_path, capsys):
+    src = write_cartpole(tmp_path / "ds", steps=40)
+    assert cli(["export-minari", str(src), "--dataset-id", "no version"]) == 2
+    assert "bad Minari dataset id" in capsys.readouterr().err
+    assert cli(["export-minari", str(tmp_path / "none"), "--dataset-id", "ab/b-v0"]) == 2
+    assert cli(["export-minari", str(src), "--dataset-id", "ab/b-v0"]) == 0
+    first = minari.load_dataset("ab/b-v0").total_episodes
+    capsys.readouterr()
+    assert cli(["export-minari", str(src), "--dataset-id", "ab/b-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "exists already" in err and err.count("\n") == 1
+    assert cli(["export-minari", str(src), "--dataset-id", "ab/b-v0", "--overwrite"]) == 0
+    assert minari.load_dataset("ab/b-v0").total_episodes == first
+    unfinished = write_cartpole(tmp_path / "unfinished", steps=40, finish=False)
+    assert cli(["export-minari", str(unfinished), "--dataset-id", "ab/u-v0"]) == 2
+    assert "not finished" in capsys.readouterr().err and "ab/u-v0" not in minari.list_local_datasets()
+    assert cli(["export-minari", str(unfinished), "--dataset-id", "ab/u-v0", "--partial-dataset"]) == 0
+    meta = minari.load_dataset("ab/u-v0").storage.metadata["blendrl"]
+    assert meta["source_manifest"]["writer_finished"] is False
+    # imported, it is unfinished again: refused without --partial_dataset, as the source is
+    assert offline_main(offline_args(tmp_path, "u", minari_dataset="ab/u-v0"), "iql") == 2
+    assert "--partial_dataset" in capsys.readouterr().err
+    chunk = sorted(src.glob("chunk_*.pkl"))[0]
+    chunk.write_bytes(chunk.read_bytes()[:-3] + b"xyz")
+    assert cli(["export-minari", str(src), "--dataset-id", "ab/broken-v0"]) == 1
+    assert chunk.name in capsys.readouterr().err
+
+
+def _minari_without_episodes(dataset_id: str, env: str, **spaces) -> None:
+    with pytest.warns(UserWarning):
+        minari.create_dataset_from_buffers(dataset_id, [], env=env, **spaces)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("unknown", "no Minari dataset 'nope/none-v0'"),
+    ("other_env", "--env mountaincar does not match"),
+    ("unknown_env", "recorded on Acrobot-v1"),
+    ("other_space", "observation space"),
+    ("unknown_export_env", "holds 'test-tinyframes' transitions"),
+    ("interrupted_export", "did not finish"),
+    ("two_sources", "give exactly one of"),
+    ("follow", "drop --follow"),
+])
+def test_import_refuses_bad_input_with_exit_2(tmp_path, capsys, case, words):
+    import gymnasium as gym
+
+    kw: dict = {"minari_dataset": "xy/d-v0"}
+    if case == "unknown":
+        kw["minari_dataset"] = "nope/none-v0"
+    elif case in ("other_env", "two_sources", "follow", "interrupted_export"):
+        src = write_cartpole(tmp_path / "ds", steps=20)
+        assert cli(["export-minari", str(src), "--dataset-id", "xy/d-v0"]) == 0
+        extra = {"other_env": {"env": "mountaincar"}, "two_sources": {"dataset": src},
+                 "follow": {"follow": True}}.get(case, {})
+        kw.update(extra)
+        if case == "interrupted_export":
+            storage = minari.load_dataset("xy/d-v0").storage
+            storage.update_metadata({"blendrl": {**storage.metadata["blendrl"], "complete": False}})
+    elif case == "unknown_env":
+        _minari_without_episodes("xy/d-v0", "Acrobot-v1")
+    elif case == "other_space":
+        _minari_without_episodes("xy/d-v0", "CartPole-v1",
+                                 observation_space=gym.spaces.Box(-1, 1, (4,), np.float64))
+    else:
+        src = write_frames(tmp_path / "ds", env="test-tinyframes", kind="tinyframes", steps=8)
+        assert cli(["export-minari", str(src), "--dataset-id", "xy/d-v0"]) == 0
+    capsys.readouterr()
+    assert offline_main(offline_args(tmp_path, "bad", **kw), "iql") == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs" / "bad").exists() and not (tmp_path / "cache").exists()

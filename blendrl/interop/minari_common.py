@@ -44,9 +44,9 @@ def check_dataset_id(dataset_id: str) -> None:
 
     try:
         parse_dataset_id(dataset_id)
-    except ValueError as e:
-        raise UsageError(f"bad Minari dataset id {dataset_id!r}: expected NAMESPACE/NAME-vN "
-                         "(the namespace optional)") from e
+    except (ValueError, TypeError) as e:  # TypeError: minari's int() of a missing version
+        raise UsageError(f"bad Minari dataset id {dataset_id!r}: expected NAMESPACE/NAME-vN (N a "
+                         "number; the namespace optional, of 2 characters or more)") from e
 
 
 def minari_exists(dataset_id: str) -> bool:
