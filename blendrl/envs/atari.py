@@ -79,7 +79,7 @@ from blendrl.envs import snapshot
 # the spec's shape (numpy only, so that a game's SPEC is read without gymnasium), also named here
 from blendrl.envs.atari_spec import (ALE_FULL_ACTION_NAMES, FEATURES, FRAME_SIZE,  # noqa: F401
                                      FRAME_SKIP, MAX_EPISODE_STEPS, STACK, atari_spec, object_slots)
-from blendrl.envs.base import EnvSpec, VecEnv
+from blendrl.envs.base import EnvSpec, FirstEpisodeFrames, VecEnv
 
 STICKY_ACTION_PROBABILITY = 0.25
 """ALE v5 default: at every frame ALE repeats the previous action with this probability."""
@@ -88,6 +88,9 @@ NOOP_MAX = 30
 """Random no-op starts: after a reset, 1..NOOP_MAX no-op agent steps drawn from the episode's seed."""
 
 VECTORIZATIONS: tuple[str, ...] = ("async", "sync")
+
+RENDER_FPS = 15
+"""Frames per second of a video with one frame per agent step: 60 ALE frames / ``FRAME_SKIP``."""
 
 
 def observation_space(spec: EnvSpec) -> spaces.Dict:
@@ -119,7 +122,10 @@ class OCAtariEnv(gym.Env):
     def __init__(self, spec: EnvSpec, *, hud: bool = False,
                  repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
                  detect_every_frame: bool = False, extract_objects: bool = True,
-                 noop_max: int = NOOP_MAX, fire_reset: bool | None = None):
+                 noop_max: int = NOOP_MAX, fire_reset: bool | None = None,
+                 render_mode: str | None = None):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if tuple(spec.features) != FEATURES:
             raise ValueError(f"{spec.name}: Atari specs need the features {FEATURES}, got {spec.features}")
         if not 0.0 <= repeat_action_probability <= 1.0:
@@ -127,7 +133,8 @@ class OCAtariEnv(gym.Env):
         if isinstance(noop_max, bool) or not isinstance(noop_max, (int, np.integer)) or noop_max < 0:
             raise ValueError(f"noop_max must be an int >= 0, got {noop_max!r}")
         self.game_spec = spec
-        self.metadata = {"render_modes": []}
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
+        self.render_mode = render_mode
         self.observation_space = observation_space(spec)
         self.action_space = spaces.Discrete(spec.n_actions)
         self._hud = hud
@@ -295,6 +302,13 @@ class OCAtariEnv(gym.Env):
         self._steps += 1
         truncated = (truncated or self._steps >= self.game_spec.max_episode_steps) and not terminated
         return self._observation(), reward, terminated, truncated, {"life_lost": life_lost}
+
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: the RGB screen ALE shows now, ``uint8 [210, 160, 3]`` (ALE's
+        ``getScreenRGB``, the last frame of the agent step; reads no random number)."""
+        if self.render_mode != "rgb_array" or self._oc is None:
+            return None
+        return self._ale.getScreenRGB()
 
     def close(self) -> None:
         if self._oc is not None:
@@ -554,17 +568,23 @@ def _in_worker(factory: Callable[[], gym.Env]) -> gym.Env:
     return factory()
 
 
+def _with_frames(factory: Callable[[], gym.Env]) -> gym.Env:
+    return FirstEpisodeFrames(factory())
+
+
 def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectorization: str = "async",
                    repeat_action_probability: float = STICKY_ACTION_PROBABILITY,
                    detect_every_frame: bool = False, extract_objects: bool = True,
-                   noop_max: int = NOOP_MAX, fire_reset: bool | None = None) -> VecEnv:
+                   noop_max: int = NOOP_MAX, fire_reset: bool | None = None,
+                   video: bool = False) -> VecEnv:
     """``num_envs`` copies of an Atari game as a :class:`VecEnv` (call ``reset(seed)`` first).
 
     ``vectorization="async"`` runs each copy in its own subprocess (shared-memory observations);
     ``"sync"`` steps them in this process. ``hud`` is passed to OCAtari (HUD objects such as the
     score); ``repeat_action_probability`` is ALE's sticky-action probability;
     ``detect_every_frame`` and ``extract_objects`` are the checking / benchmarking switches of
-    :class:`OCAtariEnv`; ``noop_max`` and ``fire_reset`` its start protocol.
+    :class:`OCAtariEnv`; ``noop_max`` and ``fire_reset`` its start protocol. ``video``: copy 0
+    reports the RGB frames of its first episode (:class:`~blendrl.envs.base.FirstEpisodeFrames`).
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -575,12 +595,14 @@ def make_atari_vec(spec: EnvSpec, num_envs: int, *, hud: bool = False, vectoriza
                                 detect_every_frame=detect_every_frame,
                                 extract_objects=extract_objects, noop_max=noop_max,
                                 fire_reset=fire_reset)
-    fns = [factory] * int(num_envs)
+    fns: list[Callable[[], gym.Env]] = [factory] * int(num_envs)
+    if video:
+        fns[0] = functools.partial(_with_frames, functools.partial(factory, render_mode="rgb_array"))
     if vectorization == "async":
         # Import OCAtari in this process first: forked workers then inherit it instead of each
         # paying the import (seconds).
         import ocatari.core  # noqa: F401
-        worker_fns = [functools.partial(_in_worker, factory)] * int(num_envs)
+        worker_fns = [functools.partial(_in_worker, fn) for fn in fns]
         vec = AsyncVectorEnv(worker_fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -74,4 +74,5 @@ def atari_spec(name: str, gym_id: str, counts: Sequence[tuple[str, int]],
         max_episode_steps=MAX_EPISODE_STEPS,
         presence_feature="visible",
         has_lives=True,
+        can_render=True,
     )

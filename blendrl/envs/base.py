@@ -57,6 +57,9 @@ class EnvSpec:
     has_lives: bool = False
     """The game has lives (Atari): :attr:`StepBatch.life_lost` can be True, and the learner may
     treat a lost life as the end of its bootstrap (``--life_loss_terminal``)."""
+    can_render: bool = False
+    """``make_vec(num_envs, video=True)`` gives the RGB frames of copy 0's first episode
+    (:attr:`VecEnv.frame`), from which an evaluation video is made (``--eval_video``)."""
 
     @property
     def logic_shape(self) -> tuple[int, int]:
@@ -129,10 +132,21 @@ class VecEnv:
         self._split_one = split_one
         self._ep_return = np.zeros(self.num_envs, dtype=np.float64)
         self._ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.frame: np.ndarray | None = None
+        """RGB ``uint8 [H, W, 3]`` of the state copy 0 is in, while it plays its first episode of
+        an env made with ``video=True`` (:class:`FirstEpisodeFrames`); None otherwise."""
+
+    def _take_frame(self, info: dict, reported: bool = True) -> None:
+        """Keep copy 0's frame from ``info`` (``reported``: copy 0 is among the copies whose
+        info this is; a reset of other copies leaves its frame as it was)."""
+        if reported:
+            has = "frame" in info and bool(np.asarray(info["_frame"])[0])
+            self.frame = np.asarray(info["frame"][0]) if has else None
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Reset all copies; copy ``i`` is seeded with ``seed + i``."""
-        obs, _ = self.vec.reset(seed=seed)
+        obs, info = self.vec.reset(seed=seed)
+        self._take_frame(info)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         return self._split(obs)
@@ -141,13 +155,15 @@ class VecEnv:
         """Reset only the copies where ``mask`` is true, copy ``i`` with ``seeds[i]``; the others
         keep their state. Returns the states of all copies."""
         mask = np.asarray(mask, dtype=bool)
-        obs, _ = self.vec.reset(seed=list(seeds), options={"reset_mask": mask})
+        obs, info = self.vec.reset(seed=list(seeds), options={"reset_mask": mask})
+        self._take_frame(info, reported=bool(mask[0]))
         self._ep_return[mask] = 0.0
         self._ep_length[mask] = 0
         return self._split(obs)
 
     def step(self, actions: np.ndarray) -> StepBatch:
         obs, reward, terminated, truncated, info = self.vec.step(np.asarray(actions))
+        self._take_frame(info)
         logic, neural = self._split(obs)
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
@@ -217,6 +233,32 @@ class VecEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class FirstEpisodeFrames(gym.Wrapper):
+    """Puts the RGB frame of every state of the wrapped env's first episode (from its first reset
+    until that episode ends) into the info as ``info["frame"]``: the frames the agent acts on,
+    one per agent step. The env must render ``rgb_array``; observations, rewards and the env's
+    random streams are untouched (rendering draws no random number)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._resets = 0
+        self._recording = False
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._resets += 1
+        self._recording = self._resets == 1
+        return obs, self._with_frame(info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._recording = self._recording and not (terminated or truncated)
+        return obs, reward, terminated, truncated, self._with_frame(info)
+
+    def _with_frame(self, info: dict) -> dict:
+        return {**info, "frame": self.env.render()} if self._recording else info
 
 
 def _life_lost(info: dict, done: np.ndarray, n: int) -> np.ndarray:

@@ -6,13 +6,16 @@ The logic state of a classic-control environment is its observation vector resha
 
 from __future__ import annotations
 
+import functools
+import os
+
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
 from blendrl.envs import snapshot
-from blendrl.envs.base import EnvSpec, VecEnv
+from blendrl.envs.base import EnvSpec, FirstEpisodeFrames, VecEnv
 
 _WRAPPER_FIELDS = ("_elapsed_steps", "_has_reset")
 """What the wrappers of ``gym.make`` carry from step to step (TimeLimit's counter, OrderEnforcing's
@@ -98,18 +101,15 @@ def logic_from_observation(spec: EnvSpec, obs: np.ndarray) -> np.ndarray:
     return obs.reshape(*lead, *spec.logic_shape)
 
 
-def make_classic_vec(spec: EnvSpec, num_envs: int) -> VecEnv:
-    """A synchronous vector env of ``spec.gym_id`` whose observation is reshaped into objects."""
+def make_classic_vec(spec: EnvSpec, num_envs: int, *, video: bool = False) -> VecEnv:
+    """A synchronous vector env of ``spec.gym_id`` whose observation is reshaped into objects;
+    with ``video``, copy 0 renders ``rgb_array`` (gymnasium's own drawing) and reports the
+    frames of its first episode (:class:`~blendrl.envs.base.FirstEpisodeFrames`)."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be positive, got {num_envs}")
-    vec = gym.make_vec(
-        spec.gym_id,
-        num_envs=num_envs,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-        max_episode_steps=spec.max_episode_steps,
-        wrappers=[Snapshots],
-    )
+    # what gym.make_vec(..., vectorization_mode="sync", wrappers=[Snapshots]) builds, copy by copy
+    fns = [functools.partial(_classic_copy, spec, video and i == 0) for i in range(num_envs)]
+    vec = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     def split(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         neural = np.asarray(obs, dtype=np.float32)
         return logic_from_observation(spec, neural).copy(), neural
@@ -119,3 +119,14 @@ def make_classic_vec(spec: EnvSpec, num_envs: int) -> VecEnv:
         return logic_from_observation(spec, neural), neural
 
     return VecEnv(spec, vec, split, split_one)
+
+
+def _classic_copy(spec: EnvSpec, frames: bool) -> gym.Env:
+    """One copy: ``gym.make`` with the spec's time limit, :class:`Snapshots`, and with ``frames``
+    the ``rgb_array`` frames of its first episode in its info."""
+    if frames:  # gymnasium draws with pygame, whose init would look for a sound card and a display
+        for variable in ("SDL_AUDIODRIVER", "SDL_VIDEODRIVER"):
+            os.environ.setdefault(variable, "dummy")
+    env = Snapshots(gym.make(spec.gym_id, max_episode_steps=spec.max_episode_steps,
+                             render_mode="rgb_array" if frames else None))
+    return FirstEpisodeFrames(env) if frames else env

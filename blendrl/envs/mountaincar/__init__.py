@@ -20,11 +20,13 @@ SPEC = EnvSpec(
     neural_shape=(2,),
     neural_dtype=np.dtype(np.float32),
     action_names=("left", "noop", "right"),
+    can_render=True,
     max_episode_steps=200,
 )
 
 
-def make_vec(num_envs: int) -> VecEnv:
+def make_vec(num_envs: int, **options) -> VecEnv:
+    """``num_envs`` copies; ``options`` (``video``) go to :func:`blendrl.envs.classic.make_classic_vec`."""
     from blendrl.envs.classic import make_classic_vec  # here: reading SPEC imports no torch
 
-    return make_classic_vec(SPEC, num_envs)
+    return make_classic_vec(SPEC, num_envs, **options)
