@@ -68,6 +68,11 @@ class Agent(nn.Module):
         entropy = -(probs * log_probs).sum(dim=1)
         return AgentStep(action, log_prob, entropy, value, pol.logic_weight, pol.blend_entropy)
 
+    def clause_values(self, logic: torch.Tensor) -> list[tuple[str, float]] | None:
+        """(clause text, how much it fires) of each rule at one logic state ``[O, F]``, for an
+        agent with rules (what an evaluation video shows beside the frame); None otherwise."""
+        return None
+
     def action_probs(self, logic: torch.Tensor, neural: torch.Tensor) -> torch.Tensor:
         return self.policy(logic, neural).log_probs.exp()
 

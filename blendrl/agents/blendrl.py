@@ -214,6 +214,12 @@ class BlendRLAgent(Agent):
         ]
         return [g for g in groups if g["params"]]
 
+    @torch.no_grad()
+    def clause_values(self, logic: torch.Tensor) -> list[tuple[str, float]]:
+        """The actor clauses' text and values at one logic state ``[O, F]``: each clause's weight
+        times its truest grounding's body (a separate pass; the policy is not computed)."""
+        return self.logic_actor.clause_values(logic)
+
     def program_text(self) -> str:
         """The learned program: the semantics, then actor and blender clauses with their current weights."""
         text = "# semantics: " + " ".join(f"{k}={v}" for k, v in self.semantics.items())

@@ -163,6 +163,13 @@ class LogicActor(nn.Module):
         """Each actor clause with its current weight, one per line."""
         return self.reasoner.program_text(0)
 
+    def clause_values(self, logic: torch.Tensor) -> list[tuple[str, float]]:
+        """Each actor clause's text and how much it fires at the state ``logic`` ``[O, F]``
+        (:meth:`~blendrl.logic.reasoner.ForwardReasoner.clause_values`), in file order."""
+        _check_state(logic.unsqueeze(0), self.rule_set)
+        values = self.reasoner.clause_values(logic.unsqueeze(0).float(), 0)[0].tolist()
+        return [(str(c), v) for c, v in zip(self.program.clauses, values)]
+
     def blender_program_text(self) -> str:
         """Each blender clause with its current weight, one per line (needs ``with_blender``)."""
         return self.reasoner.program_text(1)

@@ -407,6 +407,25 @@ class ForwardReasoner(nn.Module):
             return self._modules["_heads"](body * weights)
         return self._modules["_mixing"](body, weights)
 
+    @torch.no_grad()
+    def clause_values(self, logic: torch.Tensor, part: int = 0) -> torch.Tensor:
+        """[B, n_clauses of program ``part``] how much each clause fires at each state: its weight
+        (:meth:`clause_weights`) times its truest grounding's body at the final atom values
+        (the max over its groundings). A separate pass for explanations (evaluation videos); the
+        forward pass is unchanged."""
+        values = self.forward(logic)
+        if self._negation:
+            values = torch.cat([values, torch.sub(self._buffers["_one"], values)], dim=1)
+        body = values.index_select(1, self._buffers["_body_index"]).view(
+            values.shape[0], *self._body_shape).prod(dim=2)
+        first = sum(len(p.clauses) for p in self.programs[:part])
+        count = len(self.programs[part].clauses)
+        clause = self._buffers["_clause_of_grounding"]
+        mine = (clause >= first) & (clause < first + count)
+        best = body.new_zeros(body.shape[0], count).scatter_reduce(
+            1, (clause[mine] - first).expand(body.shape[0], -1), body[:, mine], "amax")
+        return best * self.clause_weights(part).to(best.dtype)
+
     # -- text -----------------------------------------------------------------------------------
     def program_text(self, part: int = 0) -> str:
         """Each clause of program ``part`` with its current weight, one per line: ``0.980 head :- body.``."""
