@@ -19,7 +19,7 @@ cd "$root"
 WHEELS=(tyro docstring_parser typeguard typing_extensions  # typeguard 4.6 needs typing_extensions >= 4.14
         gymnasium Farama-Notifications cloudpickle ale-py pygame pyfiglet termcolor keyboard
         arch statsmodels patsy formulaic interface-meta narwhals wrapt pandas pytz tzdata seaborn)
-pin() { grep -hi "^$1==" requirements.txt requirements-nodeps.txt || { echo "no pin for $1 in requirements.txt" >&2; exit 1; }; }
+pin() { grep -hi "^$1==" requirements.txt requirements-nodeps.txt || { echo "no pin for $1 in requirements.txt or requirements-nodeps.txt" >&2; exit 1; }; }
 pins=()
 for w in "${WHEELS[@]}"; do pins+=("$(pin "$w")"); done
 SOURCE_ONLY=(ocatari rliable)  # published as source archives only: their (pure-Python) wheels built once
