@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,18 +83,20 @@ def episodes_of_reader(path: Path) -> list[dict]:
     return sorted(out, key=lambda e: e["first"])
 
 
-def test_cartpole_export_reads_back_step_for_step(tmp_path):
-    src = write_cartpole(tmp_path / "ds")
-    assert cli(["export-minari", str(src), "--dataset-id", "blendrl/cartpole-test-v0"]) == 0
-    ds = minari.load_dataset("blendrl/cartpole-test-v0")
+def check_export(src: Path, dataset_id: str) -> Any:
+    """The Minari dataset ``dataset_id`` holds ``src``'s transitions, episode by episode and step
+    for step (the project's reader's); returns it."""
+    ds = minari.load_dataset(dataset_id)
     expected = episodes_of_reader(src)
     assert len(ds) == len(expected) and ds.total_steps == len(DatasetReader(src))
-    assert ds.env_spec.id == "CartPole-v1"
-    for ep, exp in zip(ds.iterate_episodes(), expected):
+    metas = list(ds.storage.get_episode_metadata(range(len(ds))))
+    for ep, exp, meta in zip(ds.iterate_episodes(), expected, metas):
         b, rows = exp["b"], exp["rows"]
+        assert meta["total_steps"] == len(ep) == len(rows)
         assert_bits_equal(ep.observations[:-1], b.neural_state[rows], "obs")
         assert_bits_equal(ep.observations[1:], b.next_neural_state[rows], "next obs")
         assert_bits_equal(ep.infos["logic_state"][1:], b.next_logic_state[rows], "logic")
+        assert_bits_equal(ep.infos["logic_state"][:1], b.logic_state[rows[:1]], "first logic")
         assert (ep.actions == b.action[rows]).all() and ep.actions.dtype == np.int64
         assert_bits_equal(ep.rewards, b.reward[rows], "rewards")
         assert (ep.terminations == b.terminated[rows]).all()
@@ -102,9 +105,29 @@ def test_cartpole_export_reads_back_step_for_step(tmp_path):
         assert (ep.infos["transition_index"][1:] == rows).all()
         assert (ep.infos["env_index"] == rows[0] % NUM_ENVS).all()
         assert cut.sum() == (not (b.terminated[rows[-1]] or b.truncated[rows[-1]]))
+    return ds
+
+
+def test_cartpole_export_reads_back_step_for_step(tmp_path):
+    src = write_cartpole(tmp_path / "ds")
+    assert cli(["export-minari", str(src), "--dataset-id", "blendrl/cartpole-test-v0"]) == 0
+    ds = check_export(src, "blendrl/cartpole-test-v0")
+    assert ds.env_spec.id == "CartPole-v1"
     meta = ds.storage.metadata["blendrl"]
     assert meta["complete"] and meta["source_manifest"]["marks"] == [60, 160, 240]
     assert meta["chunks"] == [50, 26, 50, 50, 50, 14] and meta["cut_episodes"] == NUM_ENVS
+
+
+def test_small_windows_write_episodes_piece_by_piece(tmp_path):
+    from blendrl.interop.minari_export import export_minari
+    from blendrl.interop.minari_import import import_minari
+
+    src = write_cartpole(tmp_path / "ds", steps=80)
+    # 64 bytes of states a transition: windows of 3 steps, so most episodes span several
+    summary = export_minari(src, "blendrl/pieces-v0", window_bytes=64 * 6)
+    assert summary["steps"] == 160
+    check_export(src, "blendrl/pieces-v0")
+    assert_same_dataset(src, import_minari("blendrl/pieces-v0", tmp_path / "cache", "cartpole"))
 
 
 def write_frames(path: Path, env: str = "kangaroo", kind: str = "atari", steps: int = 30,
