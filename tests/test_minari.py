@@ -293,6 +293,7 @@ def _minari_without_episodes(dataset_id: str, env: str, **spaces) -> None:
     ("unknown", "no Minari dataset 'nope/none-v0'"),
     ("other_env", "--env mountaincar does not match"),
     ("unknown_env", "recorded on Acrobot-v1"),
+    ("foreign_atari", "Atari data is imported only from this project's exports"),
     ("other_space", "observation space"),
     ("unknown_export_env", "holds 'test-tinyframes' transitions"),
     ("interrupted_export", "did not finish"),
@@ -316,6 +317,9 @@ def test_import_refuses_bad_input_with_exit_2(tmp_path, capsys, case, words):
             storage.update_metadata({"blendrl": {**storage.metadata["blendrl"], "complete": False}})
     elif case == "unknown_env":
         _minari_without_episodes("xy/d-v0", "Acrobot-v1")
+    elif case == "foreign_atari":
+        gym.register_envs(pytest.importorskip("ale_py"))
+        _minari_without_episodes("xy/d-v0", "ALE/Kangaroo-v5")
     elif case == "other_space":
         _minari_without_episodes("xy/d-v0", "CartPole-v1",
                                  observation_space=gym.spaces.Box(-1, 1, (4,), np.float64))
