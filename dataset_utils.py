@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,17 @@ class ExportMinariArgs:
     """export a dataset its online run did not finish (writer_finished false in its manifest): what it holds, recorded as such in the Minari metadata. Without it such a dataset is refused"""
 
 
+def _every(seconds: float):
+    """A progress line on stderr, at most once per ``seconds``."""
+    last = [time.monotonic()]
+
+    def say(text: str) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            last[0] = time.monotonic()
+            print(text, file=sys.stderr, flush=True)
+    return say
+
+
 def _export_minari(args: ExportMinariArgs) -> int:
     """The ``export-minari`` subcommand (the folder checked to be a dataset)."""
     from blendrl.exits import UsageError
@@ -81,7 +93,7 @@ def _export_minari(args: ExportMinariArgs) -> int:
         from blendrl.interop.minari_export import export_minari
 
         s = export_minari(args.directory, args.dataset_id, overwrite=args.overwrite,
-                          partial=args.partial_dataset)
+                          partial=args.partial_dataset, say=_every(10.0))
     except ImportError as e:
         print(f"error: export-minari needs the minari package ({e})", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ one written by minari's own ``DataCollector``.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
