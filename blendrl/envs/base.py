@@ -141,7 +141,7 @@ class VecEnv:
         info this is; a reset of other copies leaves its frame as it was)."""
         if reported:
             has = "frame" in info and bool(np.asarray(info["_frame"])[0])
-            self.frame = np.asarray(info["frame"][0]) if has else None
+            self.frame = info["frame"][0].rgb if has else None
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Reset all copies; copy ``i`` is seeded with ``seed + i``."""
@@ -258,7 +258,18 @@ class FirstEpisodeFrames(gym.Wrapper):
         return obs, reward, terminated, truncated, self._with_frame(info)
 
     def _with_frame(self, info: dict) -> dict:
-        return {**info, "frame": self.env.render()} if self._recording else info
+        return {**info, "frame": Frame(self.env.render())} if self._recording else info
+
+
+class Frame:
+    """An RGB frame ``rgb`` in an info dict, boxed: gymnasium's vector envs keep an object as it
+    is, where an array would be copied into a zero-filled ``[num_envs, H, W, 3]`` batch at every
+    step."""
+
+    __slots__ = ("rgb",)
+
+    def __init__(self, rgb: np.ndarray):
+        self.rgb = rgb
 
 
 def _life_lost(info: dict, done: np.ndarray, n: int) -> np.ndarray:

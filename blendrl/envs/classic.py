@@ -110,6 +110,7 @@ def make_classic_vec(spec: EnvSpec, num_envs: int, *, video: bool = False) -> Ve
     # what gym.make_vec(..., vectorization_mode="sync", wrappers=[Snapshots]) builds, copy by copy
     fns = [functools.partial(_classic_copy, spec, video and i == 0) for i in range(num_envs)]
     vec = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
     def split(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         neural = np.asarray(obs, dtype=np.float32)
         return logic_from_observation(spec, neural).copy(), neural
