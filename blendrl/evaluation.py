@@ -18,10 +18,15 @@ environment and returns every episode's return and length:
   ``j`` uses uniforms from its own generator seeded with the episode's seed (inverse-CDF
   sampling), so the actions, like the starts, do not depend on the number of parallel copies and
   two agents with the same policy play the same episodes.
+
+``video`` (a path; ``--eval_video``): episode 0 is also written there as an MP4, one frame per
+agent step, with the rules that fired beside the frame for BlendRL (:mod:`blendrl.video`); the
+frames come from copy 0, which renders them, and nothing the agent sees or draws changes.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +34,7 @@ import torch
 
 from blendrl.agents.base import Agent
 from blendrl.envs import make_vec_env
+from blendrl.video import EpisodeVideo
 
 EVAL_POLICIES: tuple[str, ...] = ("sample", "greedy")
 """How an evaluation selects actions (``--eval_policy``)."""
@@ -87,8 +93,10 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: torch.device,
-             num_envs: int = 8, policy: str = DEFAULT_EVAL_POLICY) -> EvalResult:
-    """Run ``n_episodes`` full evaluation episodes of ``agent`` on ``env_name``."""
+             num_envs: int = 8, policy: str = DEFAULT_EVAL_POLICY, video: Path | None = None
+             ) -> EvalResult:
+    """Run ``n_episodes`` full evaluation episodes of ``agent`` on ``env_name`` (``video``: write
+    episode 0 there, module docstring)."""
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be positive, got {n_episodes}")
     if policy not in EVAL_POLICIES:
@@ -105,27 +113,26 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
     agent.eval()
     # The action sampler of the episode each copy plays (episode i first on copy i).
     samplers = [np.random.default_rng(base + i) for i in range(k)]
-    env = make_vec_env(env_name, k)
+    env = make_vec_env(env_name, k, **({"video": True} if video is not None else {}))
+    recorder = None if video is None else EpisodeVideo(video, agent, env.vec.metadata.get("render_fps"))
     try:
         logic, neural = env.reset(seed=base)  # copy i starts episode i
         while (done_count < quotas).any():
             active = done_count < quotas
             uniforms = None if greedy else torch.as_tensor(
                 np.array([g.random() for g in samplers]), dtype=torch.float32, device=device)
-            action, logic_weight = agent.act(to_tensor(logic, device), to_tensor(neural, device),
+            logic_t = to_tensor(logic, device)
+            action, logic_weight = agent.act(logic_t, to_tensor(neural, device),
                                              deterministic=greedy, uniforms=uniforms)
             if logic_weight is not None:
                 w = logic_weight.cpu().numpy()[active]
                 weight_sum += float(w.sum())
                 weight_n += int(w.size)
+            if recorder is not None:
+                recorder.add(env.frame, logic_t[0], logic_weight)
             step = env.step(action.cpu().numpy())
             logic, neural = step.obs_logic, step.obs_neural
-            finished = np.flatnonzero(step.done & active)
-            for i in finished:
-                episode = i + k * done_count[i]
-                returns[episode] = step.episode_return[i]
-                lengths[episode] = step.episode_length[i]
-                done_count[i] += 1
+            finished = _count_finished(step, active, done_count, returns, lengths)
             again = np.zeros(k, dtype=bool)
             again[finished] = done_count[finished] < quotas[finished]
             if again.any():  # start each copy's next episode from that episode's own seed
@@ -133,7 +140,25 @@ def evaluate(agent: Agent, env_name: str, n_episodes: int, seed: int, device: to
                 logic, neural = env.reset_copies(again, seeds)
                 for i in np.flatnonzero(again):
                     samplers[i] = np.random.default_rng(seeds[i])
+        if recorder is not None:
+            recorder.finish()
     finally:
+        if recorder is not None:
+            recorder.close()
         env.close()
         agent.train(was_training)
     return EvalResult(returns, lengths, weight_sum / weight_n if weight_n else None)
+
+
+def _count_finished(step, active: np.ndarray, done_count: np.ndarray, returns: np.ndarray,
+                    lengths: np.ndarray) -> np.ndarray:
+    """The copies whose counted episode ended in ``step``: their return and length recorded
+    under the episode's index (copy ``i``'s ``n``-th episode is ``i + k * n``), counted."""
+    k = len(done_count)
+    finished = np.flatnonzero(step.done & active)
+    for i in finished:
+        episode = i + k * done_count[i]
+        returns[episode] = step.episode_return[i]
+        lengths[episode] = step.episode_length[i]
+        done_count[i] += 1
+    return finished

@@ -27,6 +27,7 @@ from blendrl.interrupt import Interrupt
 from blendrl.loop_state import RunState
 from blendrl.run_dir import RunDir
 from blendrl.timing import Timer
+from blendrl.video import VIDEO_DIR, video_name
 
 
 @contextlib.contextmanager
@@ -70,7 +71,7 @@ class RunLifecycle:
     timing); ``payload(latest)``: the loop's checkpoint (``latest``: latest.pt, else best.pt);
     ``tb_step()``: the step TensorBoard purges after on a resume; ``before_checkpoint(finished)``: what must be durable first (online: the
     dataset, finished at the end); ``args``: the run's Args (``eval_episodes``, ``eval_envs``,
-    ``eval_policy``, ``checkpoint_seconds``, ``resume``).
+    ``eval_policy``, ``eval_video``, ``checkpoint_seconds``, ``resume``).
     """
 
     def __init__(self, run: RunDir, args: Any, env: str, device: torch.device, state: RunState,
@@ -112,13 +113,17 @@ class RunLifecycle:
             self._tb.close()
 
     # -- evaluation -----------------------------------------------------------------------------
-    def evaluate(self, policy: torch.nn.Module, seed: int) -> tuple[EvalResult, float]:
+    def evaluate(self, policy: torch.nn.Module, seed: int, interval: int, data_limit: int
+                 ) -> tuple[EvalResult, float]:
         """The one evaluation of every method (``blendrl.evaluation``) with the run's settings:
-        its result and seconds (counted as evaluation time)."""
+        its result and seconds (counted as evaluation time). ``interval`` (1-based) and
+        ``data_limit`` name its video (``--eval_video``, :func:`blendrl.video.video_name`)."""
         a = self.args
+        video = (self.run.path / VIDEO_DIR / video_name(interval, data_limit)
+                 if getattr(a, "eval_video", False) else None)
         t0 = time.perf_counter()
         res = evaluate(policy, self.env, a.eval_episodes, seed, self.device, policy=a.eval_policy,
-                       num_envs=a.eval_envs)
+                       num_envs=a.eval_envs, video=video)
         seconds = time.perf_counter() - t0
         self.timer.eval_seconds += seconds
         return res, seconds

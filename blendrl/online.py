@@ -426,7 +426,8 @@ class _OnlineLoop:
 
     def evaluate_interval(self) -> None:
         st, life = self.state, self.life
-        res, eval_seconds = life.evaluate(self.agent, self.args.seed)
+        res, eval_seconds = life.evaluate(self.agent, self.args.seed, len(st.results) + 1,
+                                          st.global_step)
         previous_train = sum(r["train_seconds"] for r in st.results)
         entry = result_entry(res, interval=len(st.results) + 1, data_limit=st.global_step,
                              train_seconds=life.timer.train_seconds - previous_train,

@@ -3,7 +3,9 @@
 * ``--reward_transform`` and ``--life_loss_terminal``: what the learner optimises
   (:mod:`blendrl.algos.signal`); recorded data stays raw whatever they are;
 * ``--eval_policy``: how evaluation selects actions, the same for every method
-  (:mod:`blendrl.evaluation`).
+  (:mod:`blendrl.evaluation`);
+* ``--eval_video``: each evaluation's first episode also written as an MP4 (:mod:`blendrl.video`;
+  changes no result, so a ``--resume`` may switch it).
 
 Left unset (``None``), the learner's signal takes the environment's default (Atari: ``sign`` and
 a lost life terminal; classic control: the raw reward); an offline run takes the setting its
@@ -19,6 +21,8 @@ from typing import Annotated, TypeVar
 import tyro
 import tyro.constructors
 
+from blendrl.checkpoints import RESUME_FREE
+from blendrl.exits import UsageError
 from blendrl.algos.signal import REWARD_TRANSFORMS, LearnerSignal, SignalError, resolve_signal
 from blendrl.envs.base import EnvSpec
 from blendrl.evaluation import DEFAULT_EVAL_POLICY, EVAL_POLICIES
@@ -51,6 +55,8 @@ class ProtocolFields:
     eval_policy: Annotated[str, tyro.conf.arg(metavar="{" + ",".join(EVAL_POLICIES) + "}")] = \
         DEFAULT_EVAL_POLICY
     """evaluation actions: sample (from the policy, what the field reports) or greedy (its most probable action); the same for all four methods"""
+    eval_video: Annotated[bool, RESUME_FREE] = False
+    """also write each evaluation's first episode as an MP4 under {runs_dir}/{run_id}/videos/ (one frame per agent step; BlendRL: the blend weight and the clauses that fire most beside the frame); the results are the same without it"""
 
 
 T = TypeVar("T", bound=ProtocolFields)
@@ -62,13 +68,22 @@ def check_eval_policy(value: str) -> None:
         raise SignalError(f"--eval_policy {value!r} is not one of {', '.join(EVAL_POLICIES)}")
 
 
+def check_eval_video(eval_video: bool, spec: EnvSpec) -> None:
+    """Raises UsageError for ``--eval_video`` on an environment that cannot render."""
+    if eval_video and not spec.can_render:
+        raise UsageError(f"--eval_video: environment {spec.name!r} cannot render frames "
+                         "(its EnvSpec has can_render=False)")
+
+
 def resolve_signal_fields(args: T, spec: EnvSpec, recorded: dict | None = None) -> tuple[T, LearnerSignal]:
-    """``args`` with the signal flags filled in, and the signal; raises SignalError.
+    """``args`` with the signal flags filled in, and the signal; raises SignalError (UsageError
+    for a ``--eval_video`` the environment cannot honour).
 
     ``recorded`` (an offline run: the dataset's manifest metadata) supplies the online run's
     settings for the flags left unset, before the environment's defaults.
     """
     check_eval_policy(args.eval_policy)
+    check_eval_video(args.eval_video, spec)
     recorded = recorded or {}
     transform = args.reward_transform
     if transform is None:
