@@ -54,9 +54,9 @@ from blendrl.protocol import ProtocolFields, check_eval_policy, resolve_signal_f
 from blendrl.checkpoints import RESUME_FREE, args_to_dict
 from blendrl.exits import RunError, UsageError
 from blendrl.loop_state import OfflineLoopState, state_from_checkpoint, state_items
-from blendrl.offline_data import (DatasetInfo, MarkFollower, check_finished, data_limits,
-                                  dataset_path, dataset_source, default_reader, inspect_dataset,
-                                  verify_dataset, wait_for_dataset)
+from blendrl.offline_data import (DatasetInfo, MarkFollower, check_dataset_choice, check_finished,
+                                  data_limits, dataset_path, dataset_source, default_reader,
+                                  inspect_dataset, verify_dataset, wait_for_dataset)
 from blendrl.machine import default_threads, resolve_device
 from blendrl.rng import rng_state, seed_everything, set_rng_state
 from blendrl.run_dir import RunDir, validate_run_id
@@ -73,7 +73,9 @@ class OfflineArgs(ProtocolFields):
     dataset_run_id: Annotated[str | None, RESUME_FREE] = None
     """run id of the online run whose dataset {dataset_dir}/{dataset_run_id} to train on"""
     dataset_dir: Annotated[Path, RESUME_FREE] = Path("offline_dataset")
-    """parent folder of datasets (used with --dataset_run_id)"""
+    """parent folder of datasets (used with --dataset_run_id; --minari_dataset converts into it)"""
+    minari_dataset: Annotated[str | None, RESUME_FREE] = None
+    """or train on a local Minari dataset NAMESPACE/NAME-vN (MINARI_DATASETS_PATH): this project's export, or a gymnasium CartPole-v1 / MountainCar-v0 one; converted once into {dataset_dir}/minari-{id} (docs/MINARI.md)"""
     env: Annotated[str | None, RESUME_FREE] = None
     """environment; must be the dataset's (default: the one in the dataset's manifest)"""
     run_id: Annotated[str | None, RESUME_FREE] = None
@@ -163,8 +165,7 @@ read) and extended for each later one; by default a ``DatasetReader`` (:func:`de
 def check_args(args: OfflineArgs, blend: BlendRLFields | None) -> None:
     """Checks needing no file (``blend``: the BlendRL fields of a BlendRL method's ``args``):
     raises UsageError naming the flag."""
-    if (args.dataset is None) == (args.dataset_run_id is None):
-        raise UsageError("give exactly one of --dataset DIR and --dataset_run_id ID")
+    check_dataset_choice(args)
     check_ranges(args)
     if args.env is not None and args.env not in ENV_NAMES:
         raise UsageError(f"unknown environment {args.env!r}; valid: {', '.join(ENV_NAMES)}")
@@ -579,7 +580,8 @@ class OfflineLoop:
         # Evaluation seeds of the ONLINE run whose data this is: its point at the same x saw the
         # very same episode starts (a paired comparison); --seed only seeds training here.
         res, eval_seconds = self.life.evaluate(self.trainer.actor,
-                                               int(self.info.metadata.get("seed", self.args.seed)))
+                                               int(self.info.metadata.get("seed", self.args.seed)),
+                                               k + 1, limit)
         entry = result_entry(res, interval=k + 1, data_limit=limit,
                              train_seconds=st.interval_train_seconds, eval_seconds=eval_seconds,
                              grad_steps=st.step_in_interval)
