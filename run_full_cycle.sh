@@ -30,6 +30,7 @@ set -euo pipefail
 : "${INTERVALS_COUNT=5}"                     # evaluation points per run
 : "${EVAL_EPISODES=10}"                      # episodes per evaluation
 : "${EVAL_POLICY=sample}"                    # evaluation actions of every method: sample (from the policy) | greedy
+: "${EVAL_VIDEO=0}"                          # 1: each evaluation's first episode also as an MP4 in the run's videos/ (BlendRL: with the rules that fired)
 : "${SEEDS=0}"                               # one run of every method per seed, e.g. "0 1 2"
 
 # ---------------------------------------------------------------- where and how
@@ -66,7 +67,7 @@ set -euo pipefail
 : "${RESUME=0}"                              # 1 (or --resume): keep the done jobs, continue the others from their checkpoints
 
 export EXPERIMENT_ID ENVIRONMENT ONLINE_METHODS ONLINE_STEPS OFFLINE_METHODS OFFLINE_DATASETS \
-    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY SEEDS LOCAL MAX_PARALLEL \
+    OFFLINE_EPOCHS INTERVALS_COUNT EVAL_EPISODES EVAL_POLICY EVAL_VIDEO SEEDS LOCAL MAX_PARALLEL \
     OFFLINE_START USE_LARGE_DATASET_PATH LARGE_DATASET_PATH CLUSTER_PARTITION CLUSTER_TIME \
     CLUSTER_CPUS CLUSTER_MEM CLUSTER_GPUS CLUSTER_ONLINE_CPUS CLUSTER_ONLINE_MEM \
     CLUSTER_ONLINE_GPUS CLUSTER_OFFLINE_CPUS CLUSTER_OFFLINE_MEM CLUSTER_OFFLINE_GPUS \

@@ -148,10 +148,12 @@ def test_managed_flags_are_the_knob_and_job_flags():
 
     assert set(managed_flags("online")) == {"env", "total_timesteps", "seed", "run_id", "exp_id",
                                             "save_dataset", "dataset_dir", "runs_dir", "intervals",
-                                            "eval_episodes", "eval_policy", "threads", "resume"}
+                                            "eval_episodes", "eval_policy", "eval_video", "threads",
+                                            "resume"}
     assert set(managed_flags("offline")) == {"dataset_run_id", "dataset_dir", "env", "run_id",
                                              "exp_id", "epochs", "intervals", "eval_episodes",
-                                             "eval_policy", "seed", "threads", "runs_dir", "resume"}
+                                             "eval_policy", "eval_video", "seed", "threads",
+                                             "runs_dir", "resume"}
 
 
 def test_shell_script_ends_by_setting_up_the_venv_and_exec_python():
@@ -237,7 +239,7 @@ def test_every_flag_the_launcher_sets_is_managed(tmp_path):
     planned command without pass-through arguments is a managed flag of its kind."""
     from blendrl.launch.flags import managed_flags
 
-    cfg = config(tmp_path, experiment_id="m")
+    cfg = config(tmp_path, experiment_id="m", eval_video=True)  # a boolean knob's flag: only when on
     for job in build_plan(cfg, threads=1, decide=lambda job, paths: True).training_jobs:
         flags = {w[2:] for w in job.command[2:] if w.startswith("--")}
         assert flags <= set(managed_flags(job.kind)) - {"resume"}, job.name

@@ -223,6 +223,9 @@ class LaunchConfig:
     """Extra flags for the BlendRL offline script only (after ``offline_extra_args``)."""
     eval_policy: str = "sample"
     """How every method's evaluation selects actions (--eval_policy of the four scripts)."""
+    eval_video: bool = False
+    """EVAL_VIDEO: every evaluation's first episode also as an MP4 (--eval_video of the four
+    scripts)."""
     offline_start: str = "after"
     """OFFLINE_START: ``after`` (an offline job starts once its online job exited 0) or
     ``follow`` (it starts with its online job, with ``--follow``)."""
@@ -319,7 +322,7 @@ def build_config(request: LaunchRequest, *, project_root: Path, cwd: Path,
         eval_episodes=int(v.eval_episodes), seeds=seeds, local=bool(v.local),
         max_parallel=int(v.max_parallel), work_dir=work_dir, scripts_dir=scripts_dir,
         dataset_dir=dataset_dir, python=python, slurm=slurm, eval_policy=str(v.eval_policy),
-        offline_start=str(v.offline_start), **extra_args)
+        offline_start=str(v.offline_start), eval_video=bool(v.eval_video), **extra_args)
 
 
 def _what_to_run(v: KnobValues, env_names: tuple[str, ...], problems: list[str]

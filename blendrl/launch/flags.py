@@ -37,10 +37,14 @@ def managed_flags(kind: str) -> tuple[str, ...]:
 
 def script_flags(kind: str, config: Any, seed: int) -> list[str]:
     """The knob flags of a ``kind`` training-script job with seed ``seed``, from the validated
-    configuration ``config``: ``["--env", "cartpole", "--seed", "0", ...]`` in table order."""
+    configuration ``config``: ``["--env", "cartpole", "--seed", "0", ...]`` in table order; a
+    boolean knob is a switch, ``--{flag}`` when on and nothing when off."""
     words: list[str] = []
     for k in knobs.KNOBS:
         if k.flag and kind in k.scripts:
             value = seed if k.per_seed else getattr(config, k.config)
-            words += [f"--{k.flag}", str(value)]
+            if k.kind is knobs.BOOL:
+                words += [f"--{k.flag}"] if value else []
+            else:
+                words += [f"--{k.flag}", str(value)]
     return words

@@ -101,7 +101,8 @@ class Knob:
     """the :class:`~blendrl.launch.config.LaunchConfig` attribute holding its validated value
     (needed by a knob with a ``flag``, a pass-through knob and a ``recorded`` one)"""
     flag: str | None = None
-    """the training scripts' flag it becomes (``--{flag} {value}``), for the kinds in ``scripts``"""
+    """the training scripts' flag it becomes (``--{flag} {value}``; a ``BOOL`` knob: ``--{flag}``
+    alone when it is on, nothing when off), for the kinds in ``scripts``"""
     scripts: tuple[str, ...] = ()
     """which training scripts get ``flag`` (a pass-through knob: its words): ``online`` and/or
     ``offline``"""
@@ -177,6 +178,11 @@ KNOBS: tuple[Knob, ...] = (
          "evaluation actions of every method: sample (from the policy) | greedy", EXPERIMENT,
          config="eval_policy", flag="eval_policy", scripts=_BOTH, recorded=True,
          choices=EVAL_POLICIES),
+    Knob("EVAL_VIDEO", BOOL, False,
+         "1: each evaluation's first episode also as an MP4 in the run's videos/ (BlendRL: "
+         "with the rules that fired)", EXPERIMENT,
+         config="eval_video", flag="eval_video", scripts=_BOTH,
+         flag_note="the training scripts get --eval_video when it is 1 (results unchanged)"),
     Knob("SEEDS", INTS, (0,), 'one run of every method per seed, e.g. "0 1 2"', EXPERIMENT,
          config="seeds", flag="seed", scripts=_BOTH, per_seed=True, recorded=True),
     Knob("LOCAL", BOOL, True, "1: run on this machine; 0: submit to SLURM", WHERE, config="local",
