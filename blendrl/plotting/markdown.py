@@ -1,10 +1,14 @@
 """``report.md``: one page a researcher can paste into notes -- the experiment's knobs, the
 figures, a one-line reading per offline-vs-online pair, the estimates with their CIs, what is
-missing, the timing summary and how the intervals were computed."""
+missing, the evaluation videos of each run (``--eval_video``, relative links), the timing summary
+and how the intervals were computed."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
+from pathlib import Path
 from typing import Sequence
 
 from blendrl.plotting.collect import RunRecord
@@ -12,6 +16,7 @@ from blendrl.plotting.series import group_series
 from blendrl.plotting.summary import (CI_OVER_EPISODES, MIN_EPISODES_FOR_VERDICT,
                                       TOO_FEW_EPISODES, ExperimentSummary, MarkDifference,
                                       PairSummary)
+from blendrl.video import VIDEO_DIR
 from blendrl.plotting.timing import TIMING_NOTE, markdown_table, run_timings, timing_summary_table
 
 KNOBS = ("total_timesteps", "num_envs", "num_steps", "intervals", "eval_episodes", "epochs",
@@ -169,10 +174,36 @@ def _method_section(summary: ExperimentSummary) -> list[str]:
             f"{MIN_EPISODES_FOR_VERDICT} paired episodes gets no verdict (too few episodes).", ""]
 
 
+_VIDEO_NAME = re.compile(r"eval_mark(\d+)_limit(\d+)\.mp4")
+
+
+def videos_section(runs: Sequence[RunRecord], report_dir: Path) -> list[str]:
+    """``## Evaluation videos``: per run with videos (``{run}/videos/*.mp4``, written with
+    ``--eval_video``), a link to each, relative to ``report_dir``; nothing when no run has one."""
+    lines = []
+    for run in sorted(runs, key=lambda r: r.run_id):
+        videos = sorted(Path(run.path, VIDEO_DIR).glob("eval_*.mp4"))
+        links = []
+        for video in videos:
+            m = _VIDEO_NAME.fullmatch(video.name)
+            label = f"mark {int(m[1])} (x={int(m[2])})" if m else video.name
+            links.append(f"[{label}](<{Path(os.path.relpath(video, report_dir)).as_posix()}>)")
+        if links:
+            lines.append(f"- {run.run_id}: " + ", ".join(links))
+    if not lines:
+        return []
+    return ["", "## Evaluation videos", "", "The first evaluation episode at each mark, one frame "
+            "per agent step (BlendRL: the logic weight and the clauses that fire most beside "
+            "the frame).", ""] + lines
+
+
 def report_markdown(exp_id: str, runs: Sequence[RunRecord], summary: ExperimentSummary,
-                    figures: Sequence[str], plan_source: str | None = None) -> str:
+                    figures: Sequence[str], plan_source: str | None = None,
+                    report_dir: Path | None = None) -> str:
     """The text of ``report.md``; ``figures`` are the PNG file names written next to it;
-    ``plan_source`` names the registry the planned runs came from (None: inferred)."""
+    ``plan_source`` names the registry the planned runs came from (None: inferred);
+    ``report_dir``: the folder it is written to (the videos are linked relative to it; None: no
+    video section)."""
     envs = ", ".join(sorted({r.env for r in runs}))
     seeds = sorted({r.seed for r in runs}, key=lambda x: (x is None, x or 0))
     n_online = sum(r.kind == "online" for r in runs)
@@ -188,6 +219,7 @@ def report_markdown(exp_id: str, runs: Sequence[RunRecord], summary: ExperimentS
     out += _pairs_section(summary)
     out += _estimates_section(summary)
     out += _missing_section(summary, plan_source)
+    out += [] if report_dir is None else videos_section(runs, report_dir)
     out += ["", "## Timing", "", TIMING_NOTE, ""]
     out += timing_summary_table(run_timings(runs))
     out += _method_section(summary)

@@ -196,7 +196,8 @@ def make_plots(exp_id: str, runs_dir: Path, output_dir: Path, smooth_window: int
     figures = [p.name for p in written]
     atomic_write_bytes(target / "report.md",
                        report_markdown(exp_id, col.runs, summary, figures,
-                                       None if registry_read is None else str(registry_read)).encode())
+                                       None if registry_read is None else str(registry_read),
+                                       report_dir=target).encode())
     written += [target / name for name in ("timing.md", "timing.csv", "summary.csv",
                                            "paired_differences.csv", "report.md")]
 
