@@ -73,17 +73,26 @@ def test_clause_values_leave_the_policy_unchanged():
     assert NeuralAgent(get_spec("cartpole")).clause_values(logic[0]) is None
 
 
-def test_online_run_writes_a_video_per_mark_and_report_links_them(tmp_path):
+def test_runs_write_a_video_per_mark_and_report_links_them(tmp_path):
+    """An online run and an offline run on its dataset: one video per mark, named by the mark and
+    its data limit (the same x for both)."""
+    from blendrl.offline import OfflineArgs, main as offline_main
     from blendrl.online import OnlineArgs, main
     from blendrl.plotting.report import make_plots
 
     runs = tmp_path / "out" / "runs"
     args = OnlineArgs(env="cartpole", total_timesteps=256, num_envs=2, num_steps=64, intervals=2,
                       eval_episodes=2, eval_envs=2, run_id="v1", exp_id="vid", runs_dir=runs,
-                      device="cpu", threads=1, eval_video=True, progress_seconds=1e9)
+                      device="cpu", threads=1, eval_video=True, progress_seconds=1e9,
+                      save_dataset=True, dataset_dir=tmp_path / "ds")
     assert main(args, "ppo") == 0
-    videos = sorted(p.name for p in (runs / "v1" / VIDEO_DIR).iterdir())
-    assert videos == [video_name(1, 128), video_name(2, 256)]
+    offline = OfflineArgs(dataset_run_id="v1", dataset_dir=tmp_path / "ds", run_id="o1",
+                          exp_id="vid", runs_dir=runs, epochs=1, eval_episodes=2, eval_envs=2,
+                          device="cpu", threads=1, eval_video=True, progress_seconds=1e9)
+    assert offline_main(offline, "iql") == 0
+    for run in ("v1", "o1"):
+        videos = sorted(p.name for p in (runs / run / VIDEO_DIR).iterdir())
+        assert videos == [video_name(1, 128), video_name(2, 256)], run
     assert make_plots("vid", runs, tmp_path / "plots", smooth_window=1, bootstrap_reps=100) == 0
     report = (tmp_path / "plots" / "vid" / "report.md").read_text()
     assert "## Evaluation videos" in report
