@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The test command (also what CI runs): provisions what the suite needs, sets up .venv if needed,
 # then runs the whole suite (extra arguments go to pytest, e.g. ./run_tests.sh -k dataset).
+#   The suite runs on TEST_WORKERS pytest-xdist workers (default 3: most slow tests wait on
+#   processes they started; -n 0 or TEST_WORKERS=0 runs it in this process). The tests on the real
+#   SLURM cluster all go to one worker (tests/conftest.py).
 #   System tools the suite needs: rsync (sync_logs.sh). A missing one is installed with apt-get
 #   when running as root; otherwise the command stops before any test, naming it and how to
 #   install it.
@@ -35,4 +38,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 scripts/setup_venv.sh
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"
