@@ -5,12 +5,18 @@ a Python int stays uint8, so OCAtari 2.2.1's game modules wrap or raise on it (S
 ``OverflowError: Python integer 256 out of bounds for uint8``); numpy 1 promoted such results. The
 environments therefore hand the modules Python ints (once per agent step) or int64 bytes (OCAtari's
 own ``detect_objects``). These tests check that both give exactly the objects that uint8 RAM gave
-under numpy 1 (compared directly where numpy 1 is installed), on real games and on random RAM.
+under numpy 1, on real games and on random RAM: directly where numpy 1 is installed, and against
+digests of numpy 1's objects recorded in ``tests/data/ocatari_objects_numpy1.json`` everywhere
+(written under numpy 1.26.4 by ``python tests/test_numpy2.py --write-golden``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +26,7 @@ from blendrl.envs.atari import OCAtariEnv, _ocatari_game_name
 from blendrl.envs.snapshot import encode_object
 
 NUMPY1 = int(np.__version__.split(".")[0]) < 2
+GOLDEN = Path(__file__).parent / "data" / "ocatari_objects_numpy1.json"
 
 
 def _game(name: str):
@@ -54,9 +61,8 @@ def _run_all(detect, new_objects, rams) -> None:
             assert plain == reference, f"RAM {t}: {form} differs from Python ints"
 
 
-@pytest.mark.parametrize("name", ATARI_ENVS)
-def test_ram_forms_give_the_same_objects_in_a_played_game(name):
-    """200 random agent steps (the RAM after each): Python ints = int64 (= uint8 under numpy 1)."""
+def _played_rams(name: str) -> list[np.ndarray]:
+    """The RAM after each of 200 seeded random agent steps of a real game."""
     spec = get_spec(name)
     env = OCAtariEnv(spec, extract_objects=False)
     try:
@@ -70,16 +76,45 @@ def test_ram_forms_give_the_same_objects_in_a_played_game(name):
                 env.reset()
     finally:
         env.close()
+    return rams
+
+
+def _random_rams() -> list[np.ndarray]:
+    """Random bytes reach branches a short game does not (including sums past 255)."""
+    return list(np.random.default_rng(5).integers(0, 256, size=(300, 128), dtype=np.uint8))
+
+
+def _digest(name: str, rams: list[np.ndarray], form) -> str:
+    """sha256 of the objects after each RAM of the sequence, the RAM given as ``form(ram)``."""
     _, detect, new_objects = _game(name)
-    _run_all(detect, new_objects, rams)
+    objects, h = new_objects(), hashlib.sha256()
+    for ram in rams:
+        detect(objects, form(ram), False)
+        h.update(json.dumps(_plain(objects), sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", ATARI_ENVS)
+def test_ram_forms_give_the_same_objects_in_a_played_game(name):
+    """200 random agent steps (the RAM after each): Python ints = int64 (= uint8 under numpy 1)."""
+    _, detect, new_objects = _game(name)
+    _run_all(detect, new_objects, _played_rams(name))
 
 
 @pytest.mark.parametrize("name", ATARI_ENVS)
 def test_ram_forms_give_the_same_objects_on_random_ram(name):
-    """Random bytes reach branches a short game does not (including sums past 255)."""
     _, detect, new_objects = _game(name)
-    rams = list(np.random.default_rng(5).integers(0, 256, size=(300, 128), dtype=np.uint8))
-    _run_all(detect, new_objects, rams)
+    _run_all(detect, new_objects, _random_rams())
+
+
+@pytest.mark.parametrize("name", ATARI_ENVS)
+def test_widened_ram_gives_the_objects_numpy1_gave_uint8_ram(name):
+    """The env's path (int64 RAM) under this numpy = the digests of numpy 1.26.4 on ALE's uint8
+    RAM, for the played game and the random RAM above."""
+    golden = json.loads(GOLDEN.read_text())[name]
+    widened = lambda ram: ram.astype(np.int64)  # noqa: E731
+    assert _digest(name, _played_rams(name), widened) == golden["played"]
+    assert _digest(name, _random_rams(), widened) == golden["random"]
 
 
 def test_seaquest_uint8_ram_overflows_under_numpy2_only():
@@ -119,3 +154,13 @@ def test_ocatari_own_detection_is_given_widened_ram():
         assert enemies > 0
     finally:
         env.close()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write-golden"]:
+    if not NUMPY1:
+        raise SystemExit("error: the golden digests are numpy 1's: run this under numpy 1")
+    as_is = lambda ram: ram  # noqa: E731 -- ALE's uint8 RAM, as OCAtari got it under numpy 1
+    GOLDEN.write_text(json.dumps({name: {"played": _digest(name, _played_rams(name), as_is),
+                                         "random": _digest(name, _random_rams(), as_is)}
+                                  for name in ATARI_ENVS}, indent=1) + "\n")
+    print(f"wrote {GOLDEN} (numpy {np.__version__})")
