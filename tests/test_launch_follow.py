@@ -16,7 +16,7 @@ import pytest
 
 from blendrl.launch.scheduling import (AFTER, FOLLOW_END, FOLLOW_WAITING, computing, end_followers,
                                        propagate_cancellations, ready_jobs)
-from test_launch_slurm import TINY as SLURM_TINY, cluster  # noqa: F401 (the cluster fixture)
+from test_launch_slurm import TINY as SLURM_TINY
 from test_launch_support import (ROOT, clean_env, real_scripts_missing, registry_of, run_cycle,
                                  wait_for)
 

@@ -266,7 +266,7 @@ def test_partition_gpus_from_sinfo_and_the_gpu_limits():
 
 # --------------------------------------------------------------------------- the real cluster
 
-from test_launch_slurm import _cycle, cluster  # noqa: E402,F401 -- cluster: the fixture
+from test_launch_slurm import _cycle  # noqa: E402
 
 def _node() -> tuple[int, int]:
     out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True,

@@ -1,12 +1,12 @@
 """Cluster mode against a real single-node SLURM cluster (../shared/slurm/setup.sh installs and
 starts it; it needs root), with the REAL training and plotting scripts: the tiny cycle as
 dependent sbatch jobs; a failing online job; kill_experiments.sh; a job that outlives its time
-limit by checkpointing and being requeued under the same id; --resume after a kill."""
+limit by checkpointing and being requeued under the same id; --resume after a kill. The cluster
+fixture is tests/conftest.py's."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -15,50 +15,16 @@ from pathlib import Path
 import pytest
 
 from blendrl.launch import slurm
-from test_launch_support import (PY, ROOT, all_files, clean_env, real_scripts_missing, registry_of,
+from test_launch_support import (PY, ROOT, all_files, clean_env, registry_of,
                                  run_cycle, wait_for)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SLURM_DIR = ROOT.parent / "shared" / "slurm"
-SLURM_ROOT = Path(os.environ.get("SLURM_ROOT", "/tmp/slurm"))
 
 TINY = {"ENVIRONMENT": "cartpole", "ONLINE_METHODS": "ppo", "OFFLINE_METHODS": "iql",
         "OFFLINE_DATASETS": "ppo", "ONLINE_STEPS": "2048", "INTERVALS_COUNT": "2",
         "EVAL_EPISODES": "2", "OFFLINE_EPOCHS": "1", "SEEDS": "0", "LOCAL": "0",
         "CLUSTER_CPUS": "1", "CLUSTER_MEM": "", "CLUSTER_TIME": "10", "CLUSTER_SIGNAL_MARGIN": "60"}
-
-
-def _daemon_running(name: str) -> bool:
-    pid_file = SLURM_ROOT / "run" / f"{name}.pid"
-    try:
-        os.kill(int(pid_file.read_text().strip()), 0)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A running single-node cluster; torn down afterwards if this module started it."""
-    missing = real_scripts_missing()
-    if missing:
-        pytest.skip(f"scripts not written yet: {missing}")
-    if os.geteuid() != 0:
-        pytest.skip("SLURM tests need root (setup.sh installs Debian packages and starts daemons)")
-    setup = SLURM_DIR / "setup.sh"
-    if not setup.is_file():
-        pytest.skip(f"no SLURM setup script at {setup}")
-    was_running = _daemon_running("slurmctld") and _daemon_running("slurmd")
-    try:
-        res = subprocess.run(["bash", str(setup)], capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        pytest.skip("SLURM setup took more than 600 s")
-    if res.returncode != 0:
-        pytest.skip(f"SLURM setup failed here (exit {res.returncode}): {res.stderr.strip()[-500:]}")
-    yield
-    if not was_running:
-        subprocess.run(["bash", str(SLURM_DIR / "teardown.sh")], capture_output=True, timeout=120)
 
 
 def _cycle(work: Path, exp: str, *args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from blendrl.launch import slurm
-from test_launch_slurm import _cycle, cluster  # noqa: F401 -- cluster: the fixture
+from test_launch_slurm import _cycle
 from test_launch_support import ROOT, registry_of, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
