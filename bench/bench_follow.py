@@ -5,6 +5,7 @@ the experiment's wall time and the time until the first offline evaluation exist
 
     .venv/bin/python bench/bench_follow.py                              # the default CartPole cycle
     .venv/bin/python bench/bench_follow.py --env kangaroo --online-steps 200000 --intervals 4
+    .venv/bin/python bench/bench_follow.py --knobs LOCAL=0 CLUSTER_CPUS=1 CLUSTER_MEM=2G  # on SLURM
 
 Each experiment runs ``run_full_cycle.py --wait`` in a fresh work folder (a temporary one unless
 ``--work-root``), polled every ``--poll`` seconds for the offline runs' ``results.json``. The
@@ -49,6 +50,16 @@ class Args:
     """where the two work folders go (default: a temporary folder, kept; its path is printed)"""
     json_out: Path | None = None
     """also write the figures to this JSON file"""
+    knobs: tuple[str, ...] = ()
+    """more launcher knobs for both experiments, KEY=VALUE (e.g. LOCAL=0 to run them on SLURM, ONLINE_METHODS=ppo)"""
+
+
+def knob_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict (a malformed one stops the benchmark before it starts)."""
+    bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"error: --knobs takes KEY=VALUE, got {bad}")
+    return dict(p.split("=", 1) for p in pairs)
 
 
 def run_one(start: str, work: Path, args: Args) -> dict:
@@ -56,7 +67,7 @@ def run_one(start: str, work: Path, args: Args) -> dict:
     env = {**os.environ, "EXPERIMENT_ID": f"bench_{start}", "ENVIRONMENT": args.env,
            "ONLINE_STEPS": str(args.online_steps), "INTERVALS_COUNT": str(args.intervals),
            "OFFLINE_EPOCHS": str(args.offline_epochs), "EVAL_EPISODES": str(args.eval_episodes),
-           "OFFLINE_START": start}
+           "OFFLINE_START": start, **knob_values(args.knobs)}
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, str(ROOT / "run_full_cycle.py"), "--work_dir", str(work),
                              "--wait"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
