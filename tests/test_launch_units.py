@@ -153,7 +153,7 @@ def test_managed_flags_are_the_knob_and_job_flags():
     assert set(managed_flags("offline")) == {"dataset_run_id", "dataset_dir", "env", "run_id",
                                              "exp_id", "epochs", "intervals", "eval_episodes",
                                              "eval_policy", "eval_video", "seed", "threads",
-                                             "runs_dir", "resume"}
+                                             "runs_dir", "resume", "follow"}
 
 
 def test_shell_script_ends_by_setting_up_the_venv_and_exec_python():
@@ -216,6 +216,9 @@ def test_pass_through_args_may_not_set_the_managed_flags(tmp_path):
     assert "ONLINE_EXTRA_ARGS: --no-save-dataset is set by the launcher" in str(e.value)
     assert "OFFLINE_EXTRA_ARGS: --no_resume is set by the launcher" in str(e.value)
     assert config(tmp_path, online_extra_args="--no-anneal_lr").online_extra_args == ("--no-anneal_lr",)
+    # following is OFFLINE_START's: the plan starts a follower with its online job
+    with pytest.raises(ConfigError, match="OFFLINE_EXTRA_ARGS: --follow is set by the launcher"):
+        config(tmp_path, offline_extra_args="--follow")
 
 
 @pytest.mark.parametrize("knob", [k for k in KNOBS if k.minimum is not None], ids=lambda k: k.env_var)
@@ -239,7 +242,8 @@ def test_every_flag_the_launcher_sets_is_managed(tmp_path):
     planned command without pass-through arguments is a managed flag of its kind."""
     from blendrl.launch.flags import managed_flags
 
-    cfg = config(tmp_path, experiment_id="m", eval_video=True)  # a boolean knob's flag: only when on
+    # a boolean knob's flag only when on; --follow only with OFFLINE_START=follow
+    cfg = config(tmp_path, experiment_id="m", eval_video=True, offline_start="follow")
     for job in build_plan(cfg, threads=1, decide=lambda job, paths: True).training_jobs:
         flags = {w[2:] for w in job.command[2:] if w.startswith("--")}
         assert flags <= set(managed_flags(job.kind)) - {"resume"}, job.name

@@ -12,9 +12,11 @@ from blendrl.launch.knobs import OFFLINE, ONLINE, PASS, Knob
 
 JOB_FLAGS: dict[str, tuple[str, ...]] = {
     ONLINE: ("run_id", "save_dataset", "dataset_dir", "runs_dir", "threads", "resume"),
-    OFFLINE: ("dataset_run_id", "dataset_dir", "run_id", "runs_dir", "threads", "resume"),
+    OFFLINE: ("dataset_run_id", "dataset_dir", "run_id", "runs_dir", "threads", "resume", "follow"),
 }
-"""The flags the launcher sets per job (not from a knob) on each kind of training script."""
+"""The flags the launcher sets per job (not from a knob) on each kind of training script
+(``--follow``: on every offline job of an experiment with ``OFFLINE_START=follow``, whose job
+starts with its online job; passed by hand it would follow a dataset the plan does not wait for)."""
 
 
 def knob_of_flag(flag: str, kind: str) -> Knob | None:
