@@ -125,7 +125,10 @@ def check_finished(args: OfflineArgs, info: DatasetInfo) -> bool:
     present = sum(1 for m in info.marks if m > 0)
     planned = info.metadata.get("planned_marks")
     marks = f"{present} of {planned} marks" if planned else f"{present} marks"
+    failed = info.manifest.get("writer_stopped")
     state = ("is still being written by its online run" if DatasetWriter.active(info.path) else
+             f"was not finished by its online run (it failed: {failed}; resume that run to "
+             "complete it)" if failed else
              "was not finished by its online run (it stopped early; resume that run to complete it)")
     if not args.partial_dataset:
         raise UsageError(f"dataset {info.path} {state}: {marks} present ({info.count} transitions); "
@@ -219,9 +222,11 @@ class MarkFollower:
     ``should_stop()`` (a signal). While waiting it says what it waits for, every ``every`` s.
 
     ``run_path``: the follower's run folder. While it waits, ``.waiting`` there holds what it waits
-    for (a launcher does not count a waiting job among those computing); ``.online_ended``, put
-    there by a launcher whose online job failed or was cancelled, ends the wait at once (partial)
-    instead of after ``timeout``.
+    for (a launcher does not count a waiting job among those computing). Two things end the wait
+    at once (partial) instead of after ``timeout``: the online run's own record of its failure in
+    the manifest (``writer_stopped``: a SLURM follower nobody watches learns it too), and
+    ``.online_ended``, put there by a launcher whose online job failed or was cancelled (a job
+    killed before it could record anything).
     """
 
     WAITING = ".waiting"
@@ -297,10 +302,9 @@ class MarkFollower:
             if should_stop():
                 return None
             now = time.monotonic()
-            if now > deadline or self._online_ended():
+            why = self._why_stopped(m, now > deadline)
+            if why is not None:
                 self.stopped = True
-                why = ("its launcher says the online job ended without finishing" if now <= deadline
-                       else f"no new mark for {self.timeout:g} s (--follow_timeout)")
                 say(self.run_id, f"--follow: {why}; {len(self.limits)} marks trained")
                 return None
             if not said or now - last >= self.every:
@@ -309,6 +313,19 @@ class MarkFollower:
                 self._mark_waiting(line)
                 said, last = True, now
             time.sleep(self.poll)
+
+    def _why_stopped(self, m: dict, timed_out: bool) -> str | None:
+        """Why no further mark will come, if that is known: the online run recorded its failure
+        in the manifest (``writer_stopped``), its launcher said so (``.online_ended``), or no mark
+        came within the timeout."""
+        from blendrl.datasets import writer_stopped
+
+        failed = writer_stopped(m)
+        if failed is not None:
+            return f"the online run failed ({failed})"
+        if self._online_ended():
+            return "its launcher says the online job ended without finishing"
+        return f"no new mark for {self.timeout:g} s (--follow_timeout)" if timed_out else None
 
     def _take(self, m: dict, marks: list[int]) -> list[int]:
         """Verify the chunks below the new last mark not verified yet; adopt the marks."""

@@ -229,10 +229,25 @@ def _train(args: OnlineArgs, method: str, blend: BlendRLFields | None, run: RunD
                        writer, state, marks, num_iterations, device, env_snapshot)
     try:
         return loop.run()
+    except Exception as e:
+        _record_failure(writer, e)
+        raise
     finally:
         loop.life.close()
         if writer is not None:
             writer.close()
+
+
+def _record_failure(writer, error: Exception) -> None:
+    """Record in the dataset's manifest that the run failed (``writer_stopped``: a follower then
+    ends at once instead of waiting for marks), best effort: a failure to write it (the disk
+    that caused the error) leaves the original error to be reported."""
+    if writer is None:
+        return
+    try:
+        writer.stop(f"{type(error).__name__}: {error}"[:300])
+    except Exception:  # noqa: BLE001 -- the original error is the one to report
+        pass
 
 
 def ppo_config(args: OnlineArgs) -> PPOConfig:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from blendrl.datasets import DatasetWriter
@@ -164,3 +165,48 @@ def test_a_launcher_ends_the_wait_of_a_follower_whose_online_job_failed(tmp_path
     assert not (run / ".waiting").exists()
     assert "launcher says the online job ended without finishing" in capsys.readouterr().err
     assert [r["data_limit"] for r in json.loads((run / "results.json").read_text())] == [40]
+
+
+def test_an_online_run_that_fails_records_it_and_its_follower_ends_at_once(tmp_path, monkeypatch,
+                                                                            capsys):
+    """No launcher watching (a SLURM follower on its own): the failing online run writes
+    ``writer_stopped`` into its manifest; the follower ends partial at once, not after its
+    timeout; the online run's resume removes the note."""
+    import time
+
+    import blendrl.online as online
+    from blendrl.datasets import read_manifest, writer_stopped
+
+    real_update, calls = online.ppo_update, []
+
+    def failing_update(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom in the third update")
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(online, "ppo_update", failing_update)
+    args = online.OnlineArgs(env="cartpole", total_timesteps=4 * 2 * 32, num_envs=2, num_steps=32,
+                             intervals=4, eval_episodes=1, eval_envs=1, run_id="src",
+                             runs_dir=tmp_path / "runs", save_dataset=True,
+                             dataset_dir=tmp_path / "data", device="cpu", threads=1, hidden=16)
+    with pytest.raises(RuntimeError, match="boom"):
+        online.main(args, "ppo")
+    data = tmp_path / "data" / "src"
+    m = read_manifest(data)
+    assert writer_stopped(m) == "RuntimeError: boom in the third update"
+    assert m["marks"] == [64, 128] and not m["writer_finished"]
+
+    start = time.monotonic()
+    status = offline_main(_args(tmp_path, data, "f", follow=True, follow_timeout=600), "iql")
+    assert status == EXIT_PARTIAL and time.monotonic() - start < 60
+    assert "the online run failed (RuntimeError: boom in the third update)" in capsys.readouterr().err
+    # an offline run started after it names the failure too
+    assert offline_main(_args(tmp_path, data, "after"), "iql") == 2
+    assert "it failed: RuntimeError: boom in the third update" in capsys.readouterr().err
+
+    monkeypatch.setattr(online, "ppo_update", real_update)
+    assert online.main(args.__class__(**{**vars(args), "resume": True}), "ppo") == 0
+    m = read_manifest(data)
+    assert m["writer_finished"] and "writer_stopped" not in m
+    assert offline_main(_args(tmp_path, data, "f", follow=True, resume=True), "iql") == 0

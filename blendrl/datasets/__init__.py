@@ -17,11 +17,13 @@ offline runs (format in ``docs/FORMATS.md``).
 
 from blendrl.datasets.chunks import safe_load_pickle
 from blendrl.datasets.layout import FORMAT_VERSION, LOCK_NAME, MANIFEST_NAME, DatasetError, Layout
-from blendrl.datasets.manifest import has_life_lost, pool_bytes, read_manifest, writer_finished
+from blendrl.datasets.manifest import (has_life_lost, pool_bytes, read_manifest, writer_finished,
+                                       writer_stopped)
 from blendrl.datasets.reader import Batch, DatasetReader
 from blendrl.datasets.verify import check_files, summarize, verify, verify_chunks
 from blendrl.datasets.writer import DatasetWriter
 
 __all__ = ["FORMAT_VERSION", "LOCK_NAME", "MANIFEST_NAME", "Batch", "DatasetError", "DatasetReader",
            "DatasetWriter", "Layout", "check_files", "has_life_lost", "pool_bytes", "read_manifest",
-           "safe_load_pickle", "summarize", "verify", "verify_chunks", "writer_finished"]
+           "safe_load_pickle", "summarize", "verify", "verify_chunks", "writer_finished",
+           "writer_stopped"]

@@ -72,6 +72,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             raise DatasetError(f"{path}: marks must be sorted distinct counts in [0, {pos}]")
         if not isinstance(m.get("writer_finished", True), bool):
             raise DatasetError(f"{path}: writer_finished must be true or false")
+        if not isinstance(m.get("writer_stopped", ""), str):
+            raise DatasetError(f"{path}: writer_stopped must be a string")
         if not isinstance(m.get("metadata", {}), dict):
             raise DatasetError(f"{path}: metadata must be an object")
     except (KeyError, TypeError) as e:
@@ -88,6 +90,12 @@ def writer_finished(manifest: dict[str, Any]) -> bool:
     """Whether the online run that wrote the dataset finished it (``DatasetWriter.finish``).
     A manifest without the field was written before it existed and counts as finished."""
     return bool(manifest.get("writer_finished", True))
+
+
+def writer_stopped(manifest: dict[str, Any]) -> str | None:
+    """Why the online run writing the dataset failed (``DatasetWriter.stop``), while no writer
+    has reopened it; None otherwise."""
+    return None if writer_finished(manifest) else manifest.get("writer_stopped")
 
 
 def files_of(entries: list[dict[str, Any]]) -> set[str]:

@@ -133,6 +133,7 @@ class DatasetWriter:
         m["has_life_lost"] = bool(self._life_lost)
         m["chunk_rows"] = self._rows_per_chunk
         m["writer_finished"] = False  # until this writer's finish()
+        m.pop("writer_stopped", None)  # a failed run's note: this writer goes on
         self._marks = [x for x in m["marks"] if x <= resume_at]
         if metadata:
             m["metadata"].update(metadata)
@@ -320,6 +321,20 @@ class DatasetWriter:
         self._manifest["writer_finished"] = True
         self._write_manifest()
         self.close()
+
+    def stop(self, why: str) -> None:
+        """The online run failed: flush what it wrote, record ``why`` in the manifest
+        (``writer_stopped``: a follower then ends at once with the marks present instead of
+        waiting for marks that will not come) and close. The next writer to open the dataset
+        (a resume) removes it. Idempotent; a failure to write is left to the caller's error."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            self._manifest["writer_stopped"] = why
+            self._write_manifest()
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Flush, write the final manifest and release the dataset. Idempotent."""
