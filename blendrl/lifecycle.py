@@ -25,7 +25,7 @@ from blendrl.contract import EXIT_INTERRUPTED
 from blendrl.exits import RunError
 from blendrl.interrupt import Interrupt
 from blendrl.loop_state import RunState
-from blendrl.run_dir import RunDir
+from blendrl.run_dir import RunDir, no_checkpoint
 from blendrl.timing import Timer
 from blendrl.video import VIDEO_DIR, video_name
 
@@ -44,7 +44,7 @@ def resume_checkpoint(run: RunDir, args: Any, method: str, env: str, device: tor
     """The run's latest checkpoint, after taking the folder's lock: a UsageError when there is none,
     when it is another method's or environment's, or when ``args`` change what the run computes."""
     if not run.latest_checkpoint.exists():
-        raise UsageError(f"--resume: no checkpoint at {run.latest_checkpoint}")
+        raise UsageError(no_checkpoint(run.latest_checkpoint))
     try:
         run.lock()
         ckpt = load_checkpoint(run.latest_checkpoint, map_location=device)

@@ -53,6 +53,13 @@ RUN_LOCK = ".run.lock"
 """The lock file of a run folder, held by the one job that writes it."""
 
 
+
+def no_checkpoint(path: Path) -> str:
+    """What ``--resume`` of a run without a latest checkpoint says."""
+    return (f"--resume: no checkpoint at {path}: nothing to resume (a run that stopped before its "
+            "first checkpoint starts again without --resume, once its folder and any dataset it "
+            "began are removed)")
+
 class RunDir:
     """``{runs_dir}/{run_id}/`` and its files."""
 
@@ -102,7 +109,7 @@ class RunDir:
         silently); resuming needs a latest checkpoint."""
         if resume:
             if not self.latest_checkpoint.exists():
-                raise RunError(f"--resume: no checkpoint at {self.latest_checkpoint}")
+                raise RunError(no_checkpoint(self.latest_checkpoint))
         elif self.path.exists() and any(p.name != RUN_LOCK for p in self.path.iterdir()):
             raise RunError(f"run folder {self.path} already exists and is not empty: choose another "
                            "--run_id, remove it, or pass --resume to continue it")
