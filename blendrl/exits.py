@@ -78,7 +78,8 @@ def write_failure(e: BaseException) -> str | None:
                 free = _free_bytes(path) if path else None
                 left = f" ({free / 1e6:.1f} MB free there)" if free is not None else ""
                 return (f"cannot write{where}: {os.strerror(err.errno)}{left}; what was written "
-                        "before is intact: free space, then rerun with --resume")
+                        "before is intact: free space, then rerun (with --resume if it had "
+                        "started)")
             return (f"cannot write{where}: {os.strerror(err.errno)}; make the folder writable (or "
                     "choose another), then rerun (with --resume if the run had started)")
     return None
