@@ -194,12 +194,13 @@ def test_cuda_graph_steps_equal_eager_ones_over_50_steps(env, agent):
 
 
 @cuda
-@pytest.mark.parametrize("mode", ["off", "default", "reduce-overhead"])
-def test_cuda_steps_make_no_host_sync(mode):
+@pytest.mark.parametrize("env,mode", [("seaquest", "off"), ("seaquest", "default"),
+                                      ("seaquest", "reduce-overhead"), ("cartpole", "off")])
+def test_cuda_steps_make_no_host_sync(env, mode):
     dev = torch.device("cuda")
-    trainer = _trainer("seaquest", "neural", dev)
+    trainer = _trainer(env, "neural", dev)
     trainer.compile(mode)
-    batch = Batch(*(x.to(dev) for x in _batches(get_spec("seaquest"), 1, 16)[0]))
+    batch = Batch(*(x.to(dev) for x in _batches(get_spec(env), 1, 16)[0]))
     for _ in range(4):  # compile, warm up, record
         trainer.update_stats(batch)
     torch.cuda.synchronize()
