@@ -210,3 +210,38 @@ def test_an_online_run_that_fails_records_it_and_its_follower_ends_at_once(tmp_p
     m = read_manifest(data)
     assert m["writer_finished"] and "writer_stopped" not in m
     assert offline_main(_args(tmp_path, data, "f", follow=True, resume=True), "iql") == 0
+
+
+def test_a_follower_waits_for_the_first_transitions_not_only_for_the_manifest(tmp_path):
+    """An online run opens its dataset (an empty manifest) before its first step; what the dataset
+    records (lost lives on Atari: has_life_lost, which --life_loss_terminal is checked against)
+    is decided by its first transitions, so a follower must not read the dataset before them
+    (found following a real Kangaroo run: the follower refused the empty manifest's
+    has_life_lost false)."""
+    import threading
+    import time
+
+    from blendrl.datasets import has_life_lost, read_manifest
+    from blendrl.offline_data import wait_for_dataset
+
+    data = tmp_path / "ds"
+    w = _writer(data)  # the manifest exists: count 0, has_life_lost false
+    opened = time.monotonic()
+
+    def online() -> None:
+        time.sleep(0.5)
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            s = rng.normal(size=(2, 4)).astype(np.float32)
+            w.add(s.reshape(2, 2, 2), s, rng.integers(0, 2, 2), np.ones(2), s.reshape(2, 2, 2), s,
+                  np.zeros(2, bool), np.zeros(2, bool), np.array([True, False]))
+        w.flush()
+
+    t = threading.Thread(target=online)
+    t.start()
+    wait_for_dataset(data, timeout=60, poll=0.02, run_id="f")
+    waited = time.monotonic() - opened
+    t.join()
+    w.close()
+    m = read_manifest(data)
+    assert waited >= 0.5 and m["count"] == 20 and has_life_lost(m)
