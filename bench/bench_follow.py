@@ -50,6 +50,8 @@ class Args:
     """where the two work folders go (default: a temporary folder, kept; its path is printed)"""
     json_out: Path | None = None
     """also write the figures to this JSON file"""
+    starts: tuple[str, ...] = ("after", "follow")
+    """which OFFLINE_START experiments to run now (one already in --work-root is kept: run the other and compare)"""
     knobs: tuple[str, ...] = ()
     """more launcher knobs for both experiments, KEY=VALUE (e.g. LOCAL=0 to run them on SLURM, ONLINE_METHODS=ppo)"""
 
@@ -92,8 +94,9 @@ def offline_results(work: Path) -> dict[str, list]:
 
 def main(args: Args) -> None:
     root = args.work_root or Path(tempfile.mkdtemp(prefix="bench_follow_"))
-    figures = {}
-    for start in ("after", "follow"):
+    old = json.loads(args.json_out.read_text()) if args.json_out and args.json_out.exists() else {}
+    figures = {k: v for k, v in old.items() if k in ("after", "follow") and k not in args.starts}
+    for start in args.starts:
         figures[start] = run_one(start, root / start, args)
         print(f"OFFLINE_START={start}: wall {figures[start]['wall_seconds']:.1f} s, first offline "
               f"result after {figures[start]['first_offline_result_seconds']:.1f} s", flush=True)
