@@ -197,32 +197,22 @@ def dataset_source(info: DatasetInfo) -> dict:
 
 
 def wait_for_dataset(path: Path, timeout: float, poll: float, run_id: str) -> None:
-    """``--follow``: wait until the dataset holds its first transitions (what it records, lost
-    lives for one, is decided by them: an empty manifest, just opened by its online run, cannot
-    be checked against the run's flags yet), or its writer has ended (finished or failed); a
-    UsageError (exit 2) when it has not within ``timeout`` seconds."""
-    if _has_begun(path):
+    """``--follow``: wait until the dataset's manifest exists (its online run has begun writing:
+    an online run states then what every transition will record, lost lives included:
+    ``DatasetWriter(life_lost=...)``); a UsageError (exit 2) when it has not within ``timeout``
+    seconds. The wait for marks then happens in the run folder (:class:`MarkFollower`), where a
+    launcher can end it."""
+    from blendrl.datasets import MANIFEST_NAME
+
+    if (path / MANIFEST_NAME).is_file():
         return
-    say(run_id, f"waiting for dataset {path}: its online run has not written its first transitions")
+    say(run_id, f"waiting for dataset {path}: its online run has not begun writing it")
     deadline = time.monotonic() + timeout
-    while not _has_begun(path):
+    while not (path / MANIFEST_NAME).is_file():
         if time.monotonic() > deadline:
             raise UsageError(f"--follow: dataset {path} did not appear within {timeout:g} s "
                              "(--follow_timeout)")
         time.sleep(poll)
-
-
-def _has_begun(path: Path) -> bool:
-    """Whether the dataset's manifest holds transitions, or its writer has ended."""
-    from blendrl.datasets import MANIFEST_NAME, DatasetError, read_manifest, writer_finished
-
-    if not (path / MANIFEST_NAME).is_file():
-        return False
-    try:
-        m = read_manifest(path)
-    except DatasetError as e:
-        raise DatasetFault(str(e)) from e
-    return m["count"] > 0 or writer_finished(m) or "writer_stopped" in m
 
 
 class MarkFollower:

@@ -295,7 +295,7 @@ def _dataset_writer(args: OnlineArgs, method: str, path: Path | None, planned_ma
     return DatasetWriter(
         path, env=args.env, num_envs=args.num_envs, logic_shape=spec.logic_shape,
         neural_shape=spec.neural_shape, neural_dtype=spec.neural_dtype, n_actions=spec.n_actions,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size, life_lost=spec.has_lives,
         metadata={"method": method, "run_id": args.run_id, "exp_id": args.exp_id, "seed": args.seed,
                   "reward_transform": args.reward_transform,
                   "life_loss_terminal": args.life_loss_terminal, "planned_marks": planned_marks,

@@ -68,9 +68,10 @@ def test_a_follower_started_before_its_online_run_equals_one_started_after(tmp_p
     assert json.loads((runs / "followed" / "run.json").read_text())["dataset_partial"] is False
 
 
-def _writer(path: Path, resume_at: int | None = None) -> DatasetWriter:
+def _writer(path: Path, resume_at: int | None = None, **kw) -> DatasetWriter:
     return DatasetWriter(path, env="cartpole", num_envs=2, logic_shape=(2, 2), neural_shape=(4,),
                          neural_dtype=np.float32, n_actions=2, chunk_size=20, resume_at=resume_at,
+                         **kw,
                          metadata={"method": "ppo", "run_id": "src", "exp_id": "e", "seed": 0,
                                    "planned_marks": 4, "planned_transitions": 160})
 
@@ -212,36 +213,27 @@ def test_an_online_run_that_fails_records_it_and_its_follower_ends_at_once(tmp_p
     assert offline_main(_args(tmp_path, data, "f", follow=True, resume=True), "iql") == 0
 
 
-def test_a_follower_waits_for_the_first_transitions_not_only_for_the_manifest(tmp_path):
-    """An online run opens its dataset (an empty manifest) before its first step; what the dataset
-    records (lost lives on Atari: has_life_lost, which --life_loss_terminal is checked against)
-    is decided by its first transitions, so a follower must not read the dataset before them
-    (found following a real Kangaroo run: the follower refused the empty manifest's
-    has_life_lost false)."""
-    import threading
-    import time
-
+def test_an_online_runs_dataset_states_lost_lives_before_its_first_transition(tmp_path):
+    """A follower reads the dataset as soon as its online run has opened it (an empty manifest),
+    and checks --life_loss_terminal against its has_life_lost. That used to be decided by the
+    first transition, so a follower of a real Kangaroo run was refused (exit 2: "does not record
+    lost lives"); the online run now states it when it opens the dataset."""
+    import blendrl.online as online
     from blendrl.datasets import has_life_lost, read_manifest
-    from blendrl.offline_data import wait_for_dataset
+    from blendrl.loop_state import OnlineLoopState
 
-    data = tmp_path / "ds"
-    w = _writer(data)  # the manifest exists: count 0, has_life_lost false
-    opened = time.monotonic()
-
-    def online() -> None:
-        time.sleep(0.5)
-        rng = np.random.default_rng(0)
-        for _ in range(10):
-            s = rng.normal(size=(2, 4)).astype(np.float32)
-            w.add(s.reshape(2, 2, 2), s, rng.integers(0, 2, 2), np.ones(2), s.reshape(2, 2, 2), s,
-                  np.zeros(2, bool), np.zeros(2, bool), np.array([True, False]))
-        w.flush()
-
-    t = threading.Thread(target=online)
-    t.start()
-    wait_for_dataset(data, timeout=60, poll=0.02, run_id="f")
-    waited = time.monotonic() - opened
-    t.join()
+    for env, lives in (("kangaroo", True), ("cartpole", False)):
+        args = online.OnlineArgs(env=env, total_timesteps=256, num_envs=2, num_steps=32,
+                                 run_id=f"src_{env}")
+        w = online._dataset_writer(args, "ppo", tmp_path / env, 4, 4, OnlineLoopState())
+        m = read_manifest(tmp_path / env)
+        assert m["count"] == 0 and has_life_lost(m) is lives, env
+        w.close()
+    # a writer told so refuses a step without life_lost, and records it from the first step
+    w = _writer(tmp_path / "ds", life_lost=True)
+    assert has_life_lost(read_manifest(tmp_path / "ds"))
+    s = np.zeros((2, 4), np.float32)
+    with pytest.raises(Exception, match="life_lost"):
+        w.add(s.reshape(2, 2, 2), s, np.zeros(2, int), np.ones(2), s.reshape(2, 2, 2), s,
+              np.zeros(2, bool), np.zeros(2, bool))
     w.close()
-    m = read_manifest(data)
-    assert waited >= 0.5 and m["count"] == 20 and has_life_lost(m)

@@ -27,13 +27,17 @@ class DatasetWriter:
     (the transition count to continue at, e.g. the checkpoint's); anything beyond it is dropped.
     Only one writer may hold a dataset at a time (an advisory lock, released if the process dies).
     ``metadata`` (JSON-serialisable) is stored in the manifest; when resuming it updates the
-    stored one key by key.
+    stored one key by key. ``life_lost``: whether every step will record ``life_lost`` (a game
+    with lives), stated in the manifest from the moment it is opened, so that a reader of the
+    still-empty dataset (a follower) sees what it will record; None leaves that to the first
+    :meth:`add`.
     """
 
     def __init__(self, directory: str | os.PathLike, *, env: str, num_envs: int,
                  logic_shape: tuple, neural_shape: tuple, neural_dtype: Any, n_actions: int,
                  chunk_size: int = 50_000, metadata: dict | None = None,
-                 resume_at: int | None = None):
+                 resume_at: int | None = None, life_lost: bool | None = None):
+        self._stated_life_lost = life_lost
         self._layout = make_layout(env, num_envs, logic_shape, neural_shape, neural_dtype, n_actions)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise DatasetError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -98,7 +102,7 @@ class DatasetWriter:
         self._manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             **self._layout.manifest_fields(),
-            "has_life_lost": False,
+            "has_life_lost": bool(self._stated_life_lost),
             "chunk_rows": self._rows_per_chunk,
             "chunks": [],
             "count": 0,
@@ -109,7 +113,7 @@ class DatasetWriter:
             "updated_at": now,
         }
         self._marks: list[int] = []
-        self._life_lost: bool | None = None  # decided by the first add of an empty dataset
+        self._life_lost: bool | None = self._stated_life_lost  # else decided by the first add
         atomic_write_json(self.directory / MANIFEST_NAME, self._manifest, durable=True)
 
     def _open_existing(self, resume_at: int | None, metadata: dict | None) -> None:
@@ -128,7 +132,7 @@ class DatasetWriter:
             raise DatasetError(f"{self.directory}: the dataset does not match this writer: "
                                + "; ".join(diffs))
         self._manifest = m
-        self._life_lost = has_life_lost(m) if resume_at > 0 else None
+        self._life_lost = has_life_lost(m) if resume_at > 0 else self._stated_life_lost
         m["format_version"] = FORMAT_VERSION  # chunks of format 1 stay readable as they are
         m["has_life_lost"] = bool(self._life_lost)
         m["chunk_rows"] = self._rows_per_chunk
