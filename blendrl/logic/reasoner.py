@@ -400,9 +400,13 @@ class ForwardReasoner(nn.Module):
             derived = self._step(values, buffers["_body_index"], weights)
         return torch.cat([fixed, derived], dim=1)
 
+    def _bodies(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """[B, n_groundings] every grounding's body: the product of its atoms' values."""
+        return values.index_select(1, index).view(values.shape[0], *self._body_shape).prod(dim=2)
+
     def _step(self, values: torch.Tensor, index: torch.Tensor, weights) -> torch.Tensor:
         """One inference step: every grounding's body product, weighted and OR-ed into its head."""
-        body = values.index_select(1, index).view(values.shape[0], *self._body_shape).prod(dim=2)
+        body = self._bodies(values, index)
         if self.clause_weighting == "sigmoid":
             return self._modules["_heads"](body * weights)
         return self._modules["_mixing"](body, weights)
@@ -416,8 +420,7 @@ class ForwardReasoner(nn.Module):
         values = self.forward(logic)
         if self._negation:
             values = torch.cat([values, torch.sub(self._buffers["_one"], values)], dim=1)
-        body = values.index_select(1, self._buffers["_body_index"]).view(
-            values.shape[0], *self._body_shape).prod(dim=2)
+        body = self._bodies(values, self._buffers["_body_index"])
         first = sum(len(p.clauses) for p in self.programs[:part])
         count = len(self.programs[part].clauses)
         clause = self._buffers["_clause_of_grounding"]
